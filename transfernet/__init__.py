@@ -1,0 +1,1 @@
+"""TransferNet (Hong et al., CVPR 2016) on Caffe: shared library code."""
