@@ -85,6 +85,8 @@ step "check: caffe, pycaffe and the Python packages import"
 in_root python3 -c 'import caffe, cv2, lmdb, google.protobuf, scipy, matplotlib, tqdm
 import pycocotools.mask, pydensecrf.densecrf, pytest' >>"$log" 2>&1 \
   || { tail -20 "$log" >&2; echo "build-root: import check failed" >&2; exit 1; }
+in_root readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 | grep -q openblas \
+  || { echo "build-root: Caffe's BLAS is not OpenBLAS" >&2; exit 1; }
 
 echo "$recipe" >"$tmp/.transfernet-complete"
 rm -f "$log"

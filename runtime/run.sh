@@ -20,10 +20,12 @@ pypath="$top:$top/python_layers"
 
 if [ "${TRANSFERNET_USE_ROOT:-0}" != 1 ] && python3 -c 'import caffe' >/dev/null 2>&1; then
   cd "$top"
+  export TRANSFERNET_RUNTIME="host python3 ($(command -v python3))"
   PYTHONPATH="$pypath${PYTHONPATH:+:$PYTHONPATH}" exec /bin/sh -c "$1"
 fi
 
 root=$("$top/runtime/build-root.sh")
+export TRANSFERNET_RUNTIME="Debian 11 root $root"
 mounts="$top${TRANSFERNET_MOUNTS:+:$TRANSFERNET_MOUNTS}"
 passed=()
 for name in TERM CI COLUMNS OMP_NUM_THREADS OPENBLAS_NUM_THREADS GLOG_minloglevel \
