@@ -1,0 +1,99 @@
+"""Numerical gradient check of a Python layer inside a real caffe.Net.
+
+The net is Input layers for the bottoms + the layer under test, with force_backward. The
+objective is f = sum(top * w) for fixed random weights w, so net.backward() with top.diff = w
+gives the analytic df/dbottom, compared with central differences of net.forward():
+
+    check_gradients("attention_ops", "AttentionPool",
+                    {"A": A, "alpha": alpha}, differentiable=["A", "alpha"])
+
+Inputs should be O(1) (the default step 1e-2 in float32 then leaves rounding noise near 1e-4
+per element). The error of an element is |analytic - numeric| / max(|analytic|, |numeric|,
+floor), floor avoiding noise blow-up on near-zero gradients.
+"""
+import os
+import tempfile
+
+import numpy as np
+
+import caffe
+
+
+def net_from_prototxt(text, phase=caffe.TEST):
+    """Build a caffe.Net from prototxt text via a temporary file."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "net.prototxt")
+        with open(path, "w") as f:
+            f.write(text)
+        return caffe.Net(path, phase)
+
+
+def python_layer_prototxt(module, layer, bottom_shapes, tops=("top",), param_str=""):
+    """Prototxt text: one Input layer per bottom (name -> shape) and the Python layer."""
+    lines = ["force_backward: true"]
+    for name, shape in bottom_shapes.items():
+        dims = " ".join("dim: %d" % d for d in shape)
+        lines.append('layer { name: "%s" type: "Input" top: "%s" '
+                     'input_param { shape { %s } } }' % (name, name, dims))
+    body = ['name: "under_test" type: "Python"']
+    body += ['bottom: "%s"' % name for name in bottom_shapes]
+    body += ['top: "%s"' % name for name in tops]
+    body.append('python_param { module: "%s" layer: "%s" param_str: %s }'
+                % (module, layer, _proto_string(param_str)))
+    lines.append("layer { %s }" % " ".join(body))
+    return "\n".join(lines) + "\n"
+
+
+def _proto_string(text):
+    return '"%s"' % text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def python_layer_net(module, layer, bottoms, tops=("top",), param_str=""):
+    """Real net around one Python layer, bottoms (name -> array) loaded and forwarded."""
+    shapes = {name: np.shape(value) for name, value in bottoms.items()}
+    net = net_from_prototxt(python_layer_prototxt(module, layer, shapes, tops, param_str))
+    for name, value in bottoms.items():
+        net.blobs[name].data[...] = value
+    net.forward()
+    return net
+
+
+def _objective(net, top, weights):
+    net.forward()
+    return float(np.sum(net.blobs[top].data.astype(np.float64) * weights))
+
+
+def check_gradients(module, layer, bottoms, differentiable, param_str="", step=1e-2,
+                    tolerance=1e-2, floor=1e-1, seed=0):
+    """Assert that the layer's bottom diffs match central differences; one top.
+
+    bottoms: name -> array (non-differentiable ones, e.g. mask, ref, stay fixed).
+    Returns {bottom name: worst relative error}.
+    """
+    net = python_layer_net(module, layer, bottoms, param_str=param_str)
+    top = net.outputs[0]
+    weights = np.random.RandomState(seed).uniform(-1, 1, net.blobs[top].data.shape)
+    net.blobs[top].diff[...] = weights
+    net.backward()
+    worst = {}
+    for name in differentiable:
+        blob = net.blobs[name]
+        analytic = blob.diff.astype(np.float64).copy()
+        numeric = np.zeros_like(analytic)
+        for index in np.ndindex(*blob.data.shape):
+            original = blob.data[index]
+            blob.data[index] = original + step
+            plus = _objective(net, top, weights)
+            blob.data[index] = original - step
+            minus = _objective(net, top, weights)
+            blob.data[index] = original
+            numeric[index] = (plus - minus) / (2 * step)
+        error = np.abs(analytic - numeric) / np.maximum(
+            np.maximum(np.abs(analytic), np.abs(numeric)), floor)
+        at = np.unravel_index(np.argmax(error), error.shape)
+        assert error[at] < tolerance, (
+            "%s: gradient of bottom %r wrong at %s: analytic %g, numeric %g, "
+            "relative error %.3g >= %g" % (layer, name, at, analytic[at], numeric[at],
+                                           error[at], tolerance))
+        worst[name] = float(error[at])
+    return worst
