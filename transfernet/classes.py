@@ -57,8 +57,8 @@ COCO60_ID = {coco_id: len(VOC_CLASSES) + 1 + k for k, coco_id in enumerate(
 VOC_ID = {name: k + 1 for k, name in enumerate(VOC_CLASSES)}
 
 # TransferNet id -> name for all 80 classes (VOC names for 1..20, COCO names for 21..80).
-CLASS_NAMES = dict({VOC_ID[n]: n for n in VOC_CLASSES},
-                   **{tid: COCO_NAME_BY_ID[cid] for cid, tid in COCO60_ID.items()})
+CLASS_NAMES = {VOC_ID[n]: n for n in VOC_CLASSES}
+CLASS_NAMES.update((tid, COCO_NAME_BY_ID[cid]) for cid, tid in COCO60_ID.items())
 
 assert len(COCO_CATEGORIES) == 80 and len(PASCAL_COCO_IDS) == 20
 assert sorted(COCO60_ID.values()) == list(range(21, NUM_CLASSES + 1))

@@ -143,6 +143,18 @@ def _write_json(path, obj):
     os.replace(tmp, path)
 
 
+def swap_in(built, out_dir):
+    """Replace folder out_dir by the complete folder `built` (two renames; old one removed)."""
+    old = out_dir + ".old"
+    if os.path.exists(old):
+        shutil.rmtree(old)
+    if os.path.exists(out_dir):
+        os.rename(out_dir, old)
+    os.rename(built, out_dir)
+    if os.path.exists(old):
+        shutil.rmtree(old)
+
+
 def write_dataset(out_dir, records, meta, map_size=DEFAULT_MAP_SIZE, report=None):
     """Write records [(image_value, mask_value or None), ...] as a dataset folder.
 
@@ -187,14 +199,7 @@ def write_dataset(out_dir, records, meta, map_size=DEFAULT_MAP_SIZE, report=None
                 for row in report:
                     f.write("\t".join(str(x).replace("\t", " ").replace("\n", " ")
                                       for x in row) + "\n")
-        old = out_dir + ".old"
-        if os.path.exists(old):
-            shutil.rmtree(old)
-        if os.path.exists(out_dir):
-            os.rename(out_dir, old)
-        os.rename(partial, out_dir)
-        if os.path.exists(old):
-            shutil.rmtree(old)
+        swap_in(partial, out_dir)
         return count
     except BaseException:
         for writer in writers.values():
