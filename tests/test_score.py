@@ -1,0 +1,206 @@
+"""comp6 scoring on constructed label maps with hand-computed IoU."""
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from transfernet import score
+
+TABLE = {0: "bkg", 1: "a", 2: "b", 3: "c"}
+
+# Image 1 (2x4). Pixel (1,2) is void (255); its prediction 2 must not count.
+GT1 = np.array([[0, 0, 1, 1], [2, 2, 255, 1]], np.uint8)
+PRED1 = np.array([[0, 1, 1, 1], [2, 0, 2, 1]], np.uint8)
+# Image 2 (2x2): all class 1, all right.
+GT2 = np.ones((2, 2), np.uint8)
+PRED2 = np.ones((2, 2), np.uint8)
+
+
+def write_set(tmp_path, pairs, extra_pred=()):
+    """Write {id: (gt, pred)} as palette PNGs and a list file; return (pred, gt, list)."""
+    pred_dir, gt_dir = tmp_path / "pred", tmp_path / "gt"
+    for image_id, (gt, pred) in pairs.items():
+        score.write_palette_png(str(gt_dir / (image_id + ".png")), gt)
+        if pred is not None:
+            score.write_palette_png(str(pred_dir / (image_id + ".png")), pred)
+    for image_id in extra_pred:
+        score.write_palette_png(str(pred_dir / (image_id + ".png")), GT2)
+    lst = tmp_path / "list.txt"
+    lst.write_text("".join(i + "\n" for i in pairs))
+    return str(pred_dir), str(gt_dir), str(lst)
+
+
+def test_confusion_one_image_by_hand():
+    conf = score.confusion_matrix(GT1, PRED1, list(TABLE))
+    # rows gt bkg,a,b,c; columns pred bkg,a,b,c,other
+    assert conf.tolist() == [[1, 1, 0, 0, 0],
+                             [0, 3, 0, 0, 0],
+                             [1, 0, 1, 0, 0],
+                             [0, 0, 0, 0, 0]]
+    res = score.scores(conf, TABLE)
+    # bkg: TP 1, GT 2, PRED 2 -> 1/3; a: 3/(3+4-3); b: 1/(2+1-1) (void pixel's "2" ignored)
+    assert res["per_class"] == pytest.approx({"bkg": 1 / 3, "a": 3 / 4, "b": 1 / 2, "c": None})
+    assert res["per_class"]["c"] is None
+    assert res["mean_iou"] == pytest.approx((1 / 3 + 3 / 4 + 1 / 2) / 3)
+    assert res["pixel_accuracy"] == pytest.approx(5 / 7)
+    assert res["mean_accuracy"] == pytest.approx((1 / 2 + 1 + 1 / 2) / 3)
+    assert res["num_pixels"] == 7
+
+
+def test_evaluate_pools_pixels_over_images(tmp_path):
+    pred, gt, lst = write_set(tmp_path, {"im1": (GT1, PRED1), "im2": (GT2, PRED2)})
+    res = score.evaluate(pred, gt, score.read_list(lst), TABLE)
+    # One matrix: class a gains TP 4, GT 4, PRED 4 -> 7/8 (a per-image mean would differ).
+    assert res["per_class"] == pytest.approx({"bkg": 1 / 3, "a": 7 / 8, "b": 1 / 2, "c": None})
+    assert res["mean_iou"] == pytest.approx((1 / 3 + 7 / 8 + 1 / 2) / 3)
+    assert res["num_images"] == 2 and res["num_pixels"] == 11
+
+
+def test_class_only_predicted_counts_as_zero():
+    gt = np.array([[0, 0]], np.uint8)
+    pred = np.array([[0, 3]], np.uint8)
+    res = score.scores(score.confusion_matrix(gt, pred, list(TABLE)), TABLE)
+    assert res["per_class"] == {"bkg": 0.5, "a": None, "b": None, "c": 0.0}
+    assert res["mean_iou"] == pytest.approx(0.25)
+
+
+def test_prediction_outside_class_table_is_wrong():
+    gt = np.array([[1, 1, 255]], np.uint8)
+    pred = np.array([[1, 7, 7]], np.uint8)
+    res = score.scores(score.confusion_matrix(gt, pred, list(TABLE)), TABLE)
+    assert res["per_class"]["a"] == 0.5
+    assert res["pred_outside_classes"] == 1  # the void pixel's prediction is not scored
+    assert res["mean_iou"] == 0.5
+
+
+def test_all_void_gives_no_scores():
+    res = score.scores(score.confusion_matrix(np.full((2, 2), 255, np.uint8),
+                                              np.ones((2, 2), np.uint8), list(TABLE)), TABLE)
+    assert res["mean_iou"] is None and res["pixel_accuracy"] is None
+    assert set(res["per_class"].values()) == {None}
+
+
+def test_missing_and_extra_predictions_are_listed(tmp_path):
+    pred, gt, lst = write_set(tmp_path, {"im1": (GT1, PRED1), "im2": (GT2, None)},
+                              extra_pred=["stray"])
+    with pytest.raises(score.EvalError) as err:
+        score.evaluate(pred, gt, score.read_list(lst), TABLE)
+    assert "1 predictions missing" in str(err.value) and "im2.png" in str(err.value)
+    assert "extra predictions" in str(err.value) and "stray.png" in str(err.value)
+
+
+def test_missing_ground_truth_is_listed(tmp_path):
+    pred, gt, lst = write_set(tmp_path, {"im1": (GT1, PRED1)})
+    with open(lst, "a") as f:
+        f.write("im3\n")
+    score.write_palette_png(os.path.join(pred, "im3.png"), GT2)
+    with pytest.raises(score.EvalError, match=r"ground-truth files missing .*: im3\.png"):
+        score.evaluate(pred, gt, score.read_list(lst), TABLE)
+
+
+def test_size_mismatch_lists_every_file(tmp_path):
+    pred, gt, lst = write_set(tmp_path, {"im1": (GT1, PRED1[:, :3]), "im2": (GT2, PRED1)})
+    with pytest.raises(score.EvalError) as err:
+        score.evaluate(pred, gt, score.read_list(lst), TABLE)
+    msg = str(err.value)
+    assert "2 predictions whose size differs" in msg
+    assert "im1.png (prediction 3x2, ground truth 4x2)" in msg
+    assert "im2.png (prediction 4x2, ground truth 2x2)" in msg
+
+
+def test_read_list_formats_and_duplicates(tmp_path):
+    lst = tmp_path / "l.txt"
+    lst.write_text("2007_000033\n\nJPEGImages/2007_000042.jpg SegmentationClass/x.png\n")
+    assert score.read_list(str(lst)) == ["2007_000033", "2007_000042"]
+    lst.write_text("a\nb\na\n")
+    with pytest.raises(score.EvalError, match="duplicate ids: a"):
+        score.read_list(str(lst))
+
+
+def test_palette_png_roundtrip_and_voc_colours(tmp_path):
+    labels = np.array([[0, 1, 15], [20, 255, 2]], np.uint8)
+    path = str(tmp_path / "x.png")
+    score.write_palette_png(path, labels)
+    with Image.open(path) as im:
+        assert im.mode == "P"
+    assert np.array_equal(score.read_label_png(path), labels)
+    # OpenCV decodes the palette to BGR colours: the standard VOC colour map.
+    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+    assert bgr[0, 1].tolist() == [0, 0, 128]        # aeroplane (128, 0, 0)
+    assert bgr[0, 2].tolist() == [128, 128, 192]    # person (192, 128, 128)
+    assert bgr[1, 0].tolist() == [128, 64, 0]       # tvmonitor (0, 64, 128)
+    assert bgr[1, 2].tolist() == [0, 128, 0]        # bicycle (0, 128, 0)
+    assert bgr[1, 1].tolist() == [192, 224, 224]    # void (224, 224, 192)
+    assert bgr[0, 0].tolist() == [0, 0, 0]
+    with pytest.raises(ValueError, match="2-D uint8"):
+        score.write_palette_png(path, labels.astype(np.int32))
+
+
+def test_rgb_png_is_rejected(tmp_path):
+    path = str(tmp_path / "rgb.png")
+    cv2.imwrite(path, np.zeros((2, 2, 3), np.uint8))
+    with pytest.raises(score.EvalError, match="mode RGB"):
+        score.read_label_png(path)
+
+
+def test_voc_table_order():
+    table = score.voc_class_table()
+    assert list(table) == list(range(21))
+    assert table[0] == "background" and table[1] == "aeroplane" and table[20] == "tvmonitor"
+    assert table[15] == "person"
+
+
+def test_class_table_from_meta_json_ignores_other_ids(tmp_path):
+    meta = tmp_path / "meta.json"
+    meta.write_text(json.dumps({"kind": "target", "classes": {"21": "truck", "3": "bird"}}))
+    table = score.load_class_table(str(meta))
+    assert table == {0: "background", 3: "bird", 21: "truck"}
+    gt = np.array([[0, 3, 21, 5]], np.uint8)    # id 5 is not scored
+    pred = np.array([[0, 21, 21, 0]], np.uint8)
+    res = score.scores(score.confusion_matrix(gt, pred, list(table)), table)
+    assert res["per_class"] == {"background": 1.0, "bird": 0.0, "truck": 0.5}
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"x": "cat"}))
+    with pytest.raises(score.EvalError, match="not an integer"):
+        score.load_class_table(str(bad))
+
+
+def test_writers_and_table(tmp_path):
+    res = score.scores(score.confusion_matrix(GT1, PRED1, list(TABLE)), TABLE)
+    res["num_images"] = 1
+    score.write_json(str(tmp_path / "r.json"), res)
+    loaded = json.loads((tmp_path / "r.json").read_text())
+    assert loaded["per_class"]["c"] is None and loaded["per_class"]["a"] == 0.75
+    score.write_csv(str(tmp_path / "r.csv"), res)
+    lines = (tmp_path / "r.csv").read_text().splitlines()
+    assert lines[0] == "class_id,class,iou,accuracy,gt_pixels,pred_pixels"
+    assert lines[2] == "1,a,0.750000,1.000000,3,4"
+    assert lines[4] == "3,c,,,0,0"
+    assert lines[5].startswith(",mean,%.6f," % ((1 / 3 + 3 / 4 + 1 / 2) / 3))
+    text = score.format_table(res)
+    assert "c" in text and "n/a" in text and "52.8" in text  # mean 19/36
+    md = score.markdown_table({"run": res})
+    assert md.splitlines()[0] == "| method | bkg | a | b | c | mean |"
+    assert md.splitlines()[2] == "| run | 33.3 | 75.0 | 50.0 | n/a | 52.8 |"
+
+
+def test_cli_writes_json_csv_and_reports_errors(tmp_path):
+    pred, gt, lst = write_set(tmp_path, {"im1": (GT1, PRED1), "im2": (GT2, PRED2)})
+    classes = tmp_path / "classes.json"
+    classes.write_text(json.dumps({str(k): v for k, v in TABLE.items()}))
+    out = tmp_path / "out" / "eval.json"
+    cmd = [sys.executable, "tools/eval.py", "--pred", pred, "--gt", gt, "--list", lst,
+           "--classes", str(classes), "--out", str(out)]
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "mean IoU" in run.stdout and "56.9" in run.stdout  # (1/3 + 7/8 + 1/2) / 3 = 41/72
+    assert json.loads(out.read_text())["mean_iou"] == pytest.approx((1 / 3 + 7 / 8 + 1 / 2) / 3)
+    assert (tmp_path / "out" / "eval.csv").read_text().startswith("class_id,class,iou")
+    os.remove(os.path.join(pred, "im2.png"))
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    assert run.returncode == 1 and "im2.png" in run.stderr
