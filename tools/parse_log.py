@@ -1,0 +1,44 @@
+#!/usr/bin/env python3
+"""Parse a Caffe training log into a CSV and a loss/accuracy plot.
+
+    python tools/parse_log.py runs/stage1/train.log --csv runs/stage1/log.csv \
+        --png runs/stage1/log.png
+
+Defaults: LOG with .csv / .png. Prints the number of train/test rows and the last values.
+"""
+import argparse
+import os
+import sys
+
+from transfernet import caffe_log
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("log", help="glog text of `caffe train` (or a pycaffe solver)")
+    parser.add_argument("--csv", help="CSV output (default: LOG with .csv)")
+    parser.add_argument("--png", help="plot output (default: LOG with .png)")
+    parser.add_argument("--title", help="plot title (default: the log's file name)")
+    args = parser.parse_args(argv)
+    parsed = caffe_log.read_log(args.log)
+    rows = parsed["rows"]
+    if not rows:
+        print("parse_log.py: error: %s has no Caffe solver lines (Iteration N ..., "
+              "Train/Test net output)" % args.log, file=sys.stderr)
+        return 1
+    stem = os.path.splitext(args.log)[0]
+    csv_path, png_path = args.csv or stem + ".csv", args.png or stem + ".png"
+    caffe_log.write_csv(csv_path, parsed)
+    caffe_log.plot(png_path, parsed, args.title or os.path.basename(args.log))
+    for phase in sorted({r["phase"] for r in rows}):
+        last = [r for r in rows if r["phase"] == phase][-1]
+        values = ", ".join("%s = %g" % (k, v) for k, v in sorted(last.items())
+                           if k not in ("phase", "iteration"))
+        print("%s: %d rows; iteration %d: %s" % (
+            phase, sum(r["phase"] == phase for r in rows), last["iteration"], values))
+    print("wrote %s and %s" % (csv_path, png_path))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
