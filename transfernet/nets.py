@@ -1,0 +1,326 @@
+"""NetSpec source of every TransferNet network (Hong et al., CVPR 2016, Sec. 4-6).
+
+One function per network, parameterised by a Config; models/<config>/*.prototxt are the
+committed output of tools/generate_models.py and tests/test_models.py checks they match.
+
+Networks (NETS): classifier_train / classifier_deploy (stage 0, multi-label VGG-16),
+attention_train (stage 1, Eq. 6), joint_train (stage 2, Eq. 9), seg_deploy (inference:
+one image, K labels, encoder run once).
+"""
+import json
+from collections import namedtuple
+
+from caffe import NetSpec, layers as L, params as P
+
+# Per-stage solver numbers: per-forward batch, iter_size (batch * iter_size = effective
+# mini-batch), iterations, Adam learning rate.
+Stage = namedtuple('Stage', 'batch iter_size max_iter base_lr')
+
+Config = namedtuple('Config', [
+    'name',               # models/<name>/; 'paper' or 'tiny'
+    'width',              # channel multiplier: every channel count = round(width * VGG count)
+    'crop', 'resize',     # stage 1/2 and deploy input (crop) and pre-crop resize
+    'classifier_crop', 'classifier_resize',  # stage 0 input
+    'num_classes',        # label vector length (VOC ids 1..20, COCO-60 ids 21..80)
+    'source', 'target',   # dataset folders (relative to the checkout root)
+    'source_fraction',    # probability that a training sample comes from the source domain
+    'stages',             # {'classifier' | 'attention' | 'joint': Stage}
+    'classifier_init',    # caffemodel the stage-0 solver starts from, or None (scratch)
+    'solver_dir',         # where the solvers are written
+    'snapshot_dir',       # snapshots/<...>/<stage>/<stage>_iter_N.caffemodel
+    'snapshot',           # snapshot interval (iterations)
+    'display',            # solver display interval
+])
+
+PAPER = Config(
+    name='paper', width=1.0, crop=320, resize=330,
+    # 224 (resize 240) so ImageNet VGG-16's fc6/fc7 load by name (pool5 is 7x7).
+    classifier_crop=224, classifier_resize=240,
+    num_classes=80,
+    source='data/lmdb/coco60', target='data/lmdb/voc_train_aug',
+    source_fraction=0.5,  # our choice: the paper does not give the domain mix
+    stages={
+        'classifier': Stage(batch=8, iter_size=8, max_iter=15000, base_lr=1e-4),  # our choice
+        'attention': Stage(batch=8, iter_size=8, max_iter=15000, base_lr=1e-3),   # Sec. 6.1
+        'joint': Stage(batch=4, iter_size=16, max_iter=15000, base_lr=5e-4),      # Sec. 6.1
+    },
+    classifier_init='data/vgg16/VGG_ILSVRC_16_layers.caffemodel',
+    solver_dir='solvers', snapshot_dir='snapshots', snapshot=5000, display=20)
+
+TINY = PAPER._replace(
+    name='tiny', width=0.125, crop=96, resize=104,
+    classifier_crop=96, classifier_resize=104,
+    source='data/builtin/lmdb/source', target='data/builtin/lmdb/target',  # data_prep.builtin
+    stages={
+        'classifier': Stage(batch=8, iter_size=1, max_iter=300, base_lr=1e-3),
+        'attention': Stage(batch=8, iter_size=1, max_iter=200, base_lr=1e-3),
+        'joint': Stage(batch=4, iter_size=1, max_iter=300, base_lr=5e-4),
+    },
+    classifier_init=None,
+    solver_dir='solvers/tiny', snapshot_dir='snapshots/tiny', snapshot=100, display=10)
+
+CONFIGS = {'paper': PAPER, 'tiny': TINY}
+
+# VGG-16 encoder (block, channels, convolutions); pool{block} follows each block.
+ENCODER = ((1, 64, 2), (2, 128, 2), (3, 256, 3), (4, 512, 3), (5, 512, 3))
+# DeconvNet-style decoder (block, output channels of deconv{block}_1, _2, ...); unpool{block}
+# (pool{block}'s switches) precedes every block but the first.
+DECODER = ((5, (512,)), (4, (512, 512, 256)), (3, (256, 256, 128)), (2, (128, 64)),
+           (1, (64, 64)))
+FACTORS = 1024      # d in Eq. 4
+CLS_HIDDEN = 512    # f_cls hidden layer
+FC_DIM = 4096       # VGG-16 fc6 / fc7
+FEATURE_SCALE = 0.004  # conv5_3 is scaled before the attention model
+SEG_LOSS_WEIGHT = 2    # lambda in Eq. 9
+IGNORE_LABEL = 255
+
+NETS = ('classifier_train', 'classifier_deploy', 'attention_train', 'joint_train',
+        'seg_deploy')
+
+FROZEN = [dict(lr_mult=0, decay_mult=0)] * 2
+LEARN = [dict(lr_mult=1, decay_mult=1), dict(lr_mult=2, decay_mult=0)]
+LEARN_FAST = [dict(lr_mult=10, decay_mult=1), dict(lr_mult=20, decay_mult=0)]
+ENCODER_FILLER = dict(type='msra')  # only used when the encoder starts from scratch (tiny)
+GAUSSIAN = dict(type='gaussian', std=0.01)
+ZERO = dict(type='constant', value=0)
+
+
+def channels(cfg, count):
+    """Channel count of the paper's `count` at the config's width (at least 1)."""
+    return max(1, int(round(cfg.width * count)))
+
+
+def feature_size(cfg):
+    """Side of conv5_3 (H = W) for the config's crop: four 2x2 poolings."""
+    if cfg.crop % 16:
+        raise ValueError('config %r: crop %d is not a multiple of 16 (four exact 2x2 '
+                         'poolings are needed for unpooling)' % (cfg.name, cfg.crop))
+    return cfg.crop // 16
+
+
+def model_path(cfg, net):
+    """Committed prototxt of `net` for the config, relative to the checkout root."""
+    return 'models/%s/%s.prototxt' % (cfg.name, net)
+
+
+def _inputs(n, cfg, tops, batch, crop, resize, input_layers, multilabel):
+    """data (B,3,crop,crop), label (B,num_classes)[, seg_label (B,1,crop,crop)]."""
+    shapes = {'data': [batch, 3, crop, crop], 'label': [batch, cfg.num_classes],
+              'seg_label': [batch, 1, crop, crop]}
+    if input_layers:
+        for top in tops:
+            n[top] = L.Input(shape=dict(dim=shapes[top]))
+        return
+    param = dict(source=cfg.source, target=cfg.target, source_fraction=cfg.source_fraction,
+                 batch_size=batch, resize=resize, crop=crop, mirror=True,
+                 num_classes=cfg.num_classes, multilabel=multilabel, seed=0)
+    outs = L.Python(ntop=len(tops), python_param=dict(
+        module='data_layer', layer='SourceTargetData',
+        param_str=json.dumps(param, sort_keys=True)))
+    for top, out in zip(tops, outs):
+        n[top] = out
+
+
+def _encoder(n, cfg, x, frozen, masks=False, pool5=False):
+    """VGG-16 conv1_1..conv5_3 (+ pool1..pool4[, pool5]); returns the last top."""
+    for block, width, convs in ENCODER:
+        for i in range(1, convs + 1):
+            conv = 'conv%d_%d' % (block, i)
+            n[conv] = L.Convolution(x, num_output=channels(cfg, width), kernel_size=3, pad=1,
+                                    param=FROZEN if frozen else LEARN,
+                                    weight_filler=ENCODER_FILLER, bias_filler=ZERO)
+            x = n['relu%d_%d' % (block, i)] = L.ReLU(n[conv], in_place=True)
+        if block == 5 and not pool5:
+            return x
+        pool = 'pool%d' % block
+        if masks:
+            n[pool], n[pool + '_mask'] = L.Pooling(x, pool=P.Pooling.MAX, kernel_size=2,
+                                                   stride=2, ntop=2)
+        else:
+            n[pool] = L.Pooling(x, pool=P.Pooling.MAX, kernel_size=2, stride=2)
+        x = n[pool]
+    return x
+
+
+def _fc(x, num_output, param=LEARN):
+    return L.InnerProduct(x, num_output=num_output, param=param,
+                          weight_filler=GAUSSIAN, bias_filler=ZERO)
+
+
+def _attention(n, cfg, broadcast):
+    """Eq. 4-5: alpha = softmax(W_att relu(W_h (W_feat A * W_label y))), z = A^T alpha.
+
+    broadcast: the encoder ran on one image for K labels (seg_deploy); feat_embed (1,d) is
+    reshaped to (d,) and scales every row of cls_embed (K,d) instead of an Eltwise PROD.
+    """
+    factors, side = channels(cfg, FACTORS), feature_size(cfg)
+    n.conv5_3_scaled = L.Power(n.conv5_3, scale=FEATURE_SCALE)
+    n.feat_embed = _fc(n.conv5_3_scaled, factors)
+    n.cls_embed = _fc(n.label, factors)
+    if broadcast:
+        n.feat_embed_flat = L.Reshape(n.feat_embed, shape=dict(dim=[-1]))
+        n.att_factors = L.Scale(n.cls_embed, n.feat_embed_flat, axis=1)
+    else:
+        n.att_factors = L.Eltwise(n.feat_embed, n.cls_embed, operation=P.Eltwise.PROD)
+    n.att_hidden = _fc(n.att_factors, factors)
+    n.att_relu = L.ReLU(n.att_hidden, in_place=True)
+    n.att_score = _fc(n.att_relu, side * side)
+    n.alpha_flat = L.Softmax(n.att_score)
+    n.alpha = L.Reshape(n.alpha_flat, shape=dict(dim=[0, 1, side, side]))
+    n.z = L.Python(n.conv5_3_scaled, n.alpha,
+                   python_param=dict(module='attention_ops', layer='AttentionPool'))
+
+
+def _classifier_head(n, cfg):
+    """f_cls and the loss of Eq. 6: softmax over classes against the one-hot label."""
+    n.cls_fc1 = _fc(n.z, channels(cfg, CLS_HIDDEN))
+    n.cls_relu1 = L.ReLU(n.cls_fc1, in_place=True)
+    n.cls_score = _fc(n.cls_relu1, cfg.num_classes, param=LEARN_FAST)
+    n.label_index = L.ArgMax(n.label, axis=1)
+    n.cls_loss = L.SoftmaxWithLoss(n.cls_score, n.label_index)
+
+
+def _decoder(n, cfg):
+    """Eq. 7 s = A z, then the DeconvNet decoder f_dec up to seg_score (N,2,crop,crop)."""
+    n.s = L.Python(n.conv5_3_scaled, n.z,
+                   python_param=dict(module='attention_ops', layer='Densify'))
+    x = n.s
+    last_conv = {block: 'conv%d_%d' % (block, convs) for block, _, convs in ENCODER}
+    for block, widths in DECODER:
+        if block != DECODER[0][0]:
+            x = n['unpool%d' % block] = L.Python(
+                x, n['pool%d_mask' % block], n[last_conv[block]],
+                python_param=dict(module='unpool', layer='Unpool'))
+        for i, width in enumerate(widths, 1):
+            deconv = 'deconv%d_%d' % (block, i)
+            n[deconv] = L.Deconvolution(x, param=LEARN, convolution_param=dict(
+                num_output=channels(cfg, width), kernel_size=3, pad=1,
+                weight_filler=GAUSSIAN, bias_filler=ZERO))
+            x = n['deconv_relu%d_%d' % (block, i)] = L.ReLU(n[deconv], in_place=True)
+    n.seg_score = L.Convolution(x, num_output=2, kernel_size=1, param=LEARN,
+                                weight_filler=GAUSSIAN, bias_filler=ZERO)
+
+
+def classifier_train(cfg, batch=None, input_layers=False):
+    """Stage 0: VGG-16 + fc8_transfer, sigmoid cross-entropy against multi-hot labels."""
+    n = _classifier(cfg, batch or cfg.stages['classifier'].batch, input_layers, train=True)
+    n.cls_loss = L.SigmoidCrossEntropyLoss(n.fc8_transfer, n.label)
+    return _proto(cfg, 'classifier_train', n)
+
+
+def classifier_deploy(cfg):
+    """Stage 0 at test time: Input data (1,3,S,S) -> prob (1,num_classes) sigmoid."""
+    n = _classifier(cfg, 1, True, train=False)
+    n.prob = L.Sigmoid(n.fc8_transfer)
+    return _proto(cfg, 'classifier_deploy', n)
+
+
+def _classifier(cfg, batch, input_layers, train):
+    n = NetSpec()
+    _inputs(n, cfg, ('data', 'label') if train else ('data',), batch, cfg.classifier_crop,
+            cfg.classifier_resize, input_layers, multilabel=True)
+    x = _encoder(n, cfg, n.data, frozen=False, pool5=True)
+    for fc in (6, 7):
+        n['fc%d' % fc] = L.InnerProduct(x, num_output=channels(cfg, FC_DIM), param=LEARN,
+                                        weight_filler=ENCODER_FILLER, bias_filler=ZERO)
+        n['relu%d' % fc] = L.ReLU(n['fc%d' % fc], in_place=True)
+        x = n['drop%d' % fc] = L.Dropout(n['relu%d' % fc], dropout_ratio=0.5, in_place=True)
+    n.fc8_transfer = _fc(x, cfg.num_classes, param=LEARN_FAST)
+    return n
+
+
+def attention_train(cfg, batch=None, input_layers=False):
+    """Stage 1, Eq. 6: frozen encoder, attention and f_cls under the classification loss."""
+    n = NetSpec()
+    _inputs(n, cfg, ('data', 'label'), batch or cfg.stages['attention'].batch, cfg.crop,
+            cfg.resize, input_layers, multilabel=False)
+    _encoder(n, cfg, n.data, frozen=True)
+    _attention(n, cfg, broadcast=False)
+    _classifier_head(n, cfg)
+    return _proto(cfg, 'attention_train', n)
+
+
+def joint_train(cfg, batch=None, input_layers=False):
+    """Stage 2, Eq. 9: Eq. 6 plus lambda times the decoder's segmentation loss."""
+    n = NetSpec()
+    _inputs(n, cfg, ('data', 'label', 'seg_label'), batch or cfg.stages['joint'].batch,
+            cfg.crop, cfg.resize, input_layers, multilabel=False)
+    _encoder(n, cfg, n.data, frozen=True, masks=True)
+    _attention(n, cfg, broadcast=False)
+    _classifier_head(n, cfg)
+    _decoder(n, cfg)
+    n.seg_loss = L.SoftmaxWithLoss(n.seg_score, n.seg_label, loss_weight=SEG_LOSS_WEIGHT,
+                                   loss_param=dict(ignore_label=IGNORE_LABEL))
+    return _proto(cfg, 'joint_train', n)
+
+
+def seg_deploy(cfg, num_labels=1):
+    """Inference (Sec. 5): one image, K one-hot labels; encoder once, decoder for each label.
+
+    Inputs data (1,3,S,S), label (K,num_classes); outputs seg_prob (K,2,S,S); alpha (K,1,h,w)
+    and s (K,1,h,w) stay in net.blobs. Reshape `label` to change K.
+    """
+    n = NetSpec()
+    n.data = L.Input(shape=dict(dim=[1, 3, cfg.crop, cfg.crop]))
+    n.label = L.Input(shape=dict(dim=[num_labels, cfg.num_classes]))
+    _encoder(n, cfg, n.data, frozen=True, masks=True)
+    _attention(n, cfg, broadcast=True)
+    _decoder(n, cfg)
+    n.seg_prob = L.Softmax(n.seg_score)
+    return _proto(cfg, 'seg_deploy', n)
+
+
+def _proto(cfg, net, n):
+    proto = n.to_proto()
+    proto.name = 'transfernet_%s_%s' % (cfg.name, net)
+    return proto
+
+
+BUILDERS = {'classifier_train': classifier_train, 'classifier_deploy': classifier_deploy,
+            'attention_train': attention_train, 'joint_train': joint_train,
+            'seg_deploy': seg_deploy}
+
+
+def build(cfg, net, **kwargs):
+    """NetParameter of `net` (one of NETS); kwargs go to its builder (batch, input_layers)."""
+    if net not in BUILDERS:
+        raise ValueError('unknown net %r; expected one of %s' % (net, ', '.join(NETS)))
+    return BUILDERS[net](cfg, **kwargs)
+
+
+def header(cfg, net):
+    """Comment lines at the top of a generated prototxt, true for this config."""
+    side, factors = feature_size(cfg), channels(cfg, FACTORS)
+    c5 = channels(cfg, 512)
+    attention = ('conv5_3 %dx%dx%d (M = %d, D = %d) scaled by %g; %d factors; %d classes.'
+                 % (c5, side, side, side * side, c5, FEATURE_SCALE, factors, cfg.num_classes))
+    cc = cfg.classifier_crop
+    classifier = ('Input %dx%d (resize %d); pool5 %dx%d; fc6/fc7 %d; fc8_transfer %d.'
+                  % (cc, cc, cfg.classifier_resize, cc // 32, cc // 32,
+                     channels(cfg, FC_DIM), cfg.num_classes))
+    text = {
+        'classifier_train': 'Stage 0: VGG-16 fine-tuned for multi-label classification '
+                            '(sigmoid cross-entropy).\n' + classifier,
+        'classifier_deploy': 'Stage 0 label prediction: data (1,3,%d,%d) -> prob (sigmoid).\n'
+                             % (cc, cc) + classifier,
+        'attention_train': 'Stage 1, Eq. 6: frozen encoder, attention (Eq. 4-5) and f_cls; '
+                           'input %dx%d (resize %d).\n' % (cfg.crop, cfg.crop, cfg.resize)
+                           + attention,
+        'joint_train': 'Stage 2, Eq. 9: Eq. 6 + %g x segmentation loss (ignore %d) of the '
+                       'decoder on s = A z (Eq. 7);\ninput %dx%d (resize %d), seg_score 2x%dx%d.\n'
+                       % (SEG_LOSS_WEIGHT, IGNORE_LABEL, cfg.crop, cfg.crop, cfg.resize,
+                          cfg.crop, cfg.crop) + attention,
+        'seg_deploy': 'Segmentation (Sec. 5): data (1,3,%d,%d) and label (K,%d), K = 1 here '
+                      '(reshape label for K);\nencoder once, attention and decoder for the K '
+                      'labels; seg_prob (K,2,%d,%d), alpha and s (K,1,%d,%d).\n'
+                      % (cfg.crop, cfg.crop, cfg.num_classes, cfg.crop, cfg.crop, side, side)
+                      + attention,
+    }[net]
+    lines = ['Generated by tools/generate_models.py from transfernet/nets.py, config "%s" '
+             '(width %g). Do not edit.' % (cfg.name, cfg.width)] + text.split('\n')
+    return ''.join('# %s\n' % line for line in lines)
+
+
+def prototxt(cfg, net):
+    """Full text of the committed prototxt of `net`."""
+    return header(cfg, net) + str(build(cfg, net))
