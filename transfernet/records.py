@@ -138,7 +138,7 @@ class _Writer:
 def _write_json(path, obj):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
+        json.dump(obj, f, indent=1)
         f.write("\n")
     os.replace(tmp, path)
 

@@ -1,0 +1,172 @@
+"""MS-COCO instances -> TransferNet source dataset (the 60 non-PASCAL categories, ids 21..80).
+
+Paper Sec. 5.1: every COCO training image containing one of the 20 PASCAL categories is
+removed (17,443 train2014 images remain); the other 60 categories become ids 21..80 in COCO
+category-id order (transfernet/classes.py), whatever subset of them a JSON lists.
+
+Label map per image (0 background, 21..80, 255 ignore):
+  - non-crowd instances are painted largest first (pixel area, ties by annotation id), so a
+    smaller instance overlapping a larger one stays visible on top of it;
+  - crowd regions (iscrowd=1, RLE) become 255 wherever no non-crowd instance covers them.
+The image's labels are the ids left in the label map after resizing.
+
+  python3 -m data_prep.coco --root data/coco --out data/lmdb/coco60 [--ratio 0.5 --seed 1]
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+
+from data_prep import common
+from transfernet import classes, records
+
+DEFAULT_ANNOTATIONS = "annotations/instances_train2014.json"
+DEFAULT_IMAGES = "train2014"
+DOWNLOAD = ("https://cocodataset.org/#download (2014 Train images, "
+            "2014 Train/Val annotations)")
+MIN_POLYGON_COORDS = 6  # three (x, y) points
+
+PASCAL_CATEGORY = "pascal_category"
+NO_ANNOTATION = "no_annotation"
+NOT_SAMPLED = "not_sampled_ratio"
+NO_OBJECT_PIXELS = "no_object_pixels_after_resize"
+
+
+def instance_mask(segmentation, height, width, what):
+    """Binary HxW mask of one annotation (polygons or RLE); Skip on a bad one."""
+    if isinstance(segmentation, list):
+        if not segmentation:
+            raise common.Skip(common.DEGENERATE_POLYGON, "%s: empty polygon list" % what)
+        for poly in segmentation:
+            if len(poly) < MIN_POLYGON_COORDS or len(poly) % 2:
+                raise common.Skip(common.DEGENERATE_POLYGON,
+                                  "%s: polygon with %d coordinates" % (what, len(poly)))
+        rles = mask_utils.frPyObjects(segmentation, height, width)
+        mask = mask_utils.decode(mask_utils.merge(rles))
+        if not mask.any():
+            raise common.Skip(common.DEGENERATE_POLYGON, "%s: polygon covers no pixel" % what)
+        return mask.astype(bool)
+    if isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
+        if list(segmentation["size"]) != [height, width]:
+            raise common.Skip(common.SIZE_MISMATCH, "%s: RLE size %s, image %dx%d"
+                              % (what, segmentation["size"], height, width))
+        rle = segmentation
+        if isinstance(rle["counts"], list):
+            rle = mask_utils.frPyObjects(rle, height, width)
+        return mask_utils.decode(rle).astype(bool)
+    raise common.Skip(common.DEGENERATE_POLYGON, "%s: segmentation is neither polygons nor RLE"
+                      % what)
+
+
+def label_map(anns, height, width, what):
+    """uint8 HxW label map of one image's annotations (rule in the module docstring)."""
+    labels = np.zeros((height, width), np.uint8)
+    crowd = np.zeros((height, width), bool)
+    instances = []
+    for ann in anns:
+        cid = ann["category_id"]
+        if cid not in classes.COCO60_ID:
+            raise common.Skip(common.UNKNOWN_CATEGORY, "%s: annotation %s has category id %r"
+                              % (what, ann.get("id"), cid))
+        mask = instance_mask(ann["segmentation"], height, width,
+                             "%s annotation %s" % (what, ann.get("id")))
+        if ann.get("iscrowd", 0):
+            crowd |= mask
+        else:
+            instances.append((-int(mask.sum()), ann["id"], mask, classes.COCO60_ID[cid]))
+    instances.sort(key=lambda inst: inst[:2])
+    covered = np.zeros((height, width), bool)
+    for _, _, mask, tid in instances:
+        labels[mask] = tid
+        covered |= mask
+    labels[crowd & ~covered] = classes.IGNORE
+    return labels
+
+
+def encode_one(task):
+    """Worker: (image path, JSON height, width, annotations, size) -> records + ids."""
+    path, height, width, anns, size = task
+    image = common.read_image(path)
+    if image.shape[:2] != (height, width):
+        raise common.Skip(common.SIZE_MISMATCH, "%s is %dx%d, its annotations are %dx%d"
+                          % (path, image.shape[0], image.shape[1], height, width))
+    labels = records.warp_mask(label_map(anns, height, width, path), size)
+    ids = [int(c) for c in np.unique(labels) if c not in (classes.BACKGROUND, classes.IGNORE)]
+    if not ids:
+        raise common.Skip(NO_OBJECT_PIXELS, "%s: no object pixel left at %dx%d"
+                          % (path, size, size))
+    return records.encode_image(records.warp_image(image, size), ids), \
+        records.encode_mask(labels), ids
+
+
+def select_images(coco, ratio, seed):
+    """(kept image ids in id order, {reason: count}) after the PASCAL / empty / ratio filters."""
+    dropped = {PASCAL_CATEGORY: 0, NO_ANNOTATION: 0, NOT_SAMPLED: 0}
+    candidates = []
+    for img_id in sorted(coco.imgs):
+        cats = {a["category_id"] for a in coco.imgToAnns.get(img_id, [])}
+        if cats & classes.PASCAL_COCO_IDS:
+            dropped[PASCAL_CATEGORY] += 1
+        elif not cats:
+            dropped[NO_ANNOTATION] += 1
+        else:
+            candidates.append(img_id)
+    if not 0 < ratio <= 1:
+        raise ValueError("--ratio must be in (0, 1], got %r" % ratio)
+    n = int(round(ratio * len(candidates)))
+    if n < len(candidates):
+        chosen = np.random.RandomState(seed).choice(len(candidates), n, replace=False)
+        dropped[NOT_SAMPLED] = len(candidates) - n
+        candidates = [candidates[i] for i in sorted(chosen)]
+    return candidates, dropped
+
+
+def build_source(root, out_dir, annotations=DEFAULT_ANNOTATIONS, images=DEFAULT_IMAGES,
+                 size=records.DEFAULT_SIZE, ratio=1.0, seed=0, workers=2):
+    """Build the source dataset from a COCO root; returns its meta dict."""
+    common.require_files("MS-COCO", root, [annotations, images + "/"], DOWNLOAD)
+    ann_path = os.path.join(root, annotations)
+    coco = COCO(ann_path)
+    classes.check_coco_categories(coco.dataset.get("categories", []), ann_path)
+    kept, dropped = select_images(coco, ratio, seed)
+    tasks = []
+    for img_id in kept:
+        info = coco.imgs[img_id]
+        tasks.append((info["file_name"], (os.path.join(root, images, info["file_name"]),
+                                          info["height"], info["width"],
+                                          coco.imgToAnns[img_id], size)))
+    listed = sorted(c["id"] for c in coco.dataset["categories"] if c["id"] in classes.COCO60_ID)
+    meta = {
+        "kind": "source", "size": size, "num_classes": classes.NUM_CLASSES,
+        "classes": {str(classes.COCO60_ID[c]): classes.COCO_NAME_BY_ID[c] for c in listed},
+        "coco_category_ids": {str(classes.COCO60_ID[c]): c for c in listed},
+        "dropped": dropped,
+        "params": {"root": os.path.abspath(root), "annotations": annotations,
+                   "images": images, "ratio": ratio, "seed": seed, "size": size,
+                   "images_in_json": len(coco.imgs)},
+    }
+    return common.build(out_dir, tasks, encode_one, meta, workers=workers, desc="coco")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--root", required=True, help="COCO root (annotations/, train2014/)")
+    p.add_argument("--out", required=True, help="dataset folder to write")
+    p.add_argument("--annotations", default=DEFAULT_ANNOTATIONS, help="JSON, relative to root")
+    p.add_argument("--images", default=DEFAULT_IMAGES, help="image folder, relative to root")
+    p.add_argument("--size", type=int, default=records.DEFAULT_SIZE, help="warp size")
+    p.add_argument("--ratio", type=float, default=1.0, help="random fraction kept (Fig. 4)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --ratio subset")
+    p.add_argument("--workers", type=int, default=2, help="worker processes")
+    a = p.parse_args(argv)
+    try:
+        build_source(a.root, a.out, a.annotations, a.images, a.size, a.ratio, a.seed, a.workers)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit("data_prep.coco: %s" % e)
+
+
+if __name__ == "__main__":
+    main()

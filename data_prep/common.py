@@ -1,0 +1,118 @@
+"""Shared pieces of the dataset builders: image reading, the parallel build loop, skip reports."""
+import multiprocessing
+import os
+import sys
+import time
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from transfernet import records
+
+# cv2.IMREAD_COLOR converts grayscale, RGBA (alpha dropped) and CMYK JPEGs to 3-channel BGR.
+# Orientation tags are ignored: annotations are drawn on the stored pixel grid.
+IMREAD_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+JPEG_EOI = b"\xff\xd9"
+CHUNKSIZE = 8
+
+# Reasons an input is skipped as bad (listed in report.tsv).
+UNREADABLE_IMAGE = "unreadable_image"
+TRUNCATED_IMAGE = "truncated_image"
+UNREADABLE_MASK = "unreadable_mask"
+SIZE_MISMATCH = "mask_size_differs_from_image"
+UNKNOWN_CATEGORY = "unknown_category_id"
+DEGENERATE_POLYGON = "degenerate_polygon"
+
+
+class Skip(Exception):
+    """A bad input: the item is skipped, counted under `reason` and listed in the report."""
+
+    def __init__(self, reason, detail):
+        super().__init__("%s: %s" % (reason, detail))
+        self.reason, self.detail = reason, detail
+
+
+def read_image(path):
+    """uint8 HxWx3 BGR image from a file; Skip if unreadable or truncated."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise Skip(UNREADABLE_IMAGE, str(e))
+    # libjpeg decodes a truncated JPEG with only a warning (grey bottom rows): its end-of-image
+    # marker is missing. 0xFF 0xD9 cannot occur inside entropy-coded data (0xFF is stuffed).
+    if data[:2] == b"\xff\xd8" and JPEG_EOI not in data[-4096:]:
+        raise Skip(TRUNCATED_IMAGE, "%s: JPEG without end-of-image marker" % path)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), IMREAD_FLAGS)
+    if image is None:
+        raise Skip(UNREADABLE_IMAGE, "%s: not a decodable image" % path)
+    return image
+
+
+def require_files(what, root, expected, download):
+    """FileNotFoundError listing the expected layout if any of `expected` is missing."""
+    missing = [p for p in expected if not os.path.exists(os.path.join(root, p))]
+    if missing:
+        raise FileNotFoundError(
+            "%s not found under %s: missing %s.\nExpected layout:\n%s\nDownload: %s"
+            % (what, os.path.abspath(root), ", ".join(missing),
+               "\n".join("  %s/%s" % (root.rstrip("/"), p) for p in expected), download))
+
+
+def _imap(fn, tasks, workers):
+    if workers <= 1:
+        for task in tasks:
+            yield fn(task)
+        return
+    with multiprocessing.Pool(workers) as pool:
+        for result in pool.imap(fn, tasks, chunksize=CHUNKSIZE):
+            yield result
+
+
+def _guarded(fn_task):
+    """Worker entry: run fn(task); turn Skip into a ('skip', reason, detail) result."""
+    fn, task = fn_task
+    try:
+        return ("ok",) + tuple(fn(task))
+    except Skip as s:
+        return ("skip", s.reason, s.detail)
+
+
+def build(out_dir, tasks, fn, meta, workers=2, map_size=records.DEFAULT_MAP_SIZE, desc="build"):
+    """Run fn over tasks in worker processes (ordered) and write the dataset atomically.
+
+    tasks: list of (item_name, task); fn(task) -> (image_value, mask_value or None, class_ids)
+    or raises Skip. meta["dropped"] gains one count per skip reason; skipped items go to
+    report.tsv; meta["class_counts"] counts images per class id. Prints a summary.
+    """
+    meta = dict(meta)
+    dropped = meta.setdefault("dropped", {})
+    class_counts = {}
+    report = []
+    start = time.time()
+
+    def produce():
+        results = _imap(_guarded, [(fn, t) for _, t in tasks], workers)
+        bar = tqdm(zip(tasks, results), total=len(tasks), desc=desc, file=sys.stderr,
+                   unit="img", dynamic_ncols=True)
+        for (name, _), result in bar:
+            if result[0] == "skip":
+                dropped[result[1]] = dropped.get(result[1], 0) + 1
+                report.append((result[1], name, result[2]))
+                continue
+            for c in result[3]:
+                class_counts[str(c)] = class_counts.get(str(c), 0) + 1
+            yield result[1], result[2]
+        meta["class_counts"] = dict(sorted(class_counts.items(), key=lambda kv: int(kv[0])))
+
+    count = records.write_dataset(out_dir, produce(), meta, map_size=map_size, report=report)
+    seconds = time.time() - start
+    print("%s: kept %d images (%.0f records/s, %.1f s)" % (out_dir, count, count / seconds,
+                                                           seconds))
+    for reason, n in sorted(dropped.items()):
+        if n:
+            print("  dropped %d: %s" % (n, reason))
+    if report:
+        print("  skipped inputs listed in %s" % os.path.join(out_dir, "report.tsv"))
+    return records.read_meta(out_dir)

@@ -1,0 +1,306 @@
+"""Dataset builders on the built-in dataset (real COCO JSON / VOC / SBD formats, real LMDB)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import cv2
+import lmdb
+import numpy as np
+import pytest
+import scipy.io
+from PIL import Image
+from pycocotools.coco import COCO
+
+from data_prep import builtin, coco, voc
+from transfernet import classes, records
+
+SIZE = 104
+N_SOURCE, N_TRAIN, N_VAL, N_SBD = 60, 24, 8, 4
+
+
+def _read_all(dataset, name):
+    env = lmdb.open(os.path.join(dataset, name), readonly=True, lock=False)
+    with env.begin() as txn:
+        values = [v for _, v in txn.cursor()]
+    env.close()
+    return values
+
+
+def _report(dataset):
+    with open(os.path.join(dataset, "report.tsv")) as f:
+        return [line.rstrip("\n").split("\t") for line in f][1:]
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("builtin"))
+    builtin.generate(out, seed=3, source_images=N_SOURCE, target_train=N_TRAIN,
+                     target_val=N_VAL, sbd=N_SBD, workers=2)
+    return out
+
+
+@pytest.fixture(scope="module")
+def source(raw):
+    out = os.path.join(raw, "lmdb", "source")
+    coco.build_source(os.path.join(raw, "coco"), out, size=SIZE, workers=2)
+    return out
+
+
+@pytest.fixture(scope="module")
+def gt(raw):
+    return COCO(os.path.join(raw, "coco", "annotations", "instances_train2014.json"))
+
+
+def _expected_source_ids(gt):
+    """Image ids the paper's filter keeps: no PASCAL category, at least one annotation."""
+    kept = []
+    for img_id in sorted(gt.imgs):
+        cats = {a["category_id"] for a in gt.imgToAnns[img_id]}
+        if cats and not cats & classes.PASCAL_COCO_IDS:
+            kept.append(img_id)
+    return kept
+
+
+def test_class_tables():
+    assert classes.COCO60_ID[8] == 21 and classes.CLASS_NAMES[21] == "truck"
+    assert classes.COCO60_ID[90] == 80 and classes.CLASS_NAMES[80] == "toothbrush"
+    assert classes.COCO60_ID[13] == 24  # stop sign: 4th non-PASCAL category in id order
+    assert classes.CLASS_NAMES[20] == "tvmonitor" and 72 in classes.PASCAL_COCO_IDS
+    assert not set(classes.COCO60_ID) & classes.PASCAL_COCO_IDS
+    with pytest.raises(ValueError, match="x.json: category id 12 .* not one of the 80"):
+        classes.check_coco_categories([{"id": 12, "name": "street sign"}], "x.json")
+    with pytest.raises(ValueError, match="category id 13 is named 'kite'"):
+        classes.check_coco_categories([{"id": 13, "name": "kite"}], "x.json")
+
+
+def test_label_map_overlap_and_crowd_rule():
+    big = [[0, 0, 30, 0, 30, 30, 0, 30]]
+    small = [[10, 10, 20, 10, 20, 20, 10, 20]]
+    crowd = np.zeros((40, 40), np.uint8)
+    crowd[25:35, 5:15] = 1  # overlaps the big square on rows 25..29
+    flat = crowd.flatten(order="F")
+    counts = np.diff(np.concatenate([[0], np.flatnonzero(np.diff(flat)) + 1, [flat.size]]))
+    anns = [{"id": 1, "category_id": 13, "segmentation": small, "iscrowd": 0},  # small first
+            {"id": 2, "category_id": 84, "segmentation": big, "iscrowd": 0},
+            {"id": 3, "category_id": 52, "iscrowd": 1,
+             "segmentation": {"counts": counts.tolist(), "size": [40, 40]}}]
+    labels = coco.label_map(anns, 40, 40, "test")
+    assert labels[15, 15] == 24  # smaller instance on top whatever the annotation order
+    assert labels[5, 5] == 74 and labels[27, 10] == 74  # instance pixels win over crowd
+    assert labels[32, 10] == 255 and labels[38, 38] == 0
+    assert set(np.unique(labels)) == {0, 24, 74, 255}
+
+
+def test_builtin_is_deterministic(raw, tmp_path):
+    builtin.generate(str(tmp_path), seed=3, source_images=6, target_train=3, target_val=1)
+    with open(os.path.join(str(tmp_path), "coco", "annotations",
+                           "instances_train2014.json")) as f:
+        small = json.load(f)
+    with open(os.path.join(raw, "coco", "annotations", "instances_train2014.json")) as f:
+        full = json.load(f)
+    assert small["images"] == full["images"][:6]
+    assert small["annotations"] == full["annotations"][:len(small["annotations"])]
+    for name in ("JPEGImages/2012_000001.jpg", "SegmentationClass/2012_000002.png"):
+        paths = [os.path.join(r, "VOCdevkit", "VOC2012", name) for r in (str(tmp_path), raw)]
+        with open(paths[0], "rb") as a, open(paths[1], "rb") as b:
+            assert a.read() == b.read()
+
+
+def test_builtin_formats(raw, gt):
+    cats = {c["id"]: c["name"] for c in gt.dataset["categories"]}
+    assert cats[5] == "airplane" and len(cats) == 7
+    assert any(a["iscrowd"] and isinstance(a["segmentation"]["counts"], list)
+               for a in gt.dataset["annotations"])
+    png = Image.open(os.path.join(raw, "VOCdevkit", "VOC2012", "SegmentationClass",
+                                  "2012_000000.png"))
+    assert png.mode == "P" and png.getpalette()[3 * 255:3 * 256] == [224, 224, 192]
+    values = set(np.unique(np.array(png)))
+    assert 255 in values and values - {0, 255} <= {1, 3, 4, 16}
+
+
+def test_source_counts_and_no_pascal(source, gt):
+    meta = records.read_meta(source)
+    kept = _expected_source_ids(gt)
+    n_pascal = sum(1 for i in gt.imgs if {a["category_id"] for a in gt.imgToAnns[i]}
+                   & classes.PASCAL_COCO_IDS)
+    assert 0 < n_pascal and meta["dropped"]["pascal_category"] == n_pascal
+    assert meta["dropped"]["no_annotation"] == N_SOURCE // builtin.EMPTY_EVERY
+    assert meta["count"] == meta["kept"] == len(kept) == len(_read_all(source, "masks"))
+    assert meta["kind"] == "source" and meta["size"] == SIZE
+    assert meta["classes"] == {"22": "traffic light", "24": "stop sign", "32": "umbrella",
+                               "40": "kite", "52": "banana", "74": "book"}
+    for value in _read_all(source, "images"):
+        assert all(21 <= c <= 80 for c in records.decode_image(value)[1])
+
+
+def test_source_labels_and_crowd_round_trip(source, gt):
+    kept = _expected_source_ids(gt)
+    masks = _read_all(source, "masks")
+    n_crowd = 0
+    for img_id, image_value, mask_value in zip(kept, _read_all(source, "images"), masks):
+        anns = gt.imgToAnns[img_id]
+        image, ids = records.decode_image(image_value)
+        mask = records.decode_mask(mask_value)
+        assert image.shape == (SIZE, SIZE, 3) and mask.shape == (SIZE, SIZE)
+        expected = sorted({classes.COCO60_ID[a["category_id"]] for a in anns if not a["iscrowd"]})
+        assert ids == expected
+        assert sorted(set(np.unique(mask)) - {0, 255}) == expected
+        objects = np.zeros(gt.annToMask(anns[0]).shape, bool)
+        crowd = np.zeros_like(objects)
+        for a in anns:
+            (crowd if a["iscrowd"] else objects)[gt.annToMask(a) > 0] = True
+        ignore = cv2.resize((crowd & ~objects).astype(np.uint8), (SIZE, SIZE),
+                            interpolation=cv2.INTER_NEAREST) > 0
+        np.testing.assert_array_equal(mask == 255, ignore)
+        n_crowd += int(crowd.any())
+    assert n_crowd > 0
+
+
+def test_target_train_aug_with_sbd(raw, tmp_path):
+    out = str(tmp_path / "target")
+    root = os.path.join(raw, "VOCdevkit", "VOC2012")
+    sbd_root = os.path.join(raw, "benchmark_RELEASE", "dataset")
+    meta = voc.build_target(root, out, sbd_root=sbd_root, size=SIZE)
+    assert sorted(os.listdir(out)) == ["images", "meta.json"]  # no masks/ at all
+    assert meta["split"] == "train_aug" and meta["params"]["removed_voc_val"] == 3
+    names = sorted(["2012_%06d" % i for i in range(N_TRAIN)] +
+                   ["2011_%06d" % i for i in range(N_SBD)])
+    values = _read_all(out, "images")
+    assert meta["count"] == len(values) == N_TRAIN + N_SBD
+    for name, value in zip(names, values):
+        if name.startswith("2011"):
+            seg = scipy.io.loadmat(os.path.join(sbd_root, "cls", name + ".mat"))["GTcls"]
+            seg = seg["Segmentation"][0, 0]
+        else:
+            seg = np.array(Image.open(os.path.join(root, "SegmentationClass", name + ".png")))
+        expected = sorted(int(c) for c in np.unique(seg) if c not in (0, 255))
+        image, ids = records.decode_image(value)
+        assert ids == expected and expected and image.shape == (SIZE, SIZE, 3)
+
+
+def test_target_without_sbd_says_so(raw, tmp_path, capsys):
+    meta = voc.build_target(os.path.join(raw, "VOCdevkit", "VOC2012"), str(tmp_path / "t"),
+                            size=SIZE)
+    assert meta["count"] == N_TRAIN and meta["split"] == "voc_train"
+    assert "VOC 2012 train only" in capsys.readouterr().out
+
+
+def test_missing_roots_explain_layout_and_download(raw, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"(?s)instances_train2014\.json.*cocodataset"):
+        coco.build_source(str(tmp_path / "nococo"), str(tmp_path / "o"))
+    with pytest.raises(FileNotFoundError, match=r"(?s)SegmentationClass.*host\.robots\.ox"):
+        voc.build_target(str(tmp_path / "novoc"), str(tmp_path / "o"))
+    with pytest.raises(FileNotFoundError, match=r"(?s)cls/.*Hariharan"):
+        voc.build_target(os.path.join(raw, "VOCdevkit", "VOC2012"), str(tmp_path / "o"),
+                         sbd_root=str(tmp_path / "nosbd"))
+    assert not os.path.exists(str(tmp_path / "o"))
+
+
+def test_cli_ratio_subset_is_seeded(raw, gt, tmp_path):
+    def run(seed, out):
+        subprocess.run([sys.executable, "-m", "data_prep.coco", "--root",
+                        os.path.join(raw, "coco"), "--out", out, "--size", "32",
+                        "--ratio", "0.5", "--seed", str(seed), "--workers", "1"],
+                       check=True, capture_output=True)
+        return records.read_meta(out), _read_all(out, "images")
+
+    n = len(_expected_source_ids(gt))
+    meta, a = run(1, str(tmp_path / "a"))
+    assert meta["count"] == round(0.5 * n) and meta["dropped"]["not_sampled_ratio"] == n - len(a)
+    assert meta["params"]["ratio"] == 0.5 and meta["params"]["seed"] == 1
+    assert run(1, str(tmp_path / "b"))[1] == a
+    assert run(2, str(tmp_path / "c"))[1] != a
+
+
+def test_coco_bad_inputs_skipped_counted_reported(raw, gt, tmp_path):
+    root = str(tmp_path / "coco")
+    shutil.copytree(os.path.join(raw, "coco"), root)
+    with open(os.path.join(root, "annotations", "instances_train2014.json")) as f:
+        data = json.load(f)
+    kept = _expected_source_ids(gt)
+    info = {im["id"]: im for im in data["images"]}
+    path = lambda i: os.path.join(root, "train2014", info[i]["file_name"])  # noqa: E731
+    bad = {}
+    with open(path(kept[0]), "wb") as f:  # unreadable
+        f.write(b"not an image at all")
+    bad[kept[0]] = "unreadable_image"
+    with open(path(kept[1]), "rb") as f:
+        jpeg = f.read()
+    with open(path(kept[1]), "wb") as f:  # truncated
+        f.write(jpeg[:len(jpeg) // 2])
+    bad[kept[1]] = "truncated_image"
+    info[kept[2]]["height"] += 7  # annotations drawn on another size than the image
+    bad[kept[2]] = "mask_size_differs_from_image"
+    ann_of = {a["image_id"]: a for a in data["annotations"] if not a["iscrowd"]}
+    ann_of[kept[3]]["category_id"] = 12  # not a COCO category id
+    bad[kept[3]] = "unknown_category_id"
+    ann_of[kept[4]]["segmentation"] = [[1.0, 1.0, 5.0, 5.0]]  # two points
+    bad[kept[4]] = "degenerate_polygon"
+    ann_of[kept[5]]["segmentation"] = [[1.0, 1.0, 5.0, 5.0, 9.0, 9.0]]  # collinear
+    bad[kept[5]] = "degenerate_polygon"
+    # Converted, not dropped: grayscale, RGBA PNG, CMYK JPEG.
+    originals = {}
+    for i, mode in zip(kept[6:9], ("L", "RGBA", "CMYK")):
+        originals[i] = cv2.imread(path(i))
+        rgb = Image.fromarray(originals[i][:, :, ::-1])
+        name = info[i]["file_name"].replace(".jpg", ".png" if mode == "RGBA" else ".jpg")
+        info[i]["file_name"] = name
+        rgb.convert(mode).save(path(i), quality=95)
+    with open(os.path.join(root, "annotations", "instances_train2014.json"), "w") as f:
+        json.dump(data, f)
+
+    out = str(tmp_path / "source")
+    meta = coco.build_source(root, out, size=SIZE, workers=2)
+    assert meta["count"] == len(kept) - len(bad)
+    for reason in set(bad.values()):
+        assert meta["dropped"][reason] == list(bad.values()).count(reason)
+    assert sorted((r, name) for r, name, _ in _report(out)) == sorted(
+        (bad[i], info[i]["file_name"]) for i in bad)
+    images = _read_all(out, "images")
+    survivors = [i for i in kept if i not in bad]
+    for i in kept[6:9]:
+        image, _ = records.decode_image(images[survivors.index(i)])
+        ref = cv2.resize(originals[i], (SIZE, SIZE), interpolation=cv2.INTER_LINEAR)
+        if i == kept[6]:  # grayscale: three equal channels
+            assert np.abs(image[..., 0].astype(int) - image[..., 2]).max() <= 2
+        else:
+            assert np.abs(image.astype(int) - ref).mean() < 6
+
+
+def test_voc_bad_inputs_skipped_counted_reported(raw, tmp_path):
+    root = str(tmp_path / "VOC2012")
+    shutil.copytree(os.path.join(raw, "VOCdevkit", "VOC2012"), root)
+    seg = lambda n: os.path.join(root, "SegmentationClass", n + ".png")  # noqa: E731
+    with open(os.path.join(root, "JPEGImages", "2012_000000.jpg"), "wb") as f:
+        f.write(b"\xff\xd8garbage")
+    png = Image.open(seg("2012_000001"))
+    png.resize((png.width + 3, png.height)).save(seg("2012_000001"))
+    labels = np.array(Image.open(seg("2012_000002")))
+    labels[labels == labels[labels % 255 > 0][0]] = 33  # not a VOC class
+    unknown = Image.fromarray(labels, mode="P")
+    unknown.putpalette(builtin.voc_palette())
+    unknown.save(seg("2012_000002"))
+    out = str(tmp_path / "target")
+    meta = voc.build_target(root, out, size=SIZE)
+    bad = {"2012_000000": "truncated_image", "2012_000001": "mask_size_differs_from_image",
+           "2012_000002": "unknown_category_id"}
+    assert meta["count"] == N_TRAIN - 3
+    assert meta["dropped"] == {r: 1 for r in bad.values()}
+    assert sorted((n, r) for r, n, _ in _report(out)) == sorted(bad.items())
+
+
+def test_failed_build_keeps_previous_dataset(raw, tmp_path):
+    out = str(tmp_path / "source")
+    coco.build_source(os.path.join(raw, "coco"), out, size=32, ratio=0.2)
+    before = _read_all(out, "images")
+    os.makedirs(str(tmp_path / "coco" / "empty"))
+    shutil.copytree(os.path.join(raw, "coco", "annotations"),
+                    str(tmp_path / "coco" / "annotations"))
+    # Every image missing: nothing to write, the build fails ...
+    with pytest.raises(ValueError, match="no records"):
+        coco.build_source(str(tmp_path / "coco"), out, images="empty", size=32)
+    # ... and the previous dataset is untouched, with no leftovers beside it.
+    assert _read_all(out, "images") == before and records.read_meta(out)["params"]["ratio"] == 0.2
+    assert sorted(os.listdir(str(tmp_path))) == ["coco", "source"]
