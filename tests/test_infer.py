@@ -1,0 +1,336 @@
+"""Inference (Sec. 5.2) on the tiny networks with seeded random weights: geometry, label
+selection, batched deploy, label maps, and the tools/infer.py command line."""
+import json
+import os
+import subprocess
+import sys
+
+import caffe
+import cv2
+import numpy as np
+import pytest
+
+from transfernet import crf, inference, nets, score
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = nets.CONFIGS["tiny"]
+SEG_MODEL = os.path.join(REPO, nets.model_path(TINY, "seg_deploy"))
+CLS_MODEL = os.path.join(REPO, nets.model_path(TINY, "classifier_deploy"))
+
+
+def randomize(net, seed):
+    """He-scaled Gaussian weights and small random biases. feat_embed and deconv5_1 are
+    scaled up to undo the network's 0.004 feature scaling (once for alpha, twice for s), so
+    that the attention and the segmentation depend on the label."""
+    rng = np.random.RandomState(seed)
+    for blobs in net.params.values():
+        weights = blobs[0].data
+        weights[...] = rng.randn(*weights.shape) * np.sqrt(2.0 / np.prod(weights.shape[1:]))
+        for bias in list(blobs)[1:]:
+            bias.data[...] = rng.randn(*bias.data.shape) * 0.1
+    if "feat_embed" in net.params:
+        net.params["feat_embed"][0].data[...] /= nets.FEATURE_SCALE
+        net.params["deconv5_1"][0].data[...] /= nets.FEATURE_SCALE ** 2
+
+
+def calibrate(net, layer):
+    """Scale the last layer so that its outputs (their difference for the 2-way softmax)
+    have std 2 on a test image: probabilities spread over (0, 1) instead of saturating."""
+    net.blobs["data"].data[...] = inference.preprocess(make_image(96, 96, seed=9), 96)
+    if "label" in net.blobs:
+        net.blobs["label"].data[...] = np.eye(net.blobs["label"].shape[1])[2]
+    net.forward()
+    out = net.blobs[layer].data
+    spread = (out[:, 1] - out[:, 0] if layer == "seg_score" else out).std() / 2
+    for blob in net.params[layer]:
+        blob.data[...] /= spread
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """{'seg': caffemodel, 'cls': caffemodel} with seeded random weights."""
+    folder = tmp_path_factory.mktemp("weights")
+    paths = {}
+    for key, model, seed, last in (("seg", SEG_MODEL, 0, "seg_score"),
+                                   ("cls", CLS_MODEL, 1, "fc8_transfer")):
+        net = caffe.Net(model, caffe.TEST)
+        randomize(net, seed)
+        calibrate(net, last)
+        paths[key] = str(folder / (key + ".caffemodel"))
+        net.save(paths[key])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def seg_net(weights):
+    return inference.load_net(SEG_MODEL, weights["seg"])
+
+
+@pytest.fixture(scope="module")
+def classifier(weights):
+    return inference.load_net(CLS_MODEL, weights["cls"])
+
+
+def make_image(height, width, seed):
+    """A textured BGR image with a few filled shapes (built-in-dataset-like)."""
+    rng = np.random.RandomState(seed)
+    image = np.full((height, width, 3), rng.randint(0, 256, 3), np.uint8)
+    image = cv2.add(image, rng.randint(0, 40, (height, width, 3)).astype(np.uint8))
+    for _ in range(3):
+        centre = (int(rng.randint(width)), int(rng.randint(height)))
+        colour = tuple(int(c) for c in rng.randint(0, 256, 3))
+        cv2.circle(image, centre, int(rng.randint(5, max(6, min(height, width) // 3))),
+                   colour, -1)
+    return image
+
+
+def test_preprocess_pads_bottom_right_and_unpad_inverts():
+    # A wide 50 x 80 image: the square is 80 x 80, rows 50..79 are padding (the mean).
+    yy, xx = np.mgrid[0:50, 0:80].astype(np.float32)
+    image = np.stack([xx * 3, yy * 4, xx + yy], -1).astype(np.uint8)
+    blob = inference.preprocess(image, 96)
+    assert blob.shape == (1, 3, 96, 96) and blob.dtype == np.float32
+    assert np.all(blob[0, :, 61:] == 0)  # 50 / 80 * 96 = 60: padded rows are exactly zero
+    assert np.all(blob[0, :, :59].std(axis=(1, 2)) > 10)
+    expected = image[0, 0].astype(np.float32) - np.float32(inference.MEAN_BGR)
+    assert np.allclose(blob[0, :, 0, 0], expected, atol=1e-3)  # top-left stays top-left
+    back = inference.unpad(blob[0], 50, 80)
+    assert back.shape == (3, 50, 80)
+    diff = back.transpose(1, 2, 0) - (image - np.float32(inference.MEAN_BGR))
+    assert np.abs(diff[:48]).max() < 3  # bilinear round trip of a smooth ramp
+    # A tall 80 x 50 image pads the columns instead.
+    tall = inference.preprocess(np.ascontiguousarray(image.transpose(1, 0, 2)), 96)
+    assert np.all(tall[0, :, :, 61:] == 0) and np.all(tall[0, :, :59, :59] != 0)
+
+
+def test_unpad_maps_square_regions_back():
+    # A block at rows 24..47, cols 48..71 of the 96-square is rows 20..39, cols 40..59 of the
+    # 80-square (scale 80/96), all inside a 50 x 80 image.
+    square = np.zeros((1, 96, 96), np.float32)
+    square[0, 24:48, 48:72] = 1
+    out = inference.unpad(square, 50, 80)
+    assert out.shape == (1, 50, 80)
+    assert np.all(out[0, 21:39, 41:59] == 1)
+    assert np.all(out[0, :19] == 0) and np.all(out[0, 41:] == 0)
+    assert np.all(out[0, :, :39] == 0) and np.all(out[0, :, 61:] == 0)
+
+
+def test_select_labels_threshold_and_argmax_fallback():
+    probs = np.zeros(80)
+    probs[[2, 7, 30]] = [0.6, 0.9, 0.95]  # ids 3, 8, 31
+    assert inference.select_labels(probs, inference.VOC_IDS) == [3, 8]  # >= 0.6 included
+    assert inference.select_labels(probs, inference.VOC_IDS, threshold=0.7) == [8]
+    assert inference.select_labels(probs, range(1, 81)) == [3, 8, 31]
+    probs[:] = 0.1
+    probs[[4, 40]] = [0.3, 0.5]  # nothing reaches 0.6: the arg-max candidate
+    assert inference.select_labels(probs, inference.VOC_IDS) == [5]
+    assert inference.select_labels(probs, [21, 41, 50]) == [41]
+    with pytest.raises(ValueError, match="candidate"):
+        inference.select_labels(probs, [0, 3])
+
+
+def test_predict_labels_with_the_classifier(classifier):
+    image = make_image(70, 110, seed=3)
+    probs = inference.classify(classifier, image)
+    assert probs.shape == (80,) and np.all((probs > 0) & (probs < 1))
+    assert len(np.unique(np.round(probs, 4))) > 10  # random weights: varied sigmoids
+    for candidates in (inference.VOC_IDS, [21, 22, 23], range(1, 81)):
+        labels = inference.predict_labels(classifier, image, candidates)
+        assert labels == inference.select_labels(probs, candidates, 0.6)
+        assert set(labels) <= set(candidates)
+    threshold = float(np.sort(probs[:20])[-3])  # exactly the three best VOC classes
+    assert inference.predict_labels(classifier, image, threshold=threshold) == sorted(
+        (np.argsort(probs[:20])[-3:] + 1).tolist())
+
+
+def test_batched_deploy_equals_one_forward_per_label(seg_net):
+    blob = inference.preprocess(make_image(96, 96, seed=4), 96)
+    ids = [3, 8, 15, 40]
+    fg, alpha, s = inference.forward_labels(seg_net, blob, ids)
+    assert fg.shape == (4, 96, 96) and alpha.shape == s.shape == (4, 6, 6)
+    assert np.allclose(alpha.sum(axis=(1, 2)), 1, atol=1e-5)  # softmax over positions
+    for k, cid in enumerate(ids):
+        fg1, alpha1, s1 = inference.forward_labels(seg_net, blob, [cid])
+        assert np.allclose(fg[k], fg1[0], atol=1e-5)
+        assert np.allclose(alpha[k], alpha1[0], atol=1e-6)
+        assert np.allclose(s[k], s1[0], rtol=1e-4, atol=1e-6)
+    # The label matters (otherwise the comparison above would prove nothing).
+    assert np.abs(fg[0] - fg[1]).mean() > 0.01 and np.abs(alpha[0] - alpha[1]).max() > 1e-3
+
+
+def test_segment_non_square_maps_back_to_original(seg_net):
+    image = make_image(50, 80, seed=5)
+    seg = inference.segment(seg_net, image, [8, 3])
+    assert list(seg.class_ids) == [3, 8]
+    assert seg.fg.shape == seg.scores.shape == (2, 50, 80)
+    assert seg.labels.shape == (50, 80) and seg.labels.dtype == np.uint8
+    fg_square, _, _ = inference.forward_labels(seg_net, inference.preprocess(image, 96), [3, 8])
+    assert np.allclose(seg.fg, inference.unpad(fg_square, 50, 80), atol=1e-6)
+    # Final labels: arg-max fg among labels whose fg beats background, else 0.
+    best = seg.fg.argmax(0)
+    top = seg.fg.max(0)
+    expected = np.where(top > 0.5, np.array([3, 8])[best], 0)
+    assert np.array_equal(seg.labels, expected)
+    assert set(np.unique(seg.labels)) == {0, 3, 8}  # random weights still give all three
+
+
+def test_segment_with_crf_keeps_valid_ids(seg_net):
+    image = make_image(50, 80, seed=6)
+    seg = inference.segment(seg_net, image, [3, 8], use_crf=True)
+    assert set(np.unique(seg.labels)) <= {0, 3, 8}
+    expected = np.stack([crf.dense_crf(image, f) for f in seg.fg])
+    assert np.allclose(seg.scores, expected)
+    assert np.array_equal(seg.labels, crf.combine_labels(expected, [3, 8]))
+
+
+def test_segment_without_labels_is_background(seg_net):
+    seg = inference.segment(seg_net, make_image(30, 40, seed=7), [])
+    assert seg.labels.shape == (30, 40) and not seg.labels.any()
+
+
+def test_gt_labels_skip_background_and_void(tmp_path):
+    gt = np.zeros((20, 30), np.uint8)
+    gt[2:5, 3:9], gt[10:12, 4:6], gt[0] = 12, 5, 255
+    score.write_palette_png(str(tmp_path / "a.png"), gt)
+    assert inference.gt_labels(str(tmp_path / "a.png")) == [5, 12]
+
+
+def test_class_table(tmp_path):
+    meta = tmp_path / "meta.json"
+    meta.write_text(json.dumps({"kind": "target", "classes": {"8": "cat", "3": "bird"}}))
+    assert inference.class_table(str(meta)) == {3: "bird", 8: "cat"}
+    assert sorted(inference.class_table("voc")) == list(range(1, 21))
+    assert inference.class_table("21,3") == {21: "truck", 3: "bird"}
+    with pytest.raises(ValueError, match="class ids"):
+        inference.class_table("0,3")
+
+
+# ---- tools/infer.py in a subprocess -------------------------------------------------------
+
+def run_infer(weights, *args):
+    cmd = [sys.executable, os.path.join(REPO, "tools", "infer.py"), "--config", "tiny",
+           "--weights", weights["seg"], "--classifier-weights", weights["cls"]] + list(args)
+    return subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True)
+
+
+@pytest.fixture
+def image_dir(tmp_path):
+    """Three readable images of different sizes, a corrupt JPEG and a non-image file."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    sizes = {"a": (50, 80), "b": (96, 96), "c": (120, 70)}
+    for seed, (name, (h, w)) in enumerate(sorted(sizes.items())):
+        cv2.imwrite(str(folder / (name + ".jpg")), make_image(h, w, seed))
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg \xff\xd9")
+    (folder / "notes.txt").write_text("not an image")
+    return folder, sizes
+
+
+def read_png(path):
+    from PIL import Image
+    with Image.open(path) as im:
+        assert im.mode == "P"  # a VOC palette PNG
+    return score.read_label_png(path)
+
+
+def test_cli_predicted_labels_outputs_failures_and_resume(weights, image_dir, tmp_path):
+    folder, sizes = image_dir
+    out = tmp_path / "out"
+    meta = tmp_path / "meta.json"
+    meta.write_text(json.dumps({"kind": "target", "classes": {"3": "bird", "8": "cat"}}))
+    args = ["--dir", str(folder), "--out", str(out), "--classes", str(meta),
+            "--save-prob", "--vis"]
+    res = run_infer(weights, *args)
+    assert res.returncode == 1, res.stderr
+    assert "broken.jpg" in res.stderr and "unreadable_image" in res.stderr
+    assert "4 images: 3 segmented, 0 already done, 1 failed" in res.stdout
+    assert sorted(os.listdir(out)) == ["a.png", "b.png", "c.png", "prob", "vis"]
+    for name, (h, w) in sizes.items():
+        labels = read_png(str(out / (name + ".png")))
+        prob = inference.load_prob(str(out / "prob" / (name + ".npz")))
+        assert labels.shape == (h, w)
+        assert len(prob["class_ids"]) >= 1 and set(prob["class_ids"]) <= {3, 8}
+        assert prob["fg"].shape == (len(prob["class_ids"]), h, w)
+        assert set(np.unique(labels)) <= {0} | set(prob["class_ids"].tolist())
+        assert np.array_equal(labels, crf.combine_labels(prob["scores"], prob["class_ids"]))
+        vis = cv2.imread(str(out / "vis" / (name + ".png")))
+        assert vis is not None and vis.shape[0] > 100
+    # Resume: finished images are skipped and left untouched.
+    stamps = {p: os.stat(str(out / p)).st_mtime_ns for p in ("a.png", "b.png", "c.png")}
+    os.remove(str(out / "vis" / "b.png"))  # an unfinished image is redone
+    res = run_infer(weights, *args)
+    assert res.returncode == 1 and "broken.jpg" in res.stderr
+    assert "4 images: 1 segmented, 2 already done, 1 failed" in res.stdout
+    assert os.path.exists(str(out / "vis" / "b.png"))
+    assert os.stat(str(out / "a.png")).st_mtime_ns == stamps["a.png"]
+    assert os.stat(str(out / "c.png")).st_mtime_ns == stamps["c.png"]
+
+
+def test_cli_given_labels_from_a_list(weights, image_dir, tmp_path):
+    folder, sizes = image_dir
+    listing = tmp_path / "val.txt"
+    listing.write_text("a\nc\n")
+    out = tmp_path / "out"
+    res = run_infer(weights, "--list", str(listing), "--root", str(folder), "--labels", "3,8",
+                    "--out", str(out), "--save-prob")
+    assert res.returncode == 0, res.stderr
+    assert "2 images: 2 segmented, 0 already done, 0 failed" in res.stdout
+    assert sorted(os.listdir(out)) == ["a.png", "c.png", "prob"]
+    found = set()
+    for name in ("a", "c"):
+        labels = read_png(str(out / (name + ".png")))
+        assert labels.shape == sizes[name]
+        assert inference.load_prob(str(out / "prob" / (name + ".npz")))["class_ids"].tolist() \
+            == [3, 8]
+        found |= set(np.unique(labels).tolist())
+    assert found <= {0, 3, 8} and len(found) > 1
+    bad = run_infer(weights, "--image", str(folder / "a.jpg"), "--labels", "3,81",
+                    "--out", str(tmp_path / "bad"))
+    assert bad.returncode == 2 and "81" in bad.stderr
+
+
+def test_cli_gt_labels(weights, image_dir, tmp_path):
+    folder, sizes = image_dir
+    gt_dir = tmp_path / "gt"
+    for name in ("a", "b"):  # no ground truth for c: reported and skipped
+        gt = np.zeros(sizes[name], np.uint8)
+        gt[5:20, 5:30], gt[30:40, 10:20], gt[-1] = 12, 5, 255
+        score.write_palette_png(str(gt_dir / (name + ".png")), gt)
+    out = tmp_path / "out"
+    res = run_infer(weights, "--dir", str(folder), "--gt-labels", str(gt_dir), "--crf",
+                    "--save-prob", "--out", str(out))
+    assert res.returncode == 1
+    assert "c.jpg" in res.stderr and "missing_ground_truth" in res.stderr
+    assert "broken.jpg" in res.stderr
+    for name in ("a", "b"):
+        labels = read_png(str(out / (name + ".png")))
+        assert labels.shape == sizes[name] and set(np.unique(labels)) <= {0, 5, 12}
+        prob = inference.load_prob(str(out / "prob" / (name + ".npz")))
+        assert prob["class_ids"].tolist() == [5, 12]
+    assert not os.path.exists(str(out / "c.png"))
+
+
+def test_cli_on_builtin_val_with_gt_labels_is_scorable(weights, tmp_path):
+    """Built-in dataset (data_prep.builtin) VOC val images: list + root + GT labels, scored
+    by transfernet.score like tools/eval.py does."""
+    from data_prep import builtin
+    builtin.generate(str(tmp_path / "builtin"), seed=3, source_images=0, target_train=0,
+                     target_val=3, workers=1)
+    voc = tmp_path / "builtin" / "VOCdevkit" / "VOC2012"
+    listing = str(voc / "ImageSets" / "Segmentation" / "val.txt")
+    out = tmp_path / "pred"
+    res = run_infer(weights, "--list", listing, "--root", str(voc / "JPEGImages"),
+                    "--gt-labels", str(voc / "SegmentationClass"), "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    ids = score.read_list(listing)
+    assert len(ids) == 3 and sorted(os.listdir(out)) == sorted(i + ".png" for i in ids)
+    for i in ids:
+        gt = score.read_label_png(str(voc / "SegmentationClass" / (i + ".png")))
+        pred = read_png(str(out / (i + ".png")))
+        assert pred.shape == gt.shape
+        assert set(np.unique(pred)) <= {0} | set(inference.gt_labels(
+            str(voc / "SegmentationClass" / (i + ".png"))))
+    result = score.evaluate(str(out), str(voc / "SegmentationClass"), ids,
+                            score.voc_class_table(), workers=1)
+    assert 0 <= result["mean_iou"] <= 1

@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""TransferNet inference: VOC palette label PNGs for images (paper Sec. 5.2).
+
+    python tools/infer.py --dir VOC2012/JPEGImages --out runs/paper/pred          # predicted labels
+    python tools/infer.py --list VOC2012/ImageSets/Segmentation/val.txt \
+        --root VOC2012/JPEGImages --gt-labels VOC2012/SegmentationClass --crf --out runs/gt_crf
+    python tools/infer.py --config tiny --image x.jpg --labels 3,8 --vis --out /tmp/x
+
+Labels per image: the stage-0 classifier's classes with sigmoid >= --threshold among the
+--classes candidates (the arg-max candidate if none), or the ground truth (--gt-labels,
+TransferNet-GT), or --labels. Writes OUT/<stem>.png (the folder tools/eval.py scores),
+OUT/prob/<stem>.npz with --save-prob, OUT/vis/<stem>.png with --vis. Images whose label PNG
+(and requested extras) exist are skipped (resume). Unreadable images are reported and
+skipped; the exit status is 1 if any image failed, with the list of failures.
+"""
+import argparse
+import os
+import sys
+
+from tqdm import tqdm
+
+from data_prep.common import Skip, read_image
+from transfernet import inference, nets, solvers
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", choices=sorted(nets.CONFIGS), default="paper",
+                        help="network config whose models and final snapshots are the "
+                             "defaults of --model/--weights/--classifier-* (default paper)")
+    parser.add_argument("--model", help="seg_deploy prototxt (default models/<config>/...)")
+    parser.add_argument("--weights", help="joint-stage caffemodel (default: final snapshot)")
+    parser.add_argument("--classifier-model", help="classifier_deploy prototxt")
+    parser.add_argument("--classifier-weights", help="stage-0 caffemodel (default: final "
+                                                     "classifier snapshot)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", help="one image file")
+    source.add_argument("--dir", help="every image (.jpg .png ...) of a folder")
+    source.add_argument("--list", help="VOC ImageSets-style list of ids (with --root)")
+    parser.add_argument("--root", help="image folder of --list: <root>/<id><ext>")
+    parser.add_argument("--ext", default=".jpg", help="image extension of --list (.jpg)")
+    parser.add_argument("--out", required=True, help="output folder")
+    labels = parser.add_mutually_exclusive_group()
+    labels.add_argument("--gt-labels", metavar="DIR",
+                        help="labels from ground-truth PNGs DIR/<stem>.png (TransferNet-GT)")
+    labels.add_argument("--labels", help="the same labels for every image, e.g. 3,8")
+    parser.add_argument("--classes", default="voc",
+                        help="candidate classes of the classifier: 'voc' (1..20), ids "
+                             "'21,22', or a dataset meta.json / {id: name} JSON")
+    parser.add_argument("--threshold", type=float, default=inference.CLASSIFIER_THRESHOLD,
+                        help="classifier sigmoid threshold (default %(default)s)")
+    parser.add_argument("--crf", action="store_true", help="dense CRF per label")
+    parser.add_argument("--save-prob", action="store_true",
+                        help="write per-label fg probabilities to OUT/prob/<stem>.npz")
+    parser.add_argument("--vis", action="store_true",
+                        help="write a figure per image to OUT/vis/<stem>.png")
+    parser.add_argument("--gpu", type=int, default=-1, help="GPU id (default -1: CPU)")
+    args = parser.parse_args(argv)
+    if args.list and not args.root:
+        parser.error("--list needs --root")
+    cfg = nets.CONFIGS[args.config]
+    args.model = args.model or nets.model_path(cfg, "seg_deploy")
+    args.weights = args.weights or solvers.final_snapshot(cfg, "joint")
+    args.classifier_model = args.classifier_model or nets.model_path(cfg, "classifier_deploy")
+    args.classifier_weights = (args.classifier_weights
+                               or solvers.final_snapshot(cfg, "classifier"))
+    return args
+
+
+def image_paths(args):
+    if args.image:
+        return [args.image]
+    if args.dir:
+        return inference.list_dir(args.dir)
+    return inference.list_file(args.list, args.root, args.ext)
+
+
+def labels_of(args, path, image, classifier, candidates):
+    if args.labels:
+        return args.labels
+    if args.gt_labels:
+        gt_path = os.path.join(args.gt_labels, inference.stem(path) + ".png")
+        if not os.path.isfile(gt_path):
+            raise Skip("missing_ground_truth", gt_path)
+        return inference.gt_labels(gt_path)
+    return inference.predict_labels(classifier, image, candidates, args.threshold)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import caffe
+    if args.gpu >= 0:
+        caffe.set_mode_gpu()
+        caffe.set_device(args.gpu)
+    else:
+        caffe.set_mode_cpu()
+    try:
+        table = inference.class_table(args.classes)
+        paths = image_paths(args)
+        net = inference.load_net(args.model, args.weights)
+        if args.labels:
+            args.labels = inference.check_ids(inference.parse_ids(args.labels),
+                                              inference.num_classes(net), "--labels")
+        classifier = None
+        if not (args.labels or args.gt_labels):
+            classifier = inference.load_net(args.classifier_model, args.classifier_weights)
+            inference.check_ids(table, classifier.blobs["prob"].shape[1], "--classes")
+    except (OSError, ValueError) as e:
+        print("infer.py: error: %s" % e, file=sys.stderr)
+        return 2
+    failures, done, skipped = [], 0, 0
+    for path in tqdm(paths, desc="infer", unit="img"):
+        outputs = inference.output_paths(args.out, path, args.save_prob, args.vis)
+        if all(os.path.exists(p) for p in outputs.values()):
+            skipped += 1
+            continue
+        try:
+            image = read_image(path)
+            class_ids = labels_of(args, path, image, classifier, table)
+        except Skip as e:
+            tqdm.write("infer.py: skipping %s: %s" % (path, e), file=sys.stderr)
+            failures.append((path, str(e)))
+            continue
+        seg = inference.segment(net, image, class_ids, use_crf=args.crf)
+        inference.write_outputs(outputs, image, seg, table)
+        done += 1
+    print("%d images: %d segmented, %d already done, %d failed; outputs in %s"
+          % (len(paths), done, skipped, len(failures), args.out))
+    if failures:
+        print("failed images:", file=sys.stderr)
+        for path, reason in failures:
+            print("  %s  (%s)" % (path, reason), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

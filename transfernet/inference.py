@@ -1,0 +1,315 @@
+"""TransferNet inference (paper Sec. 5.2): labels, per-label segmentation, final label map.
+
+For an image with labels L (predicted by the stage-0 classifier, or given):
+1. pad the image to a square at the bottom/right with the mean colour (as the authors'
+   MATLAB inference does), resize it to the deploy input size S, subtract the mean;
+2. one forward of seg_deploy with the K one-hot labels (the encoder runs once): the
+   foreground probability map of each label at S x S;
+3. resize each map to the padded size and crop it to the original image;
+4. per label a score map: the CRF's re-weighted fg probability where the CRF says fg
+   (transfernet.crf.dense_crf), or without CRF the fg probability where the network says fg;
+5. per pixel the label with the largest score, background where no score is positive
+   (transfernet.crf.combine_labels).
+"""
+import collections
+import os
+
+import cv2
+import numpy as np
+
+from transfernet import crf, score
+from transfernet.atomic import atomic_path
+from transfernet.classes import BACKGROUND, CLASS_NAMES, IGNORE, VOC_CLASSES
+
+# Reference inference: every class whose stage-0 sigmoid is >= 0.6 is a label of the image;
+# the arg-max class when none is (reference-facts.md, Inference).
+CLASSIFIER_THRESHOLD = 0.6
+# BGR mean subtracted from every input (the VGG-16 mean, as in training).
+MEAN_BGR = (104.008, 116.669, 122.675)
+# Candidate labels by default: the 20 PASCAL VOC classes (the target domain).
+VOC_IDS = tuple(range(1, len(VOC_CLASSES) + 1))
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff")
+
+Segmentation = collections.namedtuple("Segmentation", [
+    "class_ids",  # (K,) int64 labels of the image
+    "fg",         # (K, H, W) float32 network fg probability per label, original image size
+    "scores",     # (K, H, W) float32 score per label (fg where fg wins, CRF-refined with crf)
+    "labels",     # (H, W) uint8 final label map (0 background)
+    "alpha",      # (K, h, w) float32 attention (Eq. 4) on the padded square
+    "s",          # (K, h, w) float32 densified attention (Eq. 7) on the padded square
+])
+
+
+def load_net(model, weights):
+    """A caffe.Net in TEST phase; FileNotFoundError naming a missing prototxt or caffemodel."""
+    import caffe
+    for what, path in (("model", model), ("weights", weights)):
+        if not os.path.isfile(path):
+            raise FileNotFoundError("%s file not found: %s" % (what, path))
+    return caffe.Net(model, caffe.TEST, weights=weights)
+
+
+def input_size(net):
+    """Side S of the square (1, 3, S, S) `data` input of a deploy net."""
+    shape = tuple(net.blobs["data"].shape)
+    if len(shape) != 4 or shape[:2] != (1, 3) or shape[2] != shape[3]:
+        raise ValueError("deploy net input 'data' must be (1, 3, S, S), got %s" % (shape,))
+    return shape[2]
+
+
+def num_classes(net):
+    """Length of the seg net's one-hot `label` input."""
+    return net.blobs["label"].shape[1]
+
+
+def _blob(image_float, size):
+    """(H, W, 3) mean-subtracted float image -> (1, 3, size, size) float32 blob."""
+    resized = cv2.resize(image_float, (size, size), interpolation=cv2.INTER_LINEAR)
+    return resized.transpose(2, 0, 1)[np.newaxis].astype(np.float32)
+
+
+def preprocess(image, size):
+    """Padded seg input: BGR uint8 (H, W, 3) -> (1, 3, size, size) float32.
+
+    The image is mean-subtracted and zero-padded at the bottom/right to a square of side
+    max(H, W) (i.e. padded with the mean colour), then resized to size x size (bilinear).
+    """
+    height, width = image.shape[:2]
+    side = max(height, width)
+    padded = np.zeros((side, side, 3), np.float32)
+    padded[:height, :width] = image.astype(np.float32) - np.float32(MEAN_BGR)
+    return _blob(padded, size)
+
+
+def preprocess_classifier(image, size):
+    """Classifier input: the whole image warped to size x size, mean-subtracted.
+
+    Warping (not padding) matches stage-0 training, whose records store warped images.
+    """
+    return _blob(image.astype(np.float32) - np.float32(MEAN_BGR), size)
+
+
+def unpad(maps, height, width):
+    """Map (K, S, S) maps on the padded square back to the image: (K, height, width).
+
+    Inverse geometry of `preprocess`: resize to the padded side max(H, W) (bilinear), keep
+    the top-left height x width.
+    """
+    maps = np.asarray(maps, np.float32)
+    side = max(height, width)
+    out = np.empty((maps.shape[0], height, width), np.float32)
+    for k, m in enumerate(maps):  # cv2.resize takes at most 512 channels: one map at a time
+        out[k] = cv2.resize(m, (side, side), interpolation=cv2.INTER_LINEAR)[:height, :width]
+    return out
+
+
+def select_labels(probs, candidates, threshold=CLASSIFIER_THRESHOLD):
+    """Classes among `candidates` whose probability (index = id - 1) is >= threshold, or the
+    candidate with the largest probability when none is. Returns sorted ids."""
+    probs = np.asarray(probs, np.float64).reshape(-1)
+    candidates = np.asarray(sorted(set(int(c) for c in candidates)), np.int64)
+    if not len(candidates):
+        raise ValueError("select_labels: no candidate classes")
+    if candidates[0] < 1 or candidates[-1] > len(probs):
+        raise ValueError("select_labels: candidate ids must be in [1, %d], got %s"
+                         % (len(probs), candidates.tolist()))
+    cand_probs = probs[candidates - 1]
+    chosen = candidates[cand_probs >= threshold]
+    if not len(chosen):
+        chosen = candidates[[int(cand_probs.argmax())]]
+    return chosen.tolist()
+
+
+def classify(classifier, image):
+    """Stage-0 sigmoid probabilities (num_classes,) of a BGR uint8 image."""
+    classifier.blobs["data"].data[...] = preprocess_classifier(image, input_size(classifier))
+    return classifier.forward()["prob"][0].copy()
+
+
+def predict_labels(classifier, image, candidates=VOC_IDS, threshold=CLASSIFIER_THRESHOLD):
+    """Labels of an image by the stage-0 classifier (see select_labels)."""
+    return select_labels(classify(classifier, image), candidates, threshold)
+
+
+def forward_labels(net, blob, class_ids):
+    """One seg_deploy forward for K labels: fg (K, S, S), alpha (K, h, w), s (K, h, w)."""
+    class_ids = np.asarray(class_ids, np.int64).reshape(-1)
+    count = num_classes(net)
+    if not len(class_ids) or class_ids.min() < 1 or class_ids.max() > count:
+        raise ValueError("forward_labels: need at least one class id in [1, %d], got %s"
+                         % (count, class_ids.tolist()))
+    net.blobs["label"].reshape(len(class_ids), count)
+    net.reshape()
+    net.blobs["data"].data[...] = blob
+    net.blobs["label"].data[...] = np.eye(count, dtype=np.float32)[class_ids - 1]
+    prob = net.forward()["seg_prob"]
+    return (prob[:, 1].copy(), net.blobs["alpha"].data[:, 0].copy(),
+            net.blobs["s"].data[:, 0].copy())
+
+
+def fg_scores(fg):
+    """Score maps without CRF: the fg probability where fg wins the {bkg, fg} softmax
+    (fg > bkg, the decision dense_crf makes on its output), 0 elsewhere."""
+    return np.where(fg > 1.0 - fg, fg, 0).astype(np.float32)
+
+
+def segment(net, image, class_ids, use_crf=False):
+    """Segment a BGR uint8 image for its labels (Sec. 5.2); returns a Segmentation.
+
+    No labels: an all-background map, no forward pass.
+    """
+    height, width = image.shape[:2]
+    class_ids = np.asarray(sorted(set(int(c) for c in class_ids)), np.int64)
+    if not len(class_ids):
+        side = input_size(net) // 16
+        empty = np.zeros((0, height, width), np.float32)
+        return Segmentation(class_ids, empty, empty, np.full((height, width), BACKGROUND,
+                            np.uint8), np.zeros((0, side, side), np.float32),
+                            np.zeros((0, side, side), np.float32))
+    fg_square, alpha, s = forward_labels(net, preprocess(image, input_size(net)), class_ids)
+    fg = np.clip(unpad(fg_square, height, width), 0, 1)
+    if use_crf:
+        scores = np.stack([crf.dense_crf(image, f) for f in fg])
+    else:
+        scores = fg_scores(fg)
+    labels = crf.combine_labels(scores, class_ids)
+    return Segmentation(class_ids, fg, scores, labels, alpha, s)
+
+
+def gt_labels(label_png):
+    """Class ids present in a ground-truth label PNG, without background and void (the
+    paper's TransferNet-GT)."""
+    ids = np.unique(score.read_label_png(label_png))
+    return [int(i) for i in ids if i not in (BACKGROUND, IGNORE)]
+
+
+def parse_ids(text):
+    """'3,8' -> [3, 8]; ValueError on anything else."""
+    try:
+        ids = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise ValueError("expected comma-separated class ids like '3,8', got %r" % text)
+    if not ids or min(ids) <= BACKGROUND or max(ids) >= IGNORE:
+        raise ValueError("expected class ids in [1, %d), got %r" % (IGNORE, text))
+    return ids
+
+
+def check_ids(class_ids, count, what):
+    """The ids if all are in [1, count]; ValueError naming `what` otherwise."""
+    bad = [int(i) for i in class_ids if not 1 <= int(i) <= count]
+    if bad:
+        raise ValueError("%s: class ids %s outside the network's [1, %d]" % (what, bad, count))
+    return list(class_ids)
+
+
+def class_table(spec):
+    """Candidate classes {id: name}: 'voc' (ids 1..20), comma-separated ids, or a JSON file
+    (a dataset's meta.json or {id: name}); background is left out."""
+    if spec == "voc":
+        table = score.voc_class_table()
+    elif os.path.isfile(spec):
+        table = score.load_class_table(spec)
+    else:
+        table = {i: CLASS_NAMES.get(i, str(i)) for i in parse_ids(spec)}
+    table.pop(BACKGROUND, None)
+    if not table:
+        raise ValueError("class table %r has no class besides background" % spec)
+    return table
+
+
+def list_dir(folder):
+    """Image files of a folder (by extension), sorted by name."""
+    names = sorted(n for n in os.listdir(folder)
+                   if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS)
+    return [os.path.join(folder, n) for n in names]
+
+
+def list_file(list_path, root, ext=".jpg"):
+    """Image paths of a VOC ImageSets-style list: root/<id><ext>."""
+    return [os.path.join(root, i + ext) for i in score.read_list(list_path)]
+
+
+def stem(path):
+    """Output name of an input: its file name without extension."""
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def save_prob(path, seg):
+    """Per-label fg probabilities as compressed .npz (class_ids, fg, scores), atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, class_ids=seg.class_ids, fg=seg.fg.astype(np.float32),
+                                scores=seg.scores.astype(np.float32))
+
+
+def load_prob(path):
+    """The arrays written by save_prob, as a dict (no pickle)."""
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def overlay(image, labels, opacity=0.5):
+    """RGB uint8 image blended with the VOC colours of a label map (background untouched)."""
+    rgb = image[:, :, ::-1].astype(np.float32)
+    colours = score.voc_colormap()[labels].astype(np.float32)
+    mask = (labels != BACKGROUND)[:, :, np.newaxis]
+    return np.where(mask, (1 - opacity) * rgb + opacity * colours, rgb).astype(np.uint8)
+
+
+def write_figure(path, image, seg, names=None):
+    """Figure (PNG): one row per label with the image, attention alpha (Eq. 4), densified
+    attention s (Eq. 7), both mapped onto the image, and the pixels the final label map
+    gives this label (VOC colour overlay)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = names or {}
+    height, width = image.shape[:2]
+    rgb = image[:, :, ::-1]
+    rows = max(len(seg.class_ids), 1)
+    fig, axes = plt.subplots(rows, 4, figsize=(12, 3 * rows), squeeze=False)
+    alpha = unpad(seg.alpha, height, width)
+    s = unpad(seg.s, height, width)
+    for row in range(rows):
+        cid = int(seg.class_ids[row]) if len(seg.class_ids) else BACKGROUND
+        name = names.get(cid) or CLASS_NAMES.get(cid, "no label")
+        mine = np.where(seg.labels == cid, seg.labels, BACKGROUND)
+        panels = [(rgb, None, name), (alpha[row] if len(alpha) else None, "jet", "alpha"),
+                  (s[row] if len(s) else None, "jet", "s (densified)"),
+                  (overlay(image, mine), None, "%s pixels" % name)]
+        for ax, (data, cmap, title) in zip(axes[row], panels):
+            ax.axis("off")
+            ax.set_title(title)
+            if data is None:
+                continue
+            if cmap:
+                ax.imshow(rgb)
+                ax.imshow(data, cmap=cmap, alpha=0.6)
+            else:
+                ax.imshow(data)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80)
+    plt.close(fig)
+
+
+def output_paths(out_dir, image_path, save_probs=False, vis=False):
+    """{kind: path} of an image's outputs: label PNG in out_dir (the folder tools/eval.py
+    scores), probabilities in out_dir/prob, figures in out_dir/vis."""
+    name = stem(image_path)
+    paths = {"png": os.path.join(out_dir, name + ".png")}
+    if save_probs:
+        paths["prob"] = os.path.join(out_dir, "prob", name + ".npz")
+    if vis:
+        paths["vis"] = os.path.join(out_dir, "vis", name + ".png")
+    return paths
+
+
+def write_outputs(paths, image, seg, names=None):
+    """Write the outputs of one image; the label PNG last, so it marks a finished image."""
+    if "prob" in paths:
+        save_prob(paths["prob"], seg)
+    if "vis" in paths:
+        write_figure(paths["vis"], image, seg, names)
+    score.write_palette_png(paths["png"], seg.labels)
+
