@@ -65,7 +65,8 @@ def _imap(fn, tasks, workers):
         for task in tasks:
             yield fn(task)
         return
-    with multiprocessing.Pool(workers) as pool:
+    # One OpenCV thread per worker: the workers already use every core.
+    with multiprocessing.Pool(workers, initializer=cv2.setNumThreads, initargs=(1,)) as pool:
         for result in pool.imap(fn, tasks, chunksize=CHUNKSIZE):
             yield result
 
