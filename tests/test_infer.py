@@ -205,6 +205,12 @@ def test_class_table(tmp_path):
         inference.class_table("0,3")
 
 
+def test_output_names_must_be_unique():
+    assert inference.check_unique_stems(["d/a.jpg", "d/b.png"]) == ["d/a.jpg", "d/b.png"]
+    with pytest.raises(ValueError, match="d/a.jpg and e/a.png"):
+        inference.check_unique_stems(["d/a.jpg", "d/b.jpg", "e/a.png"])
+
+
 # ---- tools/infer.py in a subprocess -------------------------------------------------------
 
 def run_infer(weights, *args):

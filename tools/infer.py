@@ -20,7 +20,7 @@ import sys
 from tqdm import tqdm
 
 from data_prep.common import Skip, read_image
-from transfernet import inference, nets, solvers
+from transfernet import inference, nets, score, solvers
 
 
 def parse_args(argv):
@@ -97,7 +97,9 @@ def main(argv=None):
         caffe.set_mode_cpu()
     try:
         table = inference.class_table(args.classes)
-        paths = image_paths(args)
+        paths = inference.check_unique_stems(image_paths(args))
+        if not paths:
+            raise ValueError("no input images (%s)" % (args.image or args.dir or args.list))
         net = inference.load_net(args.model, args.weights)
         if args.labels:
             args.labels = inference.check_ids(inference.parse_ids(args.labels),
@@ -118,7 +120,7 @@ def main(argv=None):
         try:
             image = read_image(path)
             class_ids = labels_of(args, path, image, classifier, table)
-        except Skip as e:
+        except (Skip, score.EvalError, OSError) as e:  # unreadable image or GT PNG
             tqdm.write("infer.py: skipping %s: %s" % (path, e), file=sys.stderr)
             failures.append((path, str(e)))
             continue

@@ -234,6 +234,19 @@ def stem(path):
     return os.path.splitext(os.path.basename(path))[0]
 
 
+def check_unique_stems(paths):
+    """The paths if their stems (output names) are distinct; ValueError listing clashes."""
+    seen, clashes = {}, []
+    for path in paths:
+        if stem(path) in seen:
+            clashes.append("%s and %s" % (seen[stem(path)], path))
+        seen.setdefault(stem(path), path)
+    if clashes:
+        raise ValueError("inputs with the same output name <stem>.png: %s"
+                         % "; ".join(clashes))
+    return paths
+
+
 def save_prob(path, seg):
     """Per-label fg probabilities as compressed .npz (class_ids, fg, scores), atomically."""
     with atomic_path(path) as tmp:
