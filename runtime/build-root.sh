@@ -17,7 +17,7 @@ mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # BLAS), the Python libraries, and a compiler for the dense CRF's sdist.
 debs="caffe libcaffe1 python3-caffe libopenblas0-pthread
 python3-numpy python3-protobuf python3-lmdb python3-opencv python3-scipy python3-matplotlib
-python3-tqdm python3-pip python3-setuptools python3-wheel python3-dev g++ cython3"
+python3-tqdm python3-pil python3-pip python3-setuptools python3-wheel python3-dev g++ cython3"
 # What Debian 11 lacks, fetched by the host's pip (the root cannot reach PyPI).
 wheels="pycocotools==2.0.11 pytest==8.3.5 iniconfig==2.1.0 pluggy==1.5.0 packaging==25.0
 exceptiongroup==1.3.0 tomli==2.2.1 typing_extensions==4.13.2"
@@ -82,7 +82,7 @@ in_root /bin/sh -c 'cd /tmp/transfernet-wheels && python3 -m pip install -q --no
 rm -rf "$dl"
 
 step "check: caffe, pycaffe and the Python packages import"
-in_root python3 -c 'import caffe, cv2, lmdb, google.protobuf, scipy, matplotlib, tqdm
+in_root python3 -c 'import caffe, cv2, lmdb, google.protobuf, scipy, matplotlib, tqdm, PIL
 import pycocotools.mask, pydensecrf.densecrf, pytest' >>"$log" 2>&1 \
   || { tail -20 "$log" >&2; echo "build-root: import check failed" >&2; exit 1; }
 in_root readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 | grep -q openblas \

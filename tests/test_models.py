@@ -366,6 +366,8 @@ def test_committed_solvers(cfg):
         else:
             assert param.iter_size == 1 and param.max_iter <= 500
         assert param.snapshot_prefix == '%s/%s/%s' % (cfg.snapshot_dir, stage, stage)
+        # caffe train aborts at start-up if it cannot write there: the folder is committed
+        assert os.path.isdir(os.path.join(ROOT, os.path.dirname(param.snapshot_prefix)))
         if previous is None:
             assert list(param.weights) == (
                 ['data/vgg16/VGG_ILSVRC_16_layers.caffemodel'] if cfg.name == 'paper' else [])
