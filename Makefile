@@ -4,8 +4,46 @@
 
 RUN := runtime/run.sh
 PYTEST_ARGS ?= -q
+WORKERS ?= 2
 
-.PHONY: help env run test models check-models
+# Datasets, each in its official layout. DATASET=builtin uses the generated built-in dataset
+# (data_prep/builtin.py) and the tiny networks instead.
+DATASET ?= paper
+ifeq ($(DATASET),builtin)
+COCO_ROOT := data/builtin/coco
+VOC_ROOT := data/builtin/VOCdevkit/VOC2012
+SBD_ROOT :=
+SOURCE_DB ?= data/builtin/lmdb/source
+TARGET_DB ?= data/builtin/lmdb/target
+RECORD_SIZE := 104
+CONFIG ?= tiny
+else ifeq ($(DATASET),paper)
+COCO_ROOT ?= data/coco
+VOC_ROOT ?= data/VOCdevkit/VOC2012
+SBD_ROOT ?= data/benchmark_RELEASE/dataset
+SOURCE_DB ?= data/lmdb/coco60
+TARGET_DB ?= data/lmdb/voc_train_aug
+RECORD_SIZE := 330
+CONFIG ?= paper
+else
+$(error DATASET must be paper or builtin, got '$(DATASET)')
+endif
+RATIO ?= 1
+SEED ?= 0
+# Inference and evaluation on the target val list.
+LIST ?= $(VOC_ROOT)/ImageSets/Segmentation/val.txt
+IMAGES ?= $(VOC_ROOT)/JPEGImages
+GT ?= $(VOC_ROOT)/SegmentationClass
+PRED ?= runs/$(CONFIG)/pred
+EVAL_OUT ?= $(PRED)/eval.json
+CLASSES ?= voc
+INFER_ARGS ?=
+# Dataset roots outside the checkout are bound into the Caffe root at their own paths.
+export TRANSFERNET_MOUNTS := $(subst $(eval) ,:,$(strip $(TRANSFERNET_MOUNTS) \
+  $(abspath $(COCO_ROOT) $(VOC_ROOT) $(SBD_ROOT) $(dir $(SOURCE_DB)) $(dir $(TARGET_DB)) \
+  $(dir $(LIST)) $(IMAGES) $(GT) $(PRED))))
+
+.PHONY: help env run test models check-models data data-source data-target builtin infer eval
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -26,3 +64,24 @@ models:  ## regenerate models/ and solvers/ from transfernet/nets.py
 
 check-models:  ## fail if a committed prototxt differs from the generator's output
 	@$(RUN) 'python3 tools/generate_models.py --check'
+
+data: data-source data-target  ## build the source and target LMDBs (DATASET=paper|builtin)
+
+data-source: $(if $(filter builtin,$(DATASET)),builtin)  ## COCO-60 source LMDB from COCO_ROOT (RATIO, SEED for subsets)
+	@$(RUN) 'python3 -m data_prep.coco --root $(COCO_ROOT) --out $(SOURCE_DB) --size $(RECORD_SIZE) \
+	  --ratio $(RATIO) --seed $(SEED) --workers $(WORKERS)'
+
+data-target: $(if $(filter builtin,$(DATASET)),builtin)  ## VOC (+ SBD if SBD_ROOT exists) image-label target LMDB
+	@$(RUN) 'python3 -m data_prep.voc --voc-root $(VOC_ROOT) --out $(TARGET_DB) --size $(RECORD_SIZE) \
+	  $(if $(wildcard $(SBD_ROOT)/train.txt),--sbd-root $(SBD_ROOT)) --workers $(WORKERS)'
+
+builtin: data/builtin/builtin.json  ## generate the built-in dataset (COCO- and VOC-format trees) once
+
+data/builtin/builtin.json:
+	@$(RUN) 'python3 -m data_prep.builtin --out data/builtin --workers $(WORKERS)'
+
+infer:  ## segment the images of LIST with the final snapshots of CONFIG into PRED (INFER_ARGS='--crf')
+	@$(RUN) 'python3 tools/infer.py --config $(CONFIG) --list $(LIST) --root $(IMAGES) --out $(PRED) $(INFER_ARGS)'
+
+eval:  ## comp6 mIoU of PRED against GT over LIST; table on stdout, JSON + CSV in EVAL_OUT
+	@$(RUN) 'python3 tools/eval.py --pred $(PRED) --gt $(GT) --list $(LIST) --classes $(CLASSES) --out $(EVAL_OUT)'

@@ -6,8 +6,9 @@
 # on the host. Otherwise it runs in the Debian 11 Caffe root (built on first use by
 # runtime/build-root.sh), inside a private mount namespace: the checkout is bound at its own
 # path and is the working directory, /dev and /proc are mounted, and every mount vanishes
-# with the command, whether it succeeds or fails. Extra host folders (datasets) are bound
-# from TRANSFERNET_MOUNTS (colon-separated absolute paths).
+# with the command, whether it succeeds or fails. Extra host folders (datasets outside the
+# checkout) are bound at their own paths from TRANSFERNET_MOUNTS (colon-separated absolute
+# paths; the Makefile adds the dataset roots it is given).
 # TRANSFERNET_USE_ROOT=1 forces the root even when the host has pycaffe.
 set -euo pipefail
 
@@ -40,7 +41,8 @@ exec unshare --mount --propagation private /bin/bash -c '
   mount --rbind /dev "$root/dev"
   IFS=:
   for dir in $mounts; do
-    [ -d "$dir" ] || { echo "runtime/run.sh: $dir (in TRANSFERNET_MOUNTS) is not a folder" >&2; exit 2; }
+    case "$dir" in "$top"/*|"") continue ;; esac   # already visible through the checkout
+    [ -d "$dir" ] || continue   # a missing dataset root: the command itself says what it expected
     mkdir -p "$root$dir"
     mount --rbind "$dir" "$root$dir"
   done
