@@ -103,7 +103,7 @@ def model_path(cfg, net):
     return 'models/%s/%s.prototxt' % (cfg.name, net)
 
 
-def _inputs(n, cfg, tops, batch, crop, resize, input_layers, multilabel):
+def inputs(n, cfg, tops, batch, crop, resize, input_layers, multilabel):
     """data (B,3,crop,crop), label (B,num_classes)[, seg_label (B,1,crop,crop)]."""
     shapes = {'data': [batch, 3, crop, crop], 'label': [batch, cfg.num_classes],
               'seg_label': [batch, 1, crop, crop]}
@@ -121,7 +121,7 @@ def _inputs(n, cfg, tops, batch, crop, resize, input_layers, multilabel):
         n[top] = out
 
 
-def _encoder(n, cfg, x, frozen, masks=False, pool5=False):
+def encoder(n, cfg, x, frozen, masks=False, pool5=False):
     """VGG-16 conv1_1..conv5_3 (+ pool1..pool4[, pool5]); returns the last top."""
     for block, width, convs in ENCODER:
         for i in range(1, convs + 1):
@@ -142,7 +142,7 @@ def _encoder(n, cfg, x, frozen, masks=False, pool5=False):
     return x
 
 
-def _fc(x, num_output, param=LEARN):
+def inner_product(x, num_output, param=LEARN):
     return L.InnerProduct(x, num_output=num_output, param=param,
                           weight_filler=GAUSSIAN, bias_filler=ZERO)
 
@@ -155,16 +155,16 @@ def _attention(n, cfg, broadcast):
     """
     factors, side = channels(cfg, FACTORS), feature_size(cfg)
     n.conv5_3_scaled = L.Power(n.conv5_3, scale=FEATURE_SCALE)
-    n.feat_embed = _fc(n.conv5_3_scaled, factors)
-    n.cls_embed = _fc(n.label, factors)
+    n.feat_embed = inner_product(n.conv5_3_scaled, factors)
+    n.cls_embed = inner_product(n.label, factors)
     if broadcast:
         n.feat_embed_flat = L.Reshape(n.feat_embed, shape=dict(dim=[-1]))
         n.att_factors = L.Scale(n.cls_embed, n.feat_embed_flat, axis=1)
     else:
         n.att_factors = L.Eltwise(n.feat_embed, n.cls_embed, operation=P.Eltwise.PROD)
-    n.att_hidden = _fc(n.att_factors, factors)
+    n.att_hidden = inner_product(n.att_factors, factors)
     n.att_relu = L.ReLU(n.att_hidden, in_place=True)
-    n.att_score = _fc(n.att_relu, side * side)
+    n.att_score = inner_product(n.att_relu, side * side)
     n.alpha_flat = L.Softmax(n.att_score)
     n.alpha = L.Reshape(n.alpha_flat, shape=dict(dim=[0, 1, side, side]))
     n.z = L.Python(n.conv5_3_scaled, n.alpha,
@@ -173,17 +173,32 @@ def _attention(n, cfg, broadcast):
 
 def _classifier_head(n, cfg):
     """f_cls and the loss of Eq. 6: softmax over classes against the one-hot label."""
-    n.cls_fc1 = _fc(n.z, channels(cfg, CLS_HIDDEN))
+    n.cls_fc1 = inner_product(n.z, channels(cfg, CLS_HIDDEN))
     n.cls_relu1 = L.ReLU(n.cls_fc1, in_place=True)
-    n.cls_score = _fc(n.cls_relu1, cfg.num_classes, param=LEARN_FAST)
+    n.cls_score = inner_product(n.cls_relu1, cfg.num_classes, param=LEARN_FAST)
+    classification_loss(n)
+
+
+def classification_loss(n):
+    """Softmax over classes of n.cls_score against the one-hot label (Eq. 6)."""
     n.label_index = L.ArgMax(n.label, axis=1)
     n.cls_loss = L.SoftmaxWithLoss(n.cls_score, n.label_index)
 
 
-def _decoder(n, cfg):
-    """Eq. 7 s = A z, then the DeconvNet decoder f_dec up to seg_score (N,2,crop,crop)."""
-    n.s = L.Python(n.conv5_3_scaled, n.z,
-                   python_param=dict(module='attention_ops', layer='Densify'))
+def segmentation_loss(n):
+    """lambda times the pixel softmax loss of n.seg_score (Eq. 9)."""
+    n.seg_loss = L.SoftmaxWithLoss(n.seg_score, n.seg_label, loss_weight=SEG_LOSS_WEIGHT,
+                                   loss_param=dict(ignore_label=IGNORE_LABEL))
+
+
+def decoder(n, cfg, densify=True):
+    """Eq. 7 s = A z, then the DeconvNet decoder f_dec up to seg_score (N,2,crop,crop).
+
+    densify=False: the caller has built another decoder input n.s (N,1,h,w) (baselines).
+    """
+    if densify:
+        n.s = L.Python(n.conv5_3_scaled, n.z,
+                       python_param=dict(module='attention_ops', layer='Densify'))
     x = n.s
     last_conv = {block: 'conv%d_%d' % (block, convs) for block, _, convs in ENCODER}
     for block, widths in DECODER:
@@ -205,53 +220,52 @@ def classifier_train(cfg, batch=None, input_layers=False):
     """Stage 0: VGG-16 + fc8_transfer, sigmoid cross-entropy against multi-hot labels."""
     n = _classifier(cfg, batch or cfg.stages['classifier'].batch, input_layers, train=True)
     n.cls_loss = L.SigmoidCrossEntropyLoss(n.fc8_transfer, n.label)
-    return _proto(cfg, 'classifier_train', n)
+    return named_proto(cfg, 'classifier_train', n)
 
 
 def classifier_deploy(cfg):
     """Stage 0 at test time: Input data (1,3,S,S) -> prob (1,num_classes) sigmoid."""
     n = _classifier(cfg, 1, True, train=False)
     n.prob = L.Sigmoid(n.fc8_transfer)
-    return _proto(cfg, 'classifier_deploy', n)
+    return named_proto(cfg, 'classifier_deploy', n)
 
 
 def _classifier(cfg, batch, input_layers, train):
     n = NetSpec()
-    _inputs(n, cfg, ('data', 'label') if train else ('data',), batch, cfg.classifier_crop,
-            cfg.classifier_resize, input_layers, multilabel=True)
-    x = _encoder(n, cfg, n.data, frozen=False, pool5=True)
+    inputs(n, cfg, ('data', 'label') if train else ('data',), batch, cfg.classifier_crop,
+           cfg.classifier_resize, input_layers, multilabel=True)
+    x = encoder(n, cfg, n.data, frozen=False, pool5=True)
     for fc in (6, 7):
         n['fc%d' % fc] = L.InnerProduct(x, num_output=channels(cfg, FC_DIM), param=LEARN,
                                         weight_filler=ENCODER_FILLER, bias_filler=ZERO)
         n['relu%d' % fc] = L.ReLU(n['fc%d' % fc], in_place=True)
         x = n['drop%d' % fc] = L.Dropout(n['relu%d' % fc], dropout_ratio=0.5, in_place=True)
-    n.fc8_transfer = _fc(x, cfg.num_classes, param=LEARN_FAST)
+    n.fc8_transfer = inner_product(x, cfg.num_classes, param=LEARN_FAST)
     return n
 
 
 def attention_train(cfg, batch=None, input_layers=False):
     """Stage 1, Eq. 6: frozen encoder, attention and f_cls under the classification loss."""
     n = NetSpec()
-    _inputs(n, cfg, ('data', 'label'), batch or cfg.stages['attention'].batch, cfg.crop,
-            cfg.resize, input_layers, multilabel=False)
-    _encoder(n, cfg, n.data, frozen=True)
+    inputs(n, cfg, ('data', 'label'), batch or cfg.stages['attention'].batch, cfg.crop,
+           cfg.resize, input_layers, multilabel=False)
+    encoder(n, cfg, n.data, frozen=True)
     _attention(n, cfg, broadcast=False)
     _classifier_head(n, cfg)
-    return _proto(cfg, 'attention_train', n)
+    return named_proto(cfg, 'attention_train', n)
 
 
 def joint_train(cfg, batch=None, input_layers=False):
     """Stage 2, Eq. 9: Eq. 6 plus lambda times the decoder's segmentation loss."""
     n = NetSpec()
-    _inputs(n, cfg, ('data', 'label', 'seg_label'), batch or cfg.stages['joint'].batch,
-            cfg.crop, cfg.resize, input_layers, multilabel=False)
-    _encoder(n, cfg, n.data, frozen=True, masks=True)
+    inputs(n, cfg, ('data', 'label', 'seg_label'), batch or cfg.stages['joint'].batch,
+           cfg.crop, cfg.resize, input_layers, multilabel=False)
+    encoder(n, cfg, n.data, frozen=True, masks=True)
     _attention(n, cfg, broadcast=False)
     _classifier_head(n, cfg)
-    _decoder(n, cfg)
-    n.seg_loss = L.SoftmaxWithLoss(n.seg_score, n.seg_label, loss_weight=SEG_LOSS_WEIGHT,
-                                   loss_param=dict(ignore_label=IGNORE_LABEL))
-    return _proto(cfg, 'joint_train', n)
+    decoder(n, cfg)
+    segmentation_loss(n)
+    return named_proto(cfg, 'joint_train', n)
 
 
 def seg_deploy(cfg, num_labels=1):
@@ -260,17 +274,23 @@ def seg_deploy(cfg, num_labels=1):
     Inputs data (1,3,S,S), label (K,num_classes); outputs seg_prob (K,2,S,S); alpha (K,1,h,w)
     and s (K,1,h,w) stay in net.blobs. Reshape `label` to change K.
     """
+    n = deploy_inputs(cfg, num_labels)
+    encoder(n, cfg, n.data, frozen=True, masks=True)
+    _attention(n, cfg, broadcast=True)
+    decoder(n, cfg)
+    n.seg_prob = L.Softmax(n.seg_score)
+    return named_proto(cfg, 'seg_deploy', n)
+
+
+def deploy_inputs(cfg, num_labels):
+    """NetSpec of a segmentation deploy net: Input data (1,3,S,S) and label (K,num_classes)."""
     n = NetSpec()
     n.data = L.Input(shape=dict(dim=[1, 3, cfg.crop, cfg.crop]))
     n.label = L.Input(shape=dict(dim=[num_labels, cfg.num_classes]))
-    _encoder(n, cfg, n.data, frozen=True, masks=True)
-    _attention(n, cfg, broadcast=True)
-    _decoder(n, cfg)
-    n.seg_prob = L.Softmax(n.seg_score)
-    return _proto(cfg, 'seg_deploy', n)
+    return n
 
 
-def _proto(cfg, net, n):
+def named_proto(cfg, net, n):
     proto = n.to_proto()
     proto.name = 'transfernet_%s_%s' % (cfg.name, net)
     return proto
