@@ -16,10 +16,9 @@ import sys
 
 import numpy as np
 import scipy.io
-from PIL import Image
 
 from data_prep import common
-from transfernet import classes, records
+from transfernet import classes, records, score
 
 VOC_FILES = ["JPEGImages/", "SegmentationClass/", "ImageSets/Segmentation/train.txt",
              "ImageSets/Segmentation/val.txt"]
@@ -32,22 +31,13 @@ SBD_DOWNLOAD = ("the Semantic Boundaries Dataset page of Hariharan et al., "
 NO_ANNOTATION = "no_annotation"
 
 
-def read_list(path):
-    """Image names of an ImageSets-style list file."""
-    with open(path) as f:
-        return [line.split()[0] for line in f if line.strip()]
-
-
 def read_voc_label(path):
     """uint8 HxW class-index map of a VOC SegmentationClass palette PNG."""
     try:
-        with Image.open(path) as im:
-            if im.mode not in ("P", "L"):
-                raise common.Skip(common.UNREADABLE_MASK, "%s: mode %s, expected a palette PNG"
-                                  % (path, im.mode))
-            return np.array(im, dtype=np.uint8)
-    except (OSError, SyntaxError, ValueError) as e:
-        raise common.Skip(common.UNREADABLE_MASK, "%s: %s" % (path, e))
+        return score.read_label_png(path)
+    except (score.EvalError, OSError, SyntaxError, ValueError) as e:
+        raise common.Skip(common.UNREADABLE_MASK, str(e) if str(path) in str(e)
+                          else "%s: %s" % (path, e))
 
 
 def read_sbd_label(path):
@@ -81,14 +71,14 @@ def encode_one(task):
 def train_aug_tasks(voc_root, sbd_root, size):
     """[(name, task)] of train_aug in name order, and the list sizes for the metadata."""
     seg = os.path.join(voc_root, "ImageSets", "Segmentation")
-    voc_train, voc_val = read_list(os.path.join(seg, "train.txt")), \
-        read_list(os.path.join(seg, "val.txt"))
+    voc_train, voc_val = score.read_list(os.path.join(seg, "train.txt")), \
+        score.read_list(os.path.join(seg, "val.txt"))
     sources = {n: (os.path.join(voc_root, "JPEGImages", n + ".jpg"),
                    os.path.join(voc_root, "SegmentationClass", n + ".png")) for n in voc_train}
     lists = {"voc_train": len(voc_train), "voc_val": len(voc_val)}
     if sbd_root:
-        sbd = read_list(os.path.join(sbd_root, "train.txt")) + \
-            read_list(os.path.join(sbd_root, "val.txt"))
+        sbd = score.read_list(os.path.join(sbd_root, "train.txt")) + \
+            score.read_list(os.path.join(sbd_root, "val.txt"))
         lists["sbd_train_val"] = len(sbd)
         for n in sbd:
             sources.setdefault(n, (os.path.join(sbd_root, "img", n + ".jpg"),
