@@ -35,8 +35,8 @@ Segmentation = collections.namedtuple("Segmentation", [
     "fg",         # (K, H, W) float32 network fg probability per label, original image size
     "scores",     # (K, H, W) float32 score per label (fg where fg wins, CRF-refined with crf)
     "labels",     # (H, W) uint8 final label map (0 background)
-    "alpha",      # (K, h, w) float32 attention (Eq. 4) on the padded square
-    "s",          # (K, h, w) float32 densified attention (Eq. 7) on the padded square
+    "alpha",      # (K, h, w) float32 attention (Eq. 4) on the padded square, or None
+    "s",          # (K, h, w) float32 densified attention (Eq. 7) on the padded square, or None
 ])
 
 
@@ -132,7 +132,10 @@ def predict_labels(classifier, image, candidates=VOC_IDS, threshold=CLASSIFIER_T
 
 
 def forward_labels(net, blob, class_ids):
-    """One seg_deploy forward for K labels: fg (K, S, S), alpha (K, h, w), s (K, h, w)."""
+    """One seg_deploy forward for K labels: fg (K, S, S), alpha (K, h, w), s (K, h, w).
+
+    alpha and s are None when the net has no such blob (the baselines have no alpha).
+    """
     class_ids = np.asarray(class_ids, np.int64).reshape(-1)
     count = num_classes(net)
     if not len(class_ids) or class_ids.min() < 1 or class_ids.max() > count:
@@ -143,8 +146,9 @@ def forward_labels(net, blob, class_ids):
     net.blobs["data"].data[...] = blob
     net.blobs["label"].data[...] = np.eye(count, dtype=np.float32)[class_ids - 1]
     prob = net.forward()["seg_prob"]
-    return (prob[:, 1].copy(), net.blobs["alpha"].data[:, 0].copy(),
-            net.blobs["s"].data[:, 0].copy())
+    maps = [net.blobs[name].data[:, 0].copy() if name in net.blobs else None
+            for name in ("alpha", "s")]
+    return (prob[:, 1].copy(),) + tuple(maps)
 
 
 def fg_scores(fg):
