@@ -273,41 +273,63 @@ def overlay(image, labels, opacity=0.5):
     return np.where(mask, (1 - opacity) * rgb + opacity * colours, rgb).astype(np.uint8)
 
 
-def write_figure(path, image, seg, names=None):
-    """Figure (PNG): one row per label with the image, attention alpha (Eq. 4), densified
-    attention s (Eq. 7), both mapped onto the image, and the pixels the final label map
-    gives this label (VOC colour overlay)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+# A figure panel: a title, an RGB background (or None), a heat map drawn over it with the
+# jet colour map (or None), and a (row, column) point to mark on it (or None).
+Panel = collections.namedtuple("Panel", "title background heat marker")
+Panel.__new__.__defaults__ = (None, None, None)
+
+
+def label_panels(image, seg, names=None):
+    """One row of panels per label: the image, attention alpha (Eq. 3), densified attention
+    s (Eq. 7), both mapped onto the image, and the pixels the final label map gives this
+    label (VOC colour overlay)."""
     names = names or {}
     height, width = image.shape[:2]
     rgb = image[:, :, ::-1]
-    rows = max(len(seg.class_ids), 1)
-    fig, axes = plt.subplots(rows, 4, figsize=(12, 3 * rows), squeeze=False)
+    if not len(seg.class_ids):
+        return [[Panel("no label", rgb)]]
     alpha = unpad(seg.alpha, height, width)
     s = unpad(seg.s, height, width)
-    for row in range(rows):
-        cid = int(seg.class_ids[row]) if len(seg.class_ids) else BACKGROUND
-        name = names.get(cid) or CLASS_NAMES.get(cid, "no label")
+    rows = []
+    for cid, alpha_l, s_l in zip(seg.class_ids, alpha, s):
+        name = names.get(int(cid)) or CLASS_NAMES.get(int(cid), str(cid))
         mine = np.where(seg.labels == cid, seg.labels, BACKGROUND)
-        panels = [(rgb, None, name), (alpha[row] if len(alpha) else None, "jet", "alpha"),
-                  (s[row] if len(s) else None, "jet", "s (densified)"),
-                  (overlay(image, mine), None, "%s pixels" % name)]
-        for ax, (data, cmap, title) in zip(axes[row], panels):
+        rows.append([Panel(name, rgb), Panel("alpha", rgb, alpha_l),
+                     Panel("s (densified)", rgb, s_l),
+                     Panel("%s pixels" % name, overlay(image, mine))])
+    return rows
+
+
+def draw_figure(path, rows):
+    """Write a grid of panels (one list of Panel per row) as a PNG, atomically."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    columns = max(len(row) for row in rows)
+    fig, axes = plt.subplots(len(rows), columns, figsize=(3 * columns, 3 * len(rows)),
+                             squeeze=False)
+    for ax_row, row in zip(axes, rows):
+        for ax in ax_row:
             ax.axis("off")
-            ax.set_title(title)
-            if data is None:
-                continue
-            if cmap:
-                ax.imshow(rgb)
-                ax.imshow(data, cmap=cmap, alpha=0.6)
-            else:
-                ax.imshow(data)
+        for ax, panel in zip(ax_row, row):
+            ax.set_title(panel.title)
+            if panel.background is not None:
+                ax.imshow(panel.background)
+            if panel.heat is not None:
+                ax.imshow(panel.heat, cmap="jet", interpolation="nearest",
+                          alpha=0.6 if panel.background is not None else 1.0)
+            if panel.marker is not None:
+                ax.plot(panel.marker[1], panel.marker[0], "w+", markersize=14, mew=3)
+                ax.plot(panel.marker[1], panel.marker[0], "k+", markersize=10, mew=1.5)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=80)
     plt.close(fig)
+
+
+def write_figure(path, image, seg, names=None):
+    """Figure (PNG) of an image's segmentation: the label_panels rows."""
+    draw_figure(path, label_panels(image, seg, names))
 
 
 def output_paths(out_dir, image_path, save_probs=False, vis=False):
