@@ -288,14 +288,18 @@ def label_panels(image, seg, names=None):
     rgb = image[:, :, ::-1]
     if not len(seg.class_ids):
         return [[Panel("no label", rgb)]]
-    alpha = unpad(seg.alpha, height, width)
-    s = unpad(seg.s, height, width)
+
+    def heat(maps, title):  # a panel per label; blank when the net has no such map
+        if maps is None:
+            return [Panel("no " + title)] * len(seg.class_ids)
+        return [Panel(title, rgb, m) for m in unpad(maps, height, width)]
+
     rows = []
-    for cid, alpha_l, s_l in zip(seg.class_ids, alpha, s):
+    for cid, alpha, s in zip(seg.class_ids, heat(seg.alpha, "alpha"),
+                             heat(seg.s, "s (densified)")):
         name = names.get(int(cid)) or CLASS_NAMES.get(int(cid), str(cid))
         mine = np.where(seg.labels == cid, seg.labels, BACKGROUND)
-        rows.append([Panel(name, rgb), Panel("alpha", rgb, alpha_l),
-                     Panel("s (densified)", rgb, s_l),
+        rows.append([Panel(name, rgb), alpha, s,
                      Panel("%s pixels" % name, overlay(image, mine))])
     return rows
 
