@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from test_infer import REPO, SEG_MODEL, make_image, weights  # noqa: F401 (fixture)
+from test_infer import CLS_MODEL, REPO, SEG_MODEL, make_image, weights  # noqa: F401 (fixture)
 from transfernet import inference, visualize
 
 TOOL = os.path.join(REPO, "tools", "visualize.py")
@@ -50,6 +50,25 @@ def test_gram_rows_match_numpy_and_eq_10(seg_net):
     assert np.allclose(pixel_row[2].heat, gram[5].reshape(6, 6), rtol=1e-4,
                        atol=1e-7 * np.abs(gram).max())
     assert pixel_row[1].heat.shape == (50, 80)
+
+
+def test_figure_of_a_net_without_attention(tmp_path):
+    """Baseline deploy nets have no alpha / s (inference.forward_labels gives None): their
+    panels are left blank, the rest of the figure is drawn."""
+    image = make_image(50, 80, seed=13)
+    labels = np.zeros((50, 80), np.uint8)
+    labels[10:30, 20:60] = 8
+    seg = inference.Segmentation(np.array([3, 8]), None, None, labels, None, None)
+    rows = inference.label_panels(image, seg, {8: "cat"})
+    assert [[p.title for p in row] for row in rows] == [
+        ["bird", "no alpha", "no s (densified)", "bird pixels"],
+        ["cat", "no alpha", "no s (densified)", "cat pixels"]]
+    assert rows[1][1].heat is None and rows[1][1].background is None
+    assert np.array_equal(rows[0][3].background, image[:, :, ::-1])  # no bird pixels
+    assert not np.array_equal(rows[1][3].background, image[:, :, ::-1])
+    path = str(tmp_path / "fig.png")
+    inference.write_figure(path, image, seg)
+    assert cv2.imread(path).shape == (2 * PANEL, 4 * PANEL, 3)
 
 
 def test_pixel_cell_follows_the_padded_geometry():
@@ -131,13 +150,14 @@ def tool():
     (["--labels", "3", "--pixel", "10,70", "50,10"], "pixel (50, 10) is outside the 50 x 80"),
     (["--labels", "3", "--image", "MISSING"], "unreadable_image"),
     (["--labels", "3", "--image", "BROKEN"], "not a decodable image"),
+    (["--labels", "3", "--model", CLS_MODEL, "--weights", "CLS"], "has no blob conv5_3_scaled"),
 ])
 def test_cli_bad_input_fails_clearly(tool, weights, image_path, tmp_path, capsys,  # noqa: F811
                                      args, message):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png")
-    args = [{"MISSING": str(tmp_path / "missing.jpg"), "BROKEN": str(broken)}.get(a, a)
-            for a in args]
+    args = [{"MISSING": str(tmp_path / "missing.jpg"), "BROKEN": str(broken),
+             "CLS": weights["cls"]}.get(a, a) for a in args]
     out = str(tmp_path / "fig.png")
     argv = ["--config", "tiny", "--weights", weights["seg"], "--image", image_path,
             "--out", out] + args

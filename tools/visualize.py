@@ -73,6 +73,9 @@ def main(argv=None):
         image = read_image(args.image)
         height, width = image.shape[:2]
         net = inference.load_net(args.model, args.weights)
+        if visualize.FEATURES not in net.blobs:
+            raise ValueError("%s has no blob %s (A): not a TransferNet seg_deploy net"
+                             % (args.model, visualize.FEATURES))
         cells = net.blobs[visualize.FEATURES].shape[2]
         for pixel in args.pixel:
             visualize.pixel_cell(pixel, height, width, cells)
