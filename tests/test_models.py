@@ -20,7 +20,7 @@ from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
 from gradcheck import net_from_prototxt
-from transfernet import nets, solvers
+from transfernet import baselines, nets, solvers
 from transfernet.atomic import write_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -156,8 +156,9 @@ def test_check_lists_changed_missing_and_stray_files(tmp_path):
 def test_generated_paths():
     assert sorted(generate_models.outputs()) == sorted(
         ['models/%s/%s.prototxt' % (c, n) for c in ('paper', 'tiny') for n in nets.NETS]
-        + ['solvers/%s.prototxt' % s for s in solvers.STAGES]
-        + ['solvers/tiny/%s.prototxt' % s for s in solvers.STAGES])
+        + ['models/%s/%s.prototxt' % (c, n) for c in ('paper', 'tiny') for n in baselines.NETS]
+        + ['solvers/%s.prototxt' % s for s in solvers.STAGES + baselines.BASELINES]
+        + ['solvers/tiny/%s.prototxt' % s for s in solvers.STAGES + baselines.BASELINES])
 
 
 def test_tiny_comments_carry_tiny_sizes():

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Write every network (models/<config>/*.prototxt) and solver (solvers/**) from
-transfernet/nets.py and transfernet/solvers.py; --check lists committed files that differ.
+transfernet/nets.py, transfernet/solvers.py and transfernet/baselines.py (BaselineNet and
+DecoupledNet-dagger, Sec. 6.3); --check lists committed files that differ.
 
     runtime/run.sh 'python3 tools/generate_models.py'          # (re)write, print each path
     runtime/run.sh 'python3 tools/generate_models.py --check'  # exit 1 if anything differs
@@ -9,7 +10,7 @@ import argparse
 import os
 import sys
 
-from transfernet import nets, solvers
+from transfernet import baselines, nets, solvers
 from transfernet.atomic import write_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,6 +25,10 @@ def outputs():
             files[nets.model_path(cfg, net)] = nets.prototxt(cfg, net)
         for stage in solvers.STAGES:
             files[solvers.solver_path(cfg, stage)] = solvers.prototxt(cfg, stage)
+        for net in baselines.NETS:
+            files[nets.model_path(cfg, net)] = baselines.prototxt(cfg, net)
+        for baseline in baselines.BASELINES:
+            files[solvers.solver_path(cfg, baseline)] = baselines.solver_prototxt(cfg, baseline)
     return files
 
 
