@@ -1,0 +1,311 @@
+"""BaselineNet and DecoupledNet-dagger (Sec. 6.3, Appendix B): generated files, paper shapes,
+what each head computes, K-label deploy, deploy == train, tools/infer.py, real training."""
+import gc
+import math
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+import caffe
+from caffe.proto import caffe_pb2
+from google.protobuf import text_format
+
+from caffe_train import run_caffe_train
+from gradcheck import net_from_prototxt
+from test_models import ROOT, committed, layer, one_hot
+from transfernet import baselines, inference, nets, solvers
+
+ITERATIONS = 150
+WINDOW = 30  # iterations averaged at the start and at the end of training
+
+
+def build_net(cfg, net, phase=caffe.TEST, batch=1):
+    kwargs = {} if net.endswith('deploy') else dict(batch=batch, input_layers=True)
+    return net_from_prototxt(str(baselines.build(cfg, net, **kwargs)), phase)
+
+
+def committed_deploy(baseline):
+    return net_from_prototxt(committed(nets.model_path(nets.TINY, baseline + '_deploy')))
+
+
+def randomize(net, seed):
+    """O(1)-scale random weights (fan-in scaled); a weight shared by two layers is drawn once
+    per layer, the last draw stays (both layers hold the same blob)."""
+    rng = np.random.RandomState(seed)
+    for blobs in net.params.values():
+        weight = blobs[0].data
+        weight[...] = rng.randn(*weight.shape) * math.sqrt(2.0 / weight[0].size)
+        for bias in blobs[1:]:
+            bias.data[...] = rng.randn(*bias.data.shape) * 0.1
+
+
+def random_image(seed, side=96):
+    return np.random.RandomState(seed).randn(1, 3, side, side).astype(np.float32) * 50
+
+
+# generated files --------------------------------------------------------------------------
+
+def test_generated_files_and_comments():
+    for cfg in (nets.PAPER, nets.TINY):
+        for net in baselines.NETS:
+            text = committed(nets.model_path(cfg, net))
+            assert text == baselines.prototxt(cfg, net)
+            comments = ''.join(l for l in text.splitlines(True) if l.startswith('#'))
+            stale = ('320', '20x20', '512x') if cfg is nets.TINY else ('96x96', '6x6')
+            for value in stale:
+                assert value not in comments, (cfg.name, net, value)
+    assert 'class score maps 80x20x20' in committed('models/paper/baselinenet_train.prototxt')
+    assert 'conv5_3 (64x6x6)' in committed('models/tiny/decouplednet_deploy.prototxt')
+    with pytest.raises(ValueError, match="unknown baseline net 'baselinenet_test'"):
+        baselines.build(nets.TINY, 'baselinenet_test')
+    with pytest.raises(ValueError, match="unknown baseline 'fcn'"):
+        baselines.solver(nets.TINY, 'fcn')
+
+
+@pytest.mark.parametrize('cfg', [nets.PAPER, nets.TINY], ids=['paper', 'tiny'])
+@pytest.mark.parametrize('baseline', baselines.BASELINES)
+def test_solvers_are_the_joint_stage_from_the_stage_0_encoder(cfg, baseline):
+    text = committed(solvers.solver_path(cfg, baseline))
+    param = text_format.Merge(text, caffe_pb2.SolverParameter())
+    joint = solvers.solver(cfg, 'joint')
+    for field in ('type', 'base_lr', 'momentum', 'momentum2', 'lr_policy', 'iter_size',
+                  'max_iter', 'random_seed'):
+        assert getattr(param, field) == getattr(joint, field), field
+    assert param.net == 'models/%s/%s_train.prototxt' % (cfg.name, baseline)
+    assert list(param.weights) == [solvers.final_snapshot(cfg, 'classifier')]
+    assert param.snapshot_prefix == '%s/%s/%s' % (cfg.snapshot_dir, baseline, baseline)
+    assert os.path.isdir(os.path.join(ROOT, os.path.dirname(param.snapshot_prefix)))
+    assert baselines.final_snapshot(cfg, baseline) == '%s_iter_%d.caffemodel' % (
+        param.snapshot_prefix, joint.max_iter)
+    train = text_format.Merge(committed(param.net), caffe_pb2.NetParameter())
+    joint_net = text_format.Merge(committed(joint.net), caffe_pb2.NetParameter())
+    assert layer(train, 'data') == layer(joint_net, 'data')  # the same data layer and batch
+    for name in ('conv1_1', 'conv5_3', 'deconv5_1', 'unpool1', 'seg_score', 'seg_loss',
+                 'cls_loss'):
+        assert layer(train, name) == layer(joint_net, name), name
+    convs = [lay for lay in train.layer if lay.name.startswith('conv')
+             and lay.type == 'Convolution']
+    assert len(convs) == 13 and all(p.lr_mult == 0 for lay in convs for p in lay.param)
+
+
+# paper architecture -------------------------------------------------------------------------
+
+PAPER_BLOBS = {
+    'baselinenet': {'conv5_3_scaled': (1, 512, 20, 20), 'score_map': (1, 80, 20, 20),
+                    'cls_score': (1, 80, 1, 1), 'class_map': (1, 1, 20, 20), 's': (1, 1, 20, 20),
+                    'unpool4': (1, 512, 40, 40), 'seg_score': (1, 2, 320, 320)},
+    'decouplednet': {'conv5_3_scaled': (1, 512, 20, 20), 'cls_fc1': (1, 512),
+                     'cls_score': (1, 80), 'relu_mask': (1, 512), 'score_weight': (1, 512),
+                     'feat_grad': (1, 512, 20, 20), 'grad_x_feat_norm': (1, 512, 20, 20),
+                     'bridge1': (1, 512, 20, 20), 's': (1, 1, 20, 20),
+                     'seg_score': (1, 2, 320, 320)},
+}
+PAPER_PARAMS = {
+    'baselinenet': {'cls_conv1': [(512, 512, 1, 1), (512,)],
+                    'score_map': [(80, 512, 1, 1), (80,)], 's_fc': [(400, 400), (400,)],
+                    'deconv5_1': [(1, 512, 3, 3), (512,)]},
+    'decouplednet': {'cls_fc1': [(512, 204800), (512,)], 'cls_score': [(80, 512), (80,)],
+                     'score_weight': [(80, 512)], 'feat_grad_flat': [(512, 204800)],
+                     'bridge1': [(512, 512, 3, 3), (512,)], 's': [(1, 512, 1, 1), (1,)],
+                     'deconv5_1': [(1, 512, 3, 3), (512,)]},
+}
+
+
+@pytest.mark.parametrize('kind', ['train', 'deploy'])
+@pytest.mark.parametrize('baseline', baselines.BASELINES)
+def test_paper_shapes(baseline, kind):
+    net = build_net(nets.PAPER, '%s_%s' % (baseline, kind), caffe.TRAIN)
+    try:
+        for blob, shape in PAPER_BLOBS[baseline].items():
+            if kind == 'deploy' and blob == 'cls_score':
+                assert blob not in net.blobs
+                continue
+            assert net.blobs[blob].data.shape == shape, blob
+        for name, shapes in PAPER_PARAMS[baseline].items():
+            if kind == 'train' or name != 'cls_score':
+                assert [b.data.shape for b in net.params[name]] == shapes, name
+        if kind == 'deploy':
+            assert net.outputs == ['seg_prob']
+            net.blobs['label'].reshape(3, 80)
+            net.reshape()
+            assert net.blobs['seg_prob'].data.shape == (3, 2, 320, 320)
+            assert net.blobs['s'].data.shape == (3, 1, 20, 20)
+            assert net.blobs['conv5_3'].data.shape == (1, 512, 20, 20)  # encoder once
+            assert net.blobs['pool1_mask'].data.shape == (1, 64, 160, 160)
+    finally:
+        del net
+        gc.collect()
+
+
+# what the heads compute ---------------------------------------------------------------------
+
+def forward_train(baseline, labels, seed):
+    net = build_net(nets.TINY, baseline + '_train', batch=len(labels))
+    randomize(net, seed)
+    net.blobs['data'].data[...] = np.concatenate([random_image(seed + k)
+                                                  for k in range(len(labels))])
+    net.blobs['label'].data[...] = one_hot(labels)
+    net.blobs['seg_label'].data[...] = 0
+    net.forward()
+    return net
+
+
+def test_baselinenet_selects_the_chosen_class_map():
+    labels = [4, 61]
+    net = forward_train('baselinenet', labels, seed=10)
+    maps = net.blobs['score_map'].data
+    assert maps.shape == (2, 80, 6, 6)
+    np.testing.assert_allclose(net.blobs['cls_score'].data[:, :, 0, 0], maps.mean(axis=(2, 3)),
+                               rtol=1e-5, atol=1e-6)
+    chosen = maps[np.arange(2), np.array(labels) - 1]
+    np.testing.assert_allclose(net.blobs['class_map'].data[:, 0], chosen, rtol=1e-6)
+    weight, bias = (b.data for b in net.params['s_fc'])
+    s = chosen.reshape(2, -1) @ weight.T + bias
+    np.testing.assert_allclose(net.blobs['s'].data.reshape(2, -1), s, rtol=1e-4, atol=1e-5)
+
+
+def test_decouplednet_gradient_is_the_class_score_gradient():
+    """feat_grad = d cls_score[c] / dA, checked by central differences of the classifier
+    (recomputed from the net's weights, its output checked against cls_score first)."""
+    labels = [9, 33]
+    net = forward_train('decouplednet', labels, seed=20)
+    A = net.blobs['conv5_3_scaled'].data.reshape(2, -1).astype(np.float64)
+    w1, b1 = (b.data.astype(np.float64) for b in net.params['cls_fc1'])
+    w2, b2 = (b.data.astype(np.float64) for b in net.params['cls_score'])
+
+    def scores(a):
+        return np.maximum(a @ w1.T + b1, 0) @ w2.T + b2
+
+    np.testing.assert_allclose(net.blobs['cls_score'].data, scores(A), rtol=1e-4, atol=1e-5)
+    step = 1e-4
+    for n, c in enumerate(np.array(labels) - 1):
+        plus = A[n] + step * np.eye(A.shape[1])
+        minus = A[n] - step * np.eye(A.shape[1])
+        numeric = (scores(plus)[:, c] - scores(minus)[:, c]) / (2 * step)
+        analytic = net.blobs['feat_grad'].data[n].reshape(-1)
+        assert np.abs(numeric).max() > 1e-2
+        np.testing.assert_allclose(analytic, numeric, rtol=1e-3, atol=1e-4 * np.abs(
+            numeric).max())
+    product = net.blobs['feat_grad'].data * net.blobs['conv5_3_scaled'].data
+    np.testing.assert_allclose(net.blobs['grad_x_feat'].data, product, rtol=1e-6)
+    normalised = net.blobs['grad_x_feat_norm'].data.reshape(2, -1)
+    np.testing.assert_allclose(normalised.mean(axis=1), 0, atol=1e-4)
+    np.testing.assert_allclose(normalised.std(axis=1), 1, rtol=1e-3)
+
+
+@pytest.mark.parametrize('baseline', baselines.BASELINES)
+def test_training_step_reaches_every_learned_layer(baseline):
+    caffe.set_random_seed(0)
+    net = build_net(nets.TINY, baseline + '_train', caffe.TRAIN, batch=2)
+    rng = np.random.RandomState(0)
+    net.blobs['data'].data[...] = rng.randn(2, 3, 96, 96) * 50
+    net.blobs['label'].data[...] = one_hot([3, 60])
+    net.blobs['seg_label'].data[...] = rng.choice([0, 1, 255], size=(2, 1, 96, 96))
+    out = net.forward()  # near-zero initial scores (0.01 Gaussians)
+    assert out['cls_loss'] == pytest.approx(math.log(80), abs=5e-2)
+    assert out['seg_loss'] == pytest.approx(math.log(2), abs=1e-2)
+    net.backward()
+    for name, blobs in net.params.items():
+        if name.startswith('conv'):
+            assert not blobs[0].diff.any(), name  # frozen encoder
+        else:
+            assert blobs[0].diff.any() and np.all(np.isfinite(blobs[0].diff)), name
+
+
+# deploy ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('baseline', baselines.BASELINES)
+def test_deploy_batched_equals_per_label(baseline):
+    net = committed_deploy(baseline)
+    randomize(net, seed=1)
+    image, labels = random_image(2), one_hot([5, 17, 42])
+    net.blobs['label'].reshape(3, 80)
+    net.reshape()
+    net.blobs['data'].data[...] = image
+    net.blobs['label'].data[...] = labels
+    net.forward()
+    batched = {b: net.blobs[b].data.copy() for b in ('seg_prob', 's')}
+    assert batched['seg_prob'].shape == (3, 2, 96, 96) and batched['s'].shape == (3, 1, 6, 6)
+    np.testing.assert_allclose(batched['seg_prob'].sum(axis=1), 1, rtol=1e-5)
+    assert np.abs(batched['s'][0] - batched['s'][1]).max() > 1e-3
+    assert np.abs(batched['seg_prob'][0] - batched['seg_prob'][2]).max() > 1e-3
+    net.blobs['label'].reshape(1, 80)
+    net.reshape()
+    for k in range(3):
+        net.blobs['data'].data[...] = image
+        net.blobs['label'].data[...] = labels[k]
+        net.forward()
+        for blob, value in batched.items():
+            np.testing.assert_allclose(net.blobs[blob].data[0], value[k], rtol=1e-4,
+                                       atol=1e-6, err_msg=blob)
+
+
+@pytest.fixture(scope='module')
+def trained_weights(tmp_path_factory):
+    """Random O(1) weights of each tiny baseline training net, saved as caffemodels."""
+    folder = tmp_path_factory.mktemp('baseline_weights')
+    paths = {}
+    for seed, baseline in enumerate(baselines.BASELINES):
+        net = build_net(nets.TINY, baseline + '_train')
+        randomize(net, seed=30 + seed)
+        paths[baseline] = str(folder / (baseline + '.caffemodel'))
+        net.save(paths[baseline])
+    return paths
+
+
+@pytest.mark.parametrize('baseline', baselines.BASELINES)
+def test_deploy_loads_training_weights_and_matches_train(baseline, trained_weights):
+    train = build_net(nets.TINY, baseline + '_train')
+    train.copy_from(trained_weights[baseline])
+    deploy = inference.load_net(os.path.join(ROOT, nets.model_path(
+        nets.TINY, baseline + '_deploy')), trained_weights[baseline])
+    for name, blobs in deploy.params.items():
+        for mine, theirs in zip(blobs, train.params[name]):
+            np.testing.assert_array_equal(mine.data, theirs.data, err_msg=name)
+    for net in (train, deploy):
+        net.blobs['data'].data[...] = random_image(40)
+        net.blobs['label'].data[...] = one_hot([12])
+        net.forward()
+    for blob in ('s', 'seg_score'):
+        np.testing.assert_allclose(deploy.blobs[blob].data, train.blobs[blob].data,
+                                   rtol=1e-4, atol=1e-6, err_msg=blob)
+
+
+@pytest.mark.parametrize('baseline', baselines.BASELINES)
+def test_tools_infer_runs_the_baseline_deploy_net(baseline, trained_weights, tmp_path):
+    image = (np.random.RandomState(50).rand(70, 90, 3) * 255).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / 'img.png'), image)
+    model = nets.model_path(nets.TINY, baseline + '_deploy')
+    run = subprocess.run(
+        [sys.executable, 'tools/infer.py', '--config', 'tiny', '--model', model,
+         '--weights', trained_weights[baseline], '--image', str(tmp_path / 'img.png'),
+         '--labels', '3,8', '--save-prob', '--out', str(tmp_path / 'out')],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (tmp_path / 'out' / 'img.png').is_file()
+    saved = inference.load_prob(str(tmp_path / 'out' / 'prob' / 'img.npz'))
+    net = inference.load_net(os.path.join(ROOT, model), trained_weights[baseline])
+    seg = inference.segment(net, image, [3, 8])
+    assert seg.alpha is None and seg.s.shape == (2, 6, 6)
+    assert saved['fg'].shape == (2, 70, 90)
+    np.testing.assert_allclose(saved['fg'], seg.fg, atol=1e-5)
+
+
+# real training ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('baseline', baselines.BASELINES)
+def test_caffe_train_lowers_both_losses(baseline, tmp_path, builtin_lmdbs):
+    source, target = builtin_lmdbs
+    cfg = nets.TINY._replace(source=source, target=target)
+    rows = run_caffe_train(tmp_path, baselines.build(cfg, baseline + '_train'),
+                           baselines.solver(cfg, baseline), ITERATIONS)
+    assert [r['iteration'] for r in rows][:ITERATIONS] == list(range(ITERATIONS))
+    for loss in ('cls_loss', 'seg_loss'):
+        values = np.array([r[loss] for r in rows[:ITERATIONS]])
+        assert np.all(np.isfinite(values)), loss
+        first, last = values[:WINDOW].mean(), values[-WINDOW:].mean()
+        assert last < 0.9 * first, '%s did not fall: %.4f -> %.4f' % (loss, first, last)
