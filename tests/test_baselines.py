@@ -283,10 +283,11 @@ def test_tools_infer_runs_the_baseline_deploy_net(baseline, trained_weights, tmp
     run = subprocess.run(
         [sys.executable, 'tools/infer.py', '--config', 'tiny', '--model', model,
          '--weights', trained_weights[baseline], '--image', str(tmp_path / 'img.png'),
-         '--labels', '3,8', '--save-prob', '--out', str(tmp_path / 'out')],
+         '--labels', '3,8', '--save-prob', '--vis', '--out', str(tmp_path / 'out')],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert (tmp_path / 'out' / 'img.png').is_file()
+    assert (tmp_path / 'out' / 'vis' / 'img.png').is_file()  # figure without alpha
     saved = inference.load_prob(str(tmp_path / 'out' / 'prob' / 'img.npz'))
     net = inference.load_net(os.path.join(ROOT, model), trained_weights[baseline])
     seg = inference.segment(net, image, [3, 8])
