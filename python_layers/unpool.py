@@ -18,39 +18,45 @@ import caffe
 from layer_params import parse_params
 
 
-def switch_indices(mask, batch, out_hw):
-    """Flat indices into an (batch, C, H, W) array: (n*C + c)*H*W + mask[n, c, i].
-
-    mask (batch or 1, C, h, w) holds the switches (floats, as Caffe writes them).
-    """
-    channels = mask.shape[1]
+def switch_offsets(batch, channels, out_hw):
+    """Start (n*C + c)*H*W of every (n, c) plane of an (batch, C, H, W) array, shaped
+    (batch, C, 1, 1) to broadcast over the switches."""
     plane = out_hw[0] * out_hw[1]
-    offsets = np.arange(batch * channels, dtype=np.int64).reshape(batch, channels, 1, 1) * plane
-    return offsets + mask.astype(np.int64)
+    return (np.arange(batch * channels, dtype=np.int64) * plane).reshape(batch, channels, 1, 1)
 
 
-def unpool(x, mask, out_hw, out=None):
-    """Scatter x (N, C, h, w) to the switch positions of an (N, C, H, W) array of zeros.
-
-    mask: (N or 1, C, h, w) switches; out_hw: (H, W); out: optional array to fill in place.
-    """
-    shape = x.shape[:2] + tuple(out_hw)
-    if out is None:
-        out = np.empty(shape, x.dtype)
-    out[...] = 0
-    np.put(out, switch_indices(mask, x.shape[0], out_hw), x)
+def switch_indices(mask, offsets, out):
+    """Fill the int64 array `out` (N, C, h, w) with the flat indices offsets + mask into an
+    (N, C, H, W) array; mask (N or 1, C, h, w) holds the switches (floats, as Caffe writes
+    them), offsets come from switch_offsets. Returns out."""
+    out[...] = mask
+    out += offsets
     return out
 
 
-def unpool_backward(dtop, mask):
-    """Gather dx (N, C, h, w) from dtop (N, C, H, W) at the switch positions."""
-    return dtop.reshape(-1)[switch_indices(mask, dtop.shape[0], dtop.shape[2:])]
+def unpool(x, index, out):
+    """Scatter x (N, C, h, w) to the flat indices `index` (switch_indices) of `out`
+    (N, C, H, W), zeroing every other position; returns out."""
+    out[...] = 0
+    out.reshape(-1)[index.reshape(-1)] = x.reshape(-1)
+    return out
+
+
+def unpool_backward(dtop, index, out):
+    """Gather dx (N, C, h, w) = dtop.flat[index] into `out`; returns out."""
+    np.take(dtop.reshape(-1), index.reshape(-1), out=out.reshape(-1), mode="clip")
+    return out
 
 
 class Unpool(caffe.Layer):
     """Bottoms: x (N, C, h, w), mask (N or 1, C, h, w), ref (any, any, H, W); top (N, C, H, W).
 
-    No param_str keys. Only x is differentiable; mask and ref get zero gradients.
+    No param_str keys. Only x is differentiable; mask and ref get zero gradients. reshape
+    reads blob shapes only (ref's data is never touched: in a GPU net reading it would copy
+    it to the host). The flat switch indices live in a buffer that, like a Caffe blob, only
+    grows (a deploy net alternating between K labels does not reallocate); forward fills
+    them from the mask and scatters, backward gathers with the same indices (Caffe always
+    runs forward before backward).
     """
 
     def setup(self, bottom, top):
@@ -58,9 +64,11 @@ class Unpool(caffe.Layer):
         if len(bottom) != 3 or len(top) != 1:
             raise ValueError("Unpool: expected 3 bottoms (x, mask, ref) and 1 top, got %d "
                              "bottoms and %d tops" % (len(bottom), len(top)))
+        self.buffer = np.empty(0, np.int64)
+        self.shapes = self.index = self.offsets = None
 
     def reshape(self, bottom, top):
-        x, mask, ref = (tuple(bottom[i].data.shape) for i in range(3))
+        x, mask, ref = (tuple(bottom[i].shape) for i in range(3))
         if len(x) != 4 or len(ref) != 4:
             raise ValueError("Unpool: x and ref must be 4-D (N, C, H, W), got x %s and ref %s"
                              % (x, ref))
@@ -71,18 +79,26 @@ class Unpool(caffe.Layer):
             raise ValueError("Unpool: ref's H x W must be at least x's %d x %d, got ref %s"
                              % (x[2], x[3], ref))
         top[0].reshape(*(x[:2] + ref[2:]))
+        if (x, ref[2:]) != self.shapes:
+            self.shapes = (x, ref[2:])
+            size = int(np.prod(x))
+            if self.buffer.size < size:
+                self.buffer = np.empty(size, np.int64)
+            self.index = self.buffer[:size].reshape(x)
+            self.offsets = switch_offsets(x[0], x[1], ref[2:])
 
     def forward(self, bottom, top):
-        mask = bottom[1].data
-        plane = top[0].data.shape[2] * top[0].data.shape[3]
+        mask, out = bottom[1].data, top[0].data
+        plane = out.shape[2] * out.shape[3]
         if mask.size and (mask.min() < 0 or mask.max() >= plane):
             raise ValueError("Unpool: mask values must lie in [0, %d) for ref's H x W %s, got "
-                             "[%g, %g]" % (plane, top[0].data.shape[2:], mask.min(), mask.max()))
-        unpool(bottom[0].data, mask, top[0].data.shape[2:], out=top[0].data)
+                             "[%g, %g]" % (plane, out.shape[2:], mask.min(), mask.max()))
+        switch_indices(mask, self.offsets, self.index)
+        unpool(bottom[0].data, self.index, out)
 
     def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:
-            bottom[0].diff[...] = unpool_backward(top[0].diff, bottom[1].data)
+            unpool_backward(top[0].diff, self.index, bottom[0].diff)
         for i in (1, 2):
             if propagate_down[i]:
                 bottom[i].diff[...] = 0
