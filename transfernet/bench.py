@@ -1,0 +1,481 @@
+"""Performance measurements of `make bench` (issue 6), one function per figure.
+
+Every comparison is measured in the same process, interleaved, so that the ratios hold under
+the background load of a shared machine; absolute times are only as good as that load
+(machine() records /proc/loadavg). Pure helpers (python_layer_share, python_layer_bytes,
+median_ratio, format_report) are separated from the timed code so they can be tested.
+
+Figures (issue 6, section 1):
+  a. per-layer forward/backward time of the paper-size joint net (Input layers, batch 1) and
+     the share spent in Python layers;             target: share <= 3 %
+  b. seg_deploy with K labels in one forward (encoder once) against K forwards with one label
+     each (the authors' per-label inference);      target: >= 1.40 at K = 3, >= 1.0 at K = 1
+  c. SourceTargetData images/s at 320x320 from 330x330 records, 1 and 2 workers;
+                                                   target: >= 500 images/s with 2 workers
+  d. comp6 evaluation of 1,449 500x375 PNG pairs, reading included; target: <= 3 s
+  e. LMDB build rate of the built-in dataset at 330x330; peak RSS of a paper-size joint
+     training step at batch 8 (one solver step in a child process).
+Section 3: bytes each Python layer moves between host and device per iteration.
+"""
+import contextlib
+import gc
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from transfernet.atomic import write_text
+
+TARGETS = {  # issue 6; (comparison, bound)
+    "python_layer_share": ("<=", 0.03),
+    "deploy_speedup_k1": (">=", 1.0),
+    "deploy_speedup_k3": (">=", 1.40),
+    "data_layer_images_per_s_2workers": (">=", 500.0),
+    "eval_seconds_1449": ("<=", 3.0),
+}
+FLOAT_BYTES = 4          # every Caffe blob is float32
+EVAL_SIZE = (375, 500)   # (H, W) of the generated VOC-like label maps
+RECORD_SIZE, CROP = 330, 320  # records stored at the paper's resize, cropped to its input
+# Python layer bottoms whose data the layer never reads (only their shape): not transferred.
+SHAPE_ONLY_BOTTOMS = {"Unpool": (2,)}
+
+
+# -- machine -------------------------------------------------------------------------------
+
+def cpu_model(cpuinfo_text):
+    """The first 'model name' of /proc/cpuinfo text, or 'unknown'."""
+    for line in cpuinfo_text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name":
+            return value.strip()
+    return "unknown"
+
+
+def loadavg():
+    """The three load averages of /proc/loadavg."""
+    with open("/proc/loadavg") as f:
+        return [float(x) for x in f.read().split()[:3]]
+
+
+def machine():
+    """Cores, CPU model and the load average at the time of the call."""
+    with open("/proc/cpuinfo") as f:
+        model = cpu_model(f.read())
+    return {"cores": os.cpu_count(), "cpu_model": model, "loadavg_start": loadavg()}
+
+
+# -- pure helpers --------------------------------------------------------------------------
+
+def python_layer_share(rows, clock=""):
+    """Fraction of the forward+backward time spent in layers of type "Python".
+
+    rows: [{"type", "forward_s", "backward_s"}, ...] (one per layer); clock "_cpu" uses
+    "forward_cpu_s" and "backward_cpu_s" instead.
+    """
+    keys = ("forward%s_s" % clock, "backward%s_s" % clock)
+    total = sum(r[keys[0]] + r[keys[1]] for r in rows)
+    python = sum(r[keys[0]] + r[keys[1]] for r in rows if r["type"] == "Python")
+    if total <= 0:
+        raise ValueError("python_layer_share: total time must be positive, got %r" % total)
+    return python / total
+
+
+def with_batch(shape, batch):
+    """`shape` with its first (batch) dimension replaced by `batch`."""
+    return (batch,) + tuple(shape[1:])
+
+
+def python_layer_bytes(layers, batch=None):
+    """Host<->device bytes of each Python layer per iteration in a GPU net.
+
+    layers: [{"name", "type", "bottoms": [{"shape", "needs_diff"}], "tops": [shape]}].
+    Forward moves the data of every bottom the layer reads (device -> host; bottoms listed
+    in SHAPE_ONLY_BOTTOMS for the type are only reshaped against) and every top (host ->
+    device). Backward, run only if some bottom needs a gradient, moves the top diffs and the
+    diffs of the bottoms that need one; bottom data is still valid on the host from forward.
+    batch: replace every blob's first dimension (the joint net's blobs all lead with it).
+    Returns {name: {"forward", "backward", "total"}} in bytes.
+    """
+    out = {}
+    for layer in layers:
+        def size(shape):
+            shape = with_batch(shape, batch) if batch else tuple(shape)
+            return FLOAT_BYTES * int(np.prod(shape))
+        skip = SHAPE_ONLY_BOTTOMS.get(layer["type"], ())
+        bottoms, tops = layer["bottoms"], layer["tops"]
+        forward = (sum(size(b["shape"]) for i, b in enumerate(bottoms) if i not in skip)
+                   + sum(size(t) for t in tops))
+        needed = [size(b["shape"]) for b in bottoms if b["needs_diff"]]
+        backward = sum(needed) + sum(size(t) for t in tops) if needed else 0
+        out[layer["name"]] = {"forward": forward, "backward": backward,
+                              "total": forward + backward}
+    return out
+
+
+def median_ratio(ours, theirs):
+    """Median over rounds of theirs[i] / ours[i] (seconds measured side by side)."""
+    return float(np.median(np.asarray(theirs, float) / np.asarray(ours, float)))
+
+
+def check_target(key, value):
+    """True/False against TARGETS[key], None for a figure without a target."""
+    if key not in TARGETS:
+        return None
+    op, bound = TARGETS[key]
+    return value <= bound if op == "<=" else value >= bound
+
+
+# -- a. per-layer timing of the joint net -------------------------------------------------
+
+def _net_from_param(param, phase):
+    import caffe
+    with tempfile.NamedTemporaryFile("w", suffix=".prototxt") as f:
+        f.write(str(param))
+        f.flush()
+        return caffe.Net(f.name, phase)
+
+
+def _fill_joint_inputs(net, seed=0):
+    """Random image, one-hot label (class 21), seg-label: a foreground disc, 255 border."""
+    rng = np.random.RandomState(seed)
+    data = net.blobs["data"]
+    data.data[...] = rng.normal(0, 50, data.shape)
+    net.blobs["label"].data[...] = 0
+    net.blobs["label"].data[:, 20] = 1
+    side = data.shape[2]
+    yy, xx = np.mgrid[:side, :side]
+    radius = np.hypot(yy - side / 2, xx - side / 2)
+    seg = np.where(radius < side / 4, 1, 0)
+    seg[np.abs(radius - side / 4) < 2] = 255
+    net.blobs["seg_label"].data[...] = seg
+
+
+def _clocks():
+    """(wall, process CPU) seconds: CPU time counts only this process's threads, so it is
+    far less disturbed than wall time by other jobs sharing the cores."""
+    return np.array([time.perf_counter(), time.process_time()])
+
+
+def time_layers(net, iterations, warmup=1):
+    """Mean wall and CPU seconds of net._forward(i, i) and net._backward(i, i) per layer."""
+    n = len(net.layers)
+    fwd, bwd = np.zeros((n, 2)), np.zeros((n, 2))
+    for it in range(warmup + iterations):
+        keep = it >= warmup
+        for i in range(n):
+            start = _clocks()
+            net._forward(i, i)
+            fwd[i] += keep * (_clocks() - start)
+        for i in reversed(range(n)):
+            start = _clocks()
+            net._backward(i, i)
+            bwd[i] += keep * (_clocks() - start)
+    fwd, bwd = fwd / iterations, bwd / iterations
+    return [{"name": name, "type": layer.type, "forward_s": f[0], "backward_s": b[0],
+             "forward_cpu_s": f[1], "backward_cpu_s": b[1]}
+            for name, layer, f, b in zip(net._layer_names, net.layers, fwd, bwd)]
+
+
+def python_layer_shapes(net):
+    """Python layers of a net after a backward pass: bottoms (shape, needs_diff), tops.
+
+    A bottom needs a gradient iff backward left a nonzero diff in it (Caffe zero-fills
+    diffs and skips bottoms that need none).
+    """
+    layers = []
+    for i, (name, layer) in enumerate(zip(net._layer_names, net.layers)):
+        if layer.type != "Python":
+            continue
+        blobs = [net._blobs[b] for b in net._bottom_ids(i)]
+        layers.append({"name": name, "type": type(layer).__name__,
+                       "bottoms": [{"shape": tuple(b.shape), "needs_diff": bool(b.diff.any())}
+                                   for b in blobs],
+                       "tops": [tuple(net._blobs[t].shape) for t in net._top_ids(i)]})
+    return layers
+
+
+def bench_joint_layers(cfg, iterations, batches=(4, 1)):
+    """Figure a and the bytes of section 3 on the joint net with Input layers, batch 1."""
+    import caffe
+    from transfernet import nets
+    net = _net_from_param(nets.joint_train(cfg, batch=1, input_layers=True), caffe.TRAIN)
+    _fill_joint_inputs(net)
+    rows = time_layers(net, iterations)
+    shapes = python_layer_shapes(net)
+    del net
+    gc.collect()
+    return {"layers": rows, "python_layer_share": python_layer_share(rows),
+            "python_layer_share_cpu": python_layer_share(rows, "_cpu"),
+            "forward_s": sum(r["forward_s"] for r in rows),
+            "backward_s": sum(r["backward_s"] for r in rows),
+            "python_layers": shapes,
+            "python_layer_bytes": {"batch_%d" % b: python_layer_bytes(shapes, b)
+                                   for b in batches}}
+
+
+# -- b. deploy: K labels at once against K separate forwards ------------------------------
+
+def bench_deploy(cfg, ks=(1, 2, 3), repeats=6, seed=0):
+    """Seconds of segmenting one image for K labels, both ways, and the speedups.
+
+    ours: one seg_deploy forward with K labels (transfernet.inference.forward_labels).
+    theirs: a seg_deploy net with one label, run K times (the authors' per-label method).
+    Each round times ours(K) and theirs(K) back to back for every K (alternating which goes
+    first), so the two see the same load; the speedup is the median over rounds of
+    theirs / ours, by CPU time ("speedup") and by wall time ("speedup_wall"). Seconds
+    reported are medians too. A first round warms up.
+    """
+    import caffe
+    from transfernet import inference, nets
+    ours_net = _net_from_param(nets.seg_deploy(cfg, 1), caffe.TEST)
+    theirs_net = _net_from_param(nets.seg_deploy(cfg, 1), caffe.TEST)
+    theirs_net.share_with(ours_net)
+    blob = np.random.RandomState(seed).normal(0, 50, (1, 3, cfg.crop, cfg.crop))
+    ids = [21, 35, 60]
+    ways = {"ours": lambda k: inference.forward_labels(ours_net, blob, ids[:k]),
+            "theirs": lambda k: [inference.forward_labels(theirs_net, blob, [c])
+                                 for c in ids[:k]]}
+    rounds = {k: [] for k in ks}  # (ours wall, ours cpu, theirs wall, theirs cpu)
+    for rep in range(repeats + 1):
+        for k in ks:
+            spent = {}
+            for way in sorted(ways, reverse=rep % 2 == 1):  # alternate who goes first
+                start = _clocks()
+                ways[way](k)
+                spent[way] = _clocks() - start
+            if rep:
+                rounds[k].append(np.concatenate([spent["ours"], spent["theirs"]]))
+    del ours_net, theirs_net
+    gc.collect()
+    t = {k: np.array(v) for k, v in rounds.items()}
+    out = {"rounds": {k: v.tolist() for k, v in t.items()}}
+    for col, key in enumerate(("ours_s", "ours_cpu_s", "theirs_s", "theirs_cpu_s")):
+        out[key] = {k: float(np.median(t[k][:, col])) for k in ks}
+    out["speedup"] = {k: median_ratio(t[k][:, 1], t[k][:, 3]) for k in ks}
+    out["speedup_wall"] = {k: median_ratio(t[k][:, 0], t[k][:, 2]) for k in ks}
+    return out
+
+
+# -- c, e. LMDB build and data layer ------------------------------------------------------
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the builders' progress bars and summaries."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        yield
+
+
+def bench_build(builtin, out, workers=2):
+    """Build the built-in source and target datasets at 330x330; records/s of each."""
+    from data_prep import coco, voc
+    result = {}
+    for name, build in (
+            ("source", lambda d: coco.build_source(os.path.join(builtin, "coco"), d,
+                                                   size=RECORD_SIZE, workers=workers)),
+            ("target", lambda d: voc.build_target(
+                os.path.join(builtin, "VOCdevkit", "VOC2012"), d, size=RECORD_SIZE,
+                workers=workers))):
+        folder = os.path.join(out, name)
+        start = time.perf_counter()
+        with _quiet():
+            meta = build(folder)
+        seconds = time.perf_counter() - start
+        result[name] = {"path": folder, "records": meta["count"], "seconds": seconds,
+                        "records_per_s": meta["count"] / seconds}
+    return result
+
+
+def bench_data_layer(source, target, workers=(1, 2), batches=40, batch_size=8):
+    """SourceTargetData images/s (TRAIN, 3 tops) at 320x320 from 330x330 records, by wall
+    time with each worker count, and per CPU second of one core with workers 0 (all the
+    work in this process: a load-independent measure of the cost of an image)."""
+    import caffe
+    from data_layer import measure_throughput, net_prototxt
+    params = {"source": source, "target": target, "batch_size": batch_size,
+              "resize": RECORD_SIZE, "crop": CROP, "num_classes": 80, "seed": 0}
+    result = {"images_per_s": {w: measure_throughput(dict(params, workers=w), batches=batches)
+                               for w in workers}}
+    with tempfile.NamedTemporaryFile("w", suffix=".prototxt") as f:
+        f.write(net_prototxt(dict(params, workers=0)))
+        f.flush()
+        net = caffe.Net(f.name, caffe.TRAIN)
+    net.forward()
+    start = time.process_time()
+    for _ in range(batches):
+        net.forward()
+    result["per_cpu_s_inprocess"] = batches * batch_size / (time.process_time() - start)
+    return result
+
+
+# -- d. evaluation ------------------------------------------------------------------------
+
+def label_map_pair(rng, shape=EVAL_SIZE):
+    """A VOC-like ground truth (objects of ids 1..20 with a 255 border) and a prediction
+    (the objects shifted by a few pixels, one of them mislabelled)."""
+    import cv2
+    gt = np.zeros(shape, np.uint8)
+    pred = np.zeros(shape, np.uint8)
+    for _ in range(rng.randint(1, 4)):
+        cls = int(rng.randint(1, 21))
+        center = (int(rng.randint(0, shape[1])), int(rng.randint(0, shape[0])))
+        axes = (int(rng.randint(20, 150)), int(rng.randint(20, 120)))
+        angle = float(rng.uniform(0, 180))
+        cv2.ellipse(gt, center, axes, angle, 0, 360, cls, -1)
+        cv2.ellipse(gt, center, axes, angle, 0, 360, 255, 4)
+        shifted = (center[0] + int(rng.randint(-8, 9)), center[1] + int(rng.randint(-8, 9)))
+        cv2.ellipse(pred, shifted, axes, angle, 0, 360,
+                    cls if rng.rand() < 0.8 else int(rng.randint(1, 21)), -1)
+    return gt, pred
+
+
+def write_eval_pairs(folder, count, seed=0):
+    """Write <folder>/gt/<id>.png and <folder>/pred/<id>.png (VOC palette PNGs); ids."""
+    from PIL import Image
+    from transfernet.score import voc_colormap
+    palette = voc_colormap().ravel().tolist()
+    rng = np.random.RandomState(seed)
+    ids = ["%06d" % i for i in range(count)]
+    for sub in ("gt", "pred"):
+        os.makedirs(os.path.join(folder, sub), exist_ok=True)
+    for image_id in ids:
+        for sub, label_map in zip(("gt", "pred"), label_map_pair(rng)):
+            im = Image.fromarray(label_map, mode="P")
+            im.putpalette(palette)
+            im.save(os.path.join(folder, sub, image_id + ".png"))
+    return ids
+
+
+def bench_eval(folder, count, workers=2):
+    """Seconds of transfernet.score.evaluate over `count` generated 500x375 pairs."""
+    from transfernet import score
+    ids = write_eval_pairs(folder, count)
+    start = _clocks()
+    result = score.evaluate(os.path.join(folder, "pred"), os.path.join(folder, "gt"), ids,
+                            workers=workers)
+    seconds, cpu = _clocks() - start
+    return {"images": count, "seconds": seconds, "cpu_seconds": cpu,
+            "mean_iou": result["mean_iou"]}
+
+
+# -- e. peak memory of a joint training step ----------------------------------------------
+
+def joint_step(source, target, batch, folder):
+    """One Adam step of the paper-size joint net (data layer on the given datasets) in this
+    process; prints {"seconds", "vmhwm_mb"} as JSON. Run it in a child (peak_rss_joint)."""
+    import caffe
+    from caffe.proto import caffe_pb2
+    from transfernet import nets
+    cfg = nets.PAPER._replace(source=source, target=target)
+    net_path = os.path.join(folder, "joint_train.prototxt")
+    solver_path = os.path.join(folder, "solver.prototxt")
+    write_text(net_path, str(nets.joint_train(cfg, batch=batch)))
+    stage = cfg.stages["joint"]
+    solver = caffe_pb2.SolverParameter(
+        net=net_path, type="Adam", base_lr=stage.base_lr, momentum=0.9, momentum2=0.999,
+        lr_policy="fixed", max_iter=1, display=0, snapshot_after_train=False, random_seed=0)
+    write_text(solver_path, str(solver))
+    caffe.set_mode_cpu()
+    sgd = caffe.get_solver(solver_path)
+    start = time.perf_counter()
+    sgd.step(1)
+    seconds = time.perf_counter() - start
+    with open("/proc/self/status") as f:
+        hwm = [line.split()[1] for line in f if line.startswith("VmHWM:")][0]
+    sgd.net.layers[0].close()
+    print(json.dumps({"seconds": seconds, "vmhwm_mb": int(hwm) / 1024.0}))
+
+
+def peak_rss_joint(source, target, batch, folder):
+    """Run joint_step in a child process; {"seconds", "vmhwm_mb"} (main process only: the
+    data layer's worker processes are not included)."""
+    code = ("from transfernet import bench; bench.joint_step(%r, %r, %d, %r)"
+            % (source, target, batch, folder))
+    env = dict(os.environ, GLOG_minloglevel="2")
+    proc = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, env=env)
+    if proc.returncode:
+        raise RuntimeError("joint training step failed (exit %d):\n%s"
+                           % (proc.returncode, proc.stderr[-3000:]))
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# -- report -------------------------------------------------------------------------------
+
+def summary(results):
+    """The headline figures (flat keys of bench.json) from the measurement results."""
+    deploy, data = results["deploy"], results["data_layer"]
+    out = {
+        "python_layer_share": results["joint"]["python_layer_share"],
+        "python_layer_share_cpu": results["joint"]["python_layer_share_cpu"],
+        "joint_forward_backward_s_batch1": (results["joint"]["forward_s"]
+                                            + results["joint"]["backward_s"]),
+        "deploy_speedup_k1": deploy["speedup"][1],
+        "deploy_speedup_k2": deploy["speedup"][2],
+        "deploy_speedup_k3": deploy["speedup"][3],
+        "deploy_speedup_wall_k1": deploy["speedup_wall"][1],
+        "deploy_speedup_wall_k3": deploy["speedup_wall"][3],
+        "data_layer_images_per_s_1worker": data["images_per_s"][1],
+        "data_layer_images_per_s_2workers": data["images_per_s"][2],
+        "data_layer_images_per_cpu_s_inprocess": data["per_cpu_s_inprocess"],
+        "eval_seconds_1449": results["eval"]["seconds"],
+        "eval_cpu_seconds_1449": results["eval"]["cpu_seconds"],
+        "lmdb_build_records_per_s_source": results["build"]["source"]["records_per_s"],
+        "lmdb_build_records_per_s_target": results["build"]["target"]["records_per_s"],
+        "peak_rss_mb_joint_train": results["rss"]["vmhwm_mb"],
+        "joint_train_step_s_batch8": results["rss"]["seconds"],
+    }
+    return out
+
+
+def format_report(bench):
+    """Plain-text tables: headline figures with targets, Python layers, slowest layers."""
+    lines = ["machine: %d cores, %s; loadavg start %s, end %s"
+             % (bench["machine"]["cores"], bench["machine"]["cpu_model"],
+                bench["machine"]["loadavg_start"], bench["machine"]["loadavg_end"]),
+             "", "%-40s %12s  %-10s %s" % ("figure", "value", "target", "met")]
+    for key, value in bench["summary"].items():
+        met = check_target(key, value)
+        target = "%s %g" % TARGETS[key] if key in TARGETS else ""
+        lines.append("%-40s %12.4g  %-10s %s" % (key, value, target,
+                                                  {None: "", True: "yes", False: "NO"}[met]))
+    joint = bench["joint"]
+    lines += ["", "joint net (paper size, batch 1), per-layer ms: Python layers and the 12 "
+              "slowest", "%-28s %-14s %10s %10s %7s" % ("layer", "type", "forward",
+                                                      "backward", "share")]
+    total = joint["forward_s"] + joint["backward_s"]
+    rows = joint["layers"]
+    slow = sorted(rows, key=lambda r: -(r["forward_s"] + r["backward_s"]))[:12]
+    shown = [r for r in rows if r["type"] == "Python" or r in slow]
+    for r in shown:
+        lines.append("%-28s %-14s %10.2f %10.2f %6.2f%%"
+                     % (r["name"], r["type"], 1e3 * r["forward_s"], 1e3 * r["backward_s"],
+                        100 * (r["forward_s"] + r["backward_s"]) / total))
+    lines.append("%-28s %-14s %10.2f %10.2f" % ("total", "", 1e3 * joint["forward_s"],
+                                                1e3 * joint["backward_s"]))
+    lines += ["", "Python layer host<->device MB per iteration (forward + backward)"]
+    batches = sorted(joint["python_layer_bytes"], key=lambda b: int(b.split("_")[1]))
+    lines.append("%-12s" % "layer" + "".join("%24s" % b for b in batches))
+    for name in joint["python_layer_bytes"][batches[0]]:
+        cells = ["%7.2f + %6.2f = %6.2f" % tuple(joint["python_layer_bytes"][b][name][k] / 2 ** 20
+                                                for k in ("forward", "backward", "total"))
+                 for b in batches]
+        lines.append("%-12s" % name + "".join("%24s" % c for c in cells))
+    deploy = bench["deploy"]
+    lines += ["", "deploy, medians over rounds: K, ours and theirs (K one-label forwards) "
+              "wall s | CPU s, speedup by CPU | wall"]
+    for k in sorted(deploy["ours_s"]):
+        lines.append("  K=%d  %7.3f  %7.3f | %7.3f  %7.3f   %5.3f | %5.3f"
+                     % (k, deploy["ours_s"][k], deploy["theirs_s"][k], deploy["ours_cpu_s"][k],
+                        deploy["theirs_cpu_s"][k], deploy["speedup"][k],
+                        deploy["speedup_wall"][k]))
+    return "\n".join(lines)
+
+
+def write_json(path, bench):
+    """bench.json, atomically; dict keys become strings (K = 1 -> "1")."""
+    write_text(path, json.dumps(bench, indent=1, sort_keys=True) + "\n")
