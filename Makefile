@@ -43,7 +43,7 @@ export TRANSFERNET_MOUNTS := $(subst $(eval) ,:,$(strip $(TRANSFERNET_MOUNTS) \
   $(abspath $(COCO_ROOT) $(VOC_ROOT) $(SBD_ROOT) $(dir $(SOURCE_DB)) $(dir $(TARGET_DB)) \
   $(dir $(LIST)) $(IMAGES) $(GT) $(PRED))))
 
-.PHONY: help env run test models check-models data data-source data-target builtin infer eval
+.PHONY: help env run test models check-models data data-source data-target builtin infer eval bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -85,3 +85,6 @@ infer:  ## segment the images of LIST with the final snapshots of CONFIG into PR
 
 eval:  ## comp6 mIoU of PRED against GT over LIST; table on stdout, JSON + CSV in EVAL_OUT
 	@$(RUN) 'python3 tools/eval.py --pred $(PRED) --gt $(GT) --list $(LIST) --classes $(CLASSES) --out $(EVAL_OUT)'
+
+bench: builtin  ## performance figures (table on stdout, runs/bench/bench.json); about 5 minutes
+	@$(RUN) 'python3 tools/bench.py --out runs/bench/bench.json --builtin data/builtin'
