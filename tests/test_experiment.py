@@ -1,0 +1,176 @@
+"""transfernet.experiment: run folders, the caffe train stage runner (real CLI), the
+no-transfer rule, and the metrics/report writers."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from data_prep import builtin, coco, voc
+from transfernet import caffe_log, experiment, nets
+
+ITERATIONS = 20
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """A very small built-in dataset built into LMDBs by the real builders."""
+    root = tmp_path_factory.mktemp("builtin")
+    builtin.generate(str(root), seed=2, source_images=24, target_train=12, target_val=2)
+    source, target = str(root / "lmdb" / "source"), str(root / "lmdb" / "target")
+    coco.build_source(str(root / "coco"), source, size=nets.TINY.resize)
+    voc.build_target(str(root / "VOCdevkit" / "VOC2012"), target, size=nets.TINY.resize)
+    return source, target
+
+
+def short_config(source, target):
+    stages = {k: v._replace(max_iter=ITERATIONS) for k, v in nets.TINY.stages.items()}
+    return nets.TINY._replace(source=source, target=target, stages=stages, snapshot=ITERATIONS,
+                              display=5)
+
+
+def test_prepare_writes_nets_and_chained_solvers(tmp_path, tiny_data):
+    run = experiment.prepare(str(tmp_path / "run"), short_config(*tiny_data), seed=7)
+    for net in nets.NETS:
+        assert os.path.isfile(experiment.model_file(run, net))
+    with open(experiment.model_file(run, "joint_train")) as f:
+        text = f.read()
+    assert '\\"seed\\": 7' in text and tiny_data[0] in text
+    with open(experiment.solver_file(run, "attention")) as f:
+        solver = f.read()
+    assert 'weights: "%s"' % experiment.final_snapshot(run, "classifier") in solver
+    assert "random_seed: 7" in solver
+    assert experiment.final_snapshot(run, "joint").endswith(
+        "snapshots/joint/joint_iter_%d.caffemodel" % ITERATIONS)
+    with open(experiment.solver_file(run, "classifier")) as f:
+        assert "weights:" not in f.read()  # tiny: stage 0 from scratch
+    # same config again: accepted; another seed: refused, naming the field
+    experiment.prepare(run.dir, short_config(*tiny_data), seed=7)
+    with pytest.raises(ValueError, match="seed"):
+        experiment.prepare(run.dir, short_config(*tiny_data), seed=8)
+
+
+def test_train_stage_with_caffe_cli_writes_snapshot_and_log(tmp_path, tiny_data):
+    run = experiment.prepare(str(tmp_path / "run"), short_config(*tiny_data))
+    messages = []
+    record = experiment.train(run, "classifier", progress=messages.append)
+    assert os.path.isfile(experiment.final_snapshot(run, "classifier"))
+    assert record["iterations"] == ITERATIONS and record["seconds"] > 0
+    parsed = caffe_log.read_log(experiment.log_file(run, "classifier"))
+    train = [r for r in parsed["rows"] if r["phase"] == "train"]
+    assert [r["iteration"] for r in train] == list(range(0, ITERATIONS + 1, 5))
+    assert all(np.isfinite(r["cls_loss"]) for r in train[:-1])
+    for ext in (".csv", ".png", ".json"):
+        assert os.path.getsize(experiment.log_file(run, "classifier", ext)) > 0
+    # finished: not redone; the next stage starts from its snapshot
+    mtime = os.path.getmtime(experiment.final_snapshot(run, "classifier"))
+    assert experiment.train(run, "classifier", progress=messages.append) == record
+    assert os.path.getmtime(experiment.final_snapshot(run, "classifier")) == mtime
+    assert "done" in messages[-1]
+    experiment.train(run, "attention", progress=messages.append)
+    import caffe
+    net = caffe.Net(experiment.model_file(run, "attention_train"), caffe.TEST,
+                    weights=experiment.final_snapshot(run, "attention"))
+    stage0 = caffe.Net(experiment.model_file(run, "classifier_deploy"), caffe.TEST,
+                       weights=experiment.final_snapshot(run, "classifier"))
+    # stage 1 froze the encoder it got from stage 0
+    np.testing.assert_array_equal(net.params["conv3_1"][0].data,
+                                  stage0.params["conv3_1"][0].data)
+    # retraining stage 0 invalidates stage 1 (it started from the old weights)
+    assert experiment.stage_done(run, "attention") is not None
+    experiment.train(run, "classifier", force=True, progress=messages.append)
+    assert experiment.stage_done(run, "attention") is None
+
+
+def test_train_stage_needs_previous_snapshot(tmp_path, tiny_data):
+    run = experiment.prepare(str(tmp_path / "run"), short_config(*tiny_data))
+    with pytest.raises(RuntimeError, match="classifier_iter_%d" % ITERATIONS):
+        experiment.train(run, "attention", progress=lambda m: None)
+
+
+def test_train_stage_checks_datasets_and_keeps_failed_log(tmp_path, tiny_data):
+    cfg = short_config(tiny_data[0], str(tmp_path / "no-such-dataset"))
+    run = experiment.prepare(str(tmp_path / "run"), cfg)
+    with pytest.raises(ValueError, match="no-such-dataset"):
+        experiment.train(run, "classifier", progress=lambda m: None)
+    junk = tmp_path / "junk.caffemodel"
+    junk.write_bytes(b"not a caffemodel")
+    cfg = short_config(*tiny_data)._replace(classifier_init=str(junk))
+    run = experiment.prepare(str(tmp_path / "run2"), cfg)
+    with pytest.raises(RuntimeError, match="junk.caffemodel"):  # caffe's fatal line
+        experiment.train(run, "classifier", progress=lambda m: None)
+    assert os.path.isfile(experiment.log_file(run, "classifier", ".log.failed"))
+    assert experiment.stage_done(run, "classifier") is None
+
+
+def test_no_transfer_rule_on_constructed_maps():
+    # s on a padded 4x4 square; the image is 4 high, 2 wide: only columns 0-1 count
+    s = np.zeros((2, 4, 4), np.float32)
+    s[0] = [[0, 10, 99, 99], [2, 8, 99, 99], [4, 6, 99, 99], [1, 9, 99, 99]]
+    s[1] = [[5, 5, -9, -9], [5, 5, -9, -9], [7, 5, -9, -9], [5, 5, -9, -9]]
+    scores = experiment.no_transfer_scores(s, 4, 2)
+    # label 0: min 0, max 10 -> fg where s > 5; label 1: min 5, max 7 -> only (2, 0)
+    expected0 = np.array([[0, 1], [0, .8], [0, .6], [0, .9]], np.float32)
+    np.testing.assert_allclose(scores[0], expected0, atol=1e-6)
+    expected1 = np.zeros((4, 2), np.float32)
+    expected1[2, 0] = 1
+    np.testing.assert_allclose(scores[1], expected1, atol=1e-6)
+    labels = experiment.no_transfer_labels(s, [3, 16], 4, 2)
+    np.testing.assert_array_equal(labels, [[0, 3], [0, 3], [16, 3], [0, 3]])
+    # a constant map has no foreground
+    flat = experiment.no_transfer_scores(np.ones((1, 2, 2), np.float32), 2, 2)
+    assert not flat.any()
+
+
+def fake_result(ious):
+    names = ["background", "aeroplane", "bird"]
+    valid = [v for v in ious if v is not None]
+    return {"per_class": dict(zip(names, ious)), "mean_iou": sum(valid) / len(valid),
+            "pixel_accuracy": 0.9, "mean_accuracy": 0.8, "num_images": 3, "num_pixels": 300,
+            "gt_pixels": dict.fromkeys(names, 100), "pred_pixels": dict.fromkeys(names, 100),
+            "confusion": [[1]]}
+
+
+def test_metrics_and_report_on_fixed_inputs(tmp_path):
+    results = {("predicted", "decoder"): fake_result([0.9, 0.6, 0.3]),
+               ("gt", "decoder"): fake_result([0.9, 0.7, None]),
+               ("predicted", "no_transfer"): fake_result([0.6, 0.2, 0.1]),
+               ("gt", "no_transfer"): fake_result([0.5, 0.3, 0.1])}
+    rows = experiment.result_rows(results)
+    assert set(rows) == {"predicted_decoder", "gt_decoder", "predicted_no_transfer",
+                         "gt_no_transfer"}
+    assert rows["gt_decoder"]["title"] == "TransferNet-GT"
+    assert "confusion" not in rows["gt_decoder"]
+    cfg = nets.TINY
+    metrics = {"config": experiment.describe(cfg, 0), "results": rows,
+               "training": {"classifier": {"seconds": 12.0}},
+               "labels": {"exact": 0.5, "precision": 0.75, "recall": 1.0, "images": 3}}
+    path = str(tmp_path / "metrics.json")
+    experiment.write_metrics(path, metrics)
+    with open(path) as f:
+        loaded = json.load(f)
+    assert loaded["results"]["predicted_decoder"]["mean_iou"] == pytest.approx(0.6)
+    assert loaded["config"]["stages"]["joint"]["max_iter"] == cfg.stages["joint"].max_iter
+    report = str(tmp_path / "report.md")
+    experiment.write_report(report, metrics, "T", plots=["logs/joint.png"],
+                            figures=["figures/a.png"])
+    with open(report) as f:
+        text = f.read()
+    lines = text.splitlines()
+    header = "| method | background | aeroplane | bird | mean |"
+    table = lines[lines.index(header):lines.index(header) + 6]
+    assert table[2:] == ["| TransferNet | 90.0 | 60.0 | 30.0 | 60.0 |",
+                         "| TransferNet-GT | 90.0 | 70.0 | n/a | 80.0 |",
+                         "| No transfer: thresholded s | 60.0 | 20.0 | 10.0 | 30.0 |",
+                         "| No transfer-GT: thresholded s | 50.0 | 30.0 | 10.0 | 30.0 |"]
+    assert "- predicted labels: decoder 60.0 vs no transfer 30.0 mIoU (+30.0 points)" in lines
+    assert "- ground-truth labels: decoder 80.0 vs no transfer 30.0 mIoU (+50.0 points)" in lines
+    assert "| classifier | %d | 8 x 1 |" % cfg.stages["classifier"].max_iter in text
+    assert "| joint |" in text and "| n/a |" in text  # joint has no timing record
+    assert "exact label set 50.0%, precision 75.0%, recall 100.0%" in text
+    assert "![joint](logs/joint.png)" in lines and "![a](figures/a.png)" in lines
+
+
+def test_label_accuracy():
+    acc = experiment.label_accuracy({"a": [1, 3], "b": [4]}, {"a": [1], "b": [4, 16]})
+    assert acc == {"exact": 0.0, "precision": 2 / 3, "recall": 2 / 3, "images": 2}

@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""End-to-end TransferNet demo on the built-in dataset with the tiny networks (`make demo`).
+
+    python3 tools/demo.py [--run runs/demo] [--data data/builtin] [--seed 0] [--force]
+
+1. generates the built-in dataset (data_prep.builtin) and its source/target LMDBs at the
+   tiny config's record size, unless they exist;
+2. trains stage 0 (multi-label classifier), stage 1 (attention, Eq. 6) and stage 2 (joint,
+   Eq. 9) with the real `caffe train` CLI (logs in RUN/logs/);
+3. segments the VOC-style val images with predicted labels and with ground-truth labels
+   (TransferNet-GT), with and without dense CRF, and by the no-transfer rule (thresholded
+   densified attention s, transfernet.experiment.no_transfer_scores);
+4. scores each on background + the target classes present (comp6) and writes
+   RUN/report.md and RUN/metrics.json.
+Finished stages and inferences are reused (resume) unless --force. Progress on stderr.
+"""
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+
+from data_prep import builtin, coco, voc
+from data_prep.common import read_image
+from transfernet import experiment, inference, nets, records, score, solvers
+
+FIGURES = 4  # example figures in the report (the first val images)
+
+
+def log(message):
+    print('[demo %s] %s' % (time.strftime('%H:%M:%S'), message), file=sys.stderr, flush=True)
+
+
+def ensure_data(data_dir, seed, size, workers):
+    """Built-in dataset trees and LMDBs (source, target) at `size`; rebuilt if missing or
+    made with another seed / size. Returns (source, target, voc_root)."""
+    marker = os.path.join(data_dir, 'builtin.json')
+    params = None
+    if os.path.exists(marker):
+        with open(marker) as f:
+            params = json.load(f)
+    if not params or params.get('seed') != seed:
+        log('generating the built-in dataset in %s (seed %d)' % (data_dir, seed))
+        builtin.generate(data_dir, seed=seed, workers=workers)
+    voc_root = os.path.join(data_dir, 'VOCdevkit', 'VOC2012')
+    source, target = (os.path.join(data_dir, 'lmdb', d) for d in ('source', 'target'))
+    for folder, build in ((source, lambda: coco.build_source(
+            os.path.join(data_dir, 'coco'), source, size=size, workers=workers)),
+            (target, lambda: voc.build_target(voc_root, target, size=size, workers=workers))):
+        try:
+            fresh = (records.read_meta(folder)['size'] == size
+                     and os.path.getmtime(os.path.join(folder, 'meta.json'))
+                     >= os.path.getmtime(marker))
+        except ValueError:
+            fresh = False
+        if not fresh:
+            log('building %s (records %dx%d)' % (folder, size, size))
+            build()
+    return source, target, voc_root
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--run', default='runs/demo', help='run folder (default runs/demo)')
+    parser.add_argument('--data', default='data/builtin', help='built-in dataset folder')
+    parser.add_argument('--config', default='tiny', choices=sorted(nets.CONFIGS))
+    parser.add_argument('--seed', type=int, default=0, help='dataset, data layer and solver '
+                                                             'seed (default 0)')
+    parser.add_argument('--force', action='store_true',
+                        help='remove the run folder first (retrain, re-infer)')
+    parser.add_argument('--workers', type=int, default=2, help='dataset build processes')
+    args = parser.parse_args(argv)
+    start = time.time()
+    os.environ.setdefault('GLOG_minloglevel', '2')  # quiet net set-up in this process
+    import caffe
+    caffe.set_mode_cpu()
+    cfg = nets.CONFIGS[args.config]
+    source, target, voc_root = ensure_data(args.data, args.seed, cfg.resize, args.workers)
+    if args.force and os.path.exists(args.run):
+        shutil.rmtree(args.run)
+    run = experiment.prepare(args.run, cfg._replace(source=source, target=target), args.seed)
+    training = {stage: experiment.train(run, stage, progress=log) for stage in solvers.STAGES}
+
+    ids = score.read_list(os.path.join(voc_root, 'ImageSets', 'Segmentation',
+                                                 'val.txt'))
+    image_dir, gt_dir = (os.path.join(voc_root, d) for d in ('JPEGImages', 'SegmentationClass'))
+    candidates = inference.class_table(os.path.join(target, 'meta.json'))
+    folders = experiment.infer(run, ids, image_dir, gt_dir, candidates, progress=log)
+    table = experiment.present_classes(gt_dir, ids)
+    results = {key: experiment.evaluate(folder, ids, gt_dir, table)
+               for key, folder in folders.items()}
+    labels = {s: experiment.image_labels(run, ids, image_dir, gt_dir, s, candidates)
+              for s in experiment.LABEL_SOURCES}
+    figures = write_figures(run, ids[:FIGURES], image_dir, labels['gt'], table)
+    metrics = {
+        'config': experiment.describe(run.cfg, run.seed),
+        'data': {'val_images': len(ids), 'classes': {str(k): v for k, v in table.items()},
+                 'source': source, 'target': target},
+        'training': training,
+        'labels': experiment.label_accuracy(labels['predicted'], labels['gt']),
+        'results': experiment.result_rows(results),
+        'no_transfer': {'threshold': experiment.NO_TRANSFER_THRESHOLD,
+                        'rule': 'densified attention s (Eq. 7) of the joint model, bilinear '
+                                'to the image, per-label min-max normalised, > threshold, '
+                                'labels combined by the largest score'},
+        'wall_seconds': round(time.time() - start, 1),
+    }
+    experiment.write_metrics(os.path.join(run.dir, 'metrics.json'), metrics)
+    plots = [os.path.relpath(experiment.log_file(run, s, '.png'), run.dir)
+             for s in solvers.STAGES]
+    experiment.write_report(os.path.join(run.dir, 'report.md'), metrics,
+                            'TransferNet demo: config "%s" on the built-in dataset' % cfg.name,
+                            plots, figures)
+    for key in ('predicted_decoder', 'predicted_no_transfer', 'gt_decoder', 'gt_no_transfer'):
+        row = metrics['results'][key]
+        log('%-32s mIoU %.1f' % (row['title'], 100 * row['mean_iou']))
+    log('wrote %s and %s (%.0f s)' % (os.path.join(run.dir, 'report.md'),
+                                      os.path.join(run.dir, 'metrics.json'),
+                                      time.time() - start))
+    return 0
+
+
+def write_figures(run, ids, image_dir, gt_labels, table):
+    """Example figures (inference.write_figure) of `ids` with their ground-truth labels;
+    returns their paths relative to the run folder."""
+    net = inference.load_net(experiment.model_file(run, 'seg_deploy'),
+                             experiment.final_snapshot(run, 'joint'))
+    paths = []
+    for image_id in ids:
+        path = os.path.join(run.dir, 'figures', image_id + '.png')
+        if not os.path.exists(path):
+            image = read_image(os.path.join(image_dir, image_id + '.jpg'))
+            inference.write_figure(path, image, inference.segment(net, image,
+                                                                  gt_labels[image_id]), table)
+        paths.append(os.path.relpath(path, run.dir))
+    return paths
+
+
+if __name__ == '__main__':
+    sys.exit(main())
