@@ -163,6 +163,8 @@ def test_metrics_and_report_on_fixed_inputs(tmp_path):
                          "| TransferNet-GT | 90.0 | 70.0 | n/a | 80.0 |",
                          "| No transfer: thresholded s | 60.0 | 20.0 | 10.0 | 30.0 |",
                          "| No transfer-GT: thresholded s | 50.0 | 30.0 | 10.0 | 30.0 |"]
+    assert ("Share of scored pixels predicted as foreground: TransferNet 66.7%, "
+            "TransferNet-GT 66.7%,") in text
     assert "- predicted labels: decoder 60.0 vs no transfer 30.0 mIoU (+30.0 points)" in lines
     assert "- ground-truth labels: decoder 80.0 vs no transfer 30.0 mIoU (+50.0 points)" in lines
     assert "| classifier | %d | 8 x 1 |" % cfg.stages["classifier"].max_iter in text

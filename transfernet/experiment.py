@@ -367,6 +367,12 @@ def _pct(value):
     return 'n/a' if value is None else '%.1f' % (100 * value)
 
 
+def _foreground_share(result):
+    pixels = result['pred_pixels']
+    total = sum(pixels.values())
+    return (total - pixels[score.BACKGROUND_NAME]) / total if total else None
+
+
 def report_markdown(metrics, title, plots=(), figures=()):
     """Markdown report of a metrics dict with keys "results" (result_rows), "training"
     ({stage: timing record}), "labels" (label_accuracy), "config" (describe), optional
@@ -393,7 +399,10 @@ def report_markdown(metrics, title, plots=(), figures=()):
             stage, st['max_iter'], st['batch'], st['iter_size'], st['base_lr'],
             '%.0f' % rec['seconds'] if 'seconds' in rec else 'n/a'))
     lines += ['', '## Segmentation (comp6 IoU %, target classes + background)', '',
-              score.markdown_table(collections.OrderedDict(rows)).rstrip('\n'), '']
+              score.markdown_table(collections.OrderedDict(rows)).rstrip('\n'), '',
+              'Share of scored pixels predicted as foreground: ' + ', '.join(
+                  '%s %s%%' % (name, _pct(_foreground_share(res))) for name, res in rows)
+              + '.', '']
     lines += ['## Transfer vs no transfer', '',
               'No transfer = the densified attention s (Eq. 7) of the same forward, upsampled '
               'to the image, min-max normalised per label, foreground where > %g, labels '
