@@ -12,6 +12,10 @@ configs, datasets and run folders (baselines, source-ratio studies). A run folde
   pred/<labels>_<method>/<id>.png    label maps; eval.json next to them
   pred/labels_<labels>.json          the labels each image was segmented with
 
+A baseline run (prepare(..., baseline=...), Sec. 6.3) also holds models/<baseline>_train and
+_deploy: its joint stage trains the baseline from stage 0's snapshot, inference uses its deploy
+net; its attention stage is not used.
+
 Paths written into prototxts are absolute, so caffe may run from any folder.
 """
 import collections
@@ -25,13 +29,13 @@ import time
 
 import numpy as np
 
-from transfernet import caffe_log, crf, inference, nets, records, score, solvers
+from transfernet import baselines, caffe_log, crf, inference, nets, records, score, solvers
 from transfernet.atomic import write_text
 from transfernet.classes import BACKGROUND, CLASS_NAMES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-Run = collections.namedtuple('Run', 'dir cfg seed')
+Run = collections.namedtuple('Run', 'dir cfg seed baseline', defaults=(None,))
 
 # No-transfer comparison (issue 4, "make demo"): the densified attention s (Eq. 7) of each
 # label, bilinearly upsampled to the image, min-max normalised per label over the image, is
@@ -72,6 +76,18 @@ def model_file(run, net):
     return os.path.join(run.dir, 'models', net + '.prototxt')
 
 
+def stage_net(run, stage):
+    """Training net of `stage`: the baseline's for the joint stage of a baseline run."""
+    if run.baseline and stage == baselines.STAGE:
+        return run.baseline + '_train'
+    return solvers.STAGE_NET[stage]
+
+
+def deploy_net(run):
+    """Segmentation deploy net of the run: seg_deploy, or the baseline's."""
+    return run.baseline + '_deploy' if run.baseline else 'seg_deploy'
+
+
 def solver_file(run, stage):
     return os.path.join(run.dir, 'solvers', stage + '.prototxt')
 
@@ -104,15 +120,22 @@ def _seeded(proto, seed):
     return proto
 
 
-def prepare(run_dir, cfg, seed=0, root=ROOT):
+def prepare(run_dir, cfg, seed=0, root=ROOT, baseline=None):
     """Write the config's nets and solvers into run_dir; returns the Run.
+
+    `baseline` (one of baselines.BASELINES): the joint stage trains that baseline instead.
 
     Relative dataset and weight paths of cfg are taken from `root`. The data layers and
     the solvers get `seed`. A folder made with another config or seed is refused
     (ValueError naming the differing fields): use another folder or delete it.
     """
-    run = Run(os.path.abspath(run_dir), absolute(cfg, root), seed)
+    if baseline is not None and baseline not in baselines.BASELINES:
+        raise ValueError('unknown baseline %r; expected one of %s'
+                         % (baseline, ', '.join(baselines.BASELINES)))
+    run = Run(os.path.abspath(run_dir), absolute(cfg, root), seed, baseline)
     wanted = describe(run.cfg, seed)
+    if baseline:
+        wanted['baseline'] = baseline
     config_path = os.path.join(run.dir, 'config.json')
     if os.path.exists(config_path):
         with open(config_path) as f:
@@ -125,9 +148,12 @@ def prepare(run_dir, cfg, seed=0, root=ROOT):
         run.dir, cfg.name, seed)
     for net in nets.NETS:
         write_text(model_file(run, net), header + str(_seeded(nets.build(run.cfg, net), seed)))
+    for net in ('%s_train' % baseline, '%s_deploy' % baseline) if baseline else ():
+        write_text(model_file(run, net),
+                   header + str(_seeded(baselines.build(run.cfg, net), seed)))
     for stage in solvers.STAGES:
         param = solvers.solver(run.cfg, stage)
-        param.net = model_file(run, solvers.STAGE_NET[stage])
+        param.net = model_file(run, stage_net(run, stage))
         param.snapshot_prefix = snapshot_prefix(run, stage)
         param.random_seed = seed
         del param.weights[:]
@@ -142,9 +168,12 @@ def prepare(run_dir, cfg, seed=0, root=ROOT):
 
 def initial_weights(run, stage):
     """Caffemodel a stage starts from: the previous stage's final snapshot (Sec. 6.1), the
-    config's classifier_init for stage 0 (None: from scratch)."""
+    config's classifier_init for stage 0 (None: from scratch); a baseline's joint stage
+    starts from stage 0's (Sec. 6.3)."""
     if stage == solvers.STAGES[0]:
         return run.cfg.classifier_init
+    if run.baseline and stage == baselines.STAGE:
+        return final_snapshot(run, solvers.STAGES[0])
     return final_snapshot(run, solvers.STAGES[solvers.STAGES.index(stage) - 1])
 
 
@@ -280,12 +309,12 @@ def image_labels(run, ids, image_dir, gt_dir, source, candidates):
 
 def infer(run, ids, image_dir, gt_dir, candidates, sources=LABEL_SOURCES,
           weights=None, progress=_stderr):
-    """Segment the images `ids` (image_dir/<id>.jpg) with the run's seg_deploy and the final
+    """Segment the images `ids` (image_dir/<id>.jpg) with the run's deploy_net and the final
     joint snapshot (or `weights`) by every method of METHODS, for each label source; writes
     pred/<source>_<method>/<id>.png. Images whose PNGs all exist are skipped (resume).
     Returns {(source, method): folder}."""
     from data_prep.common import read_image
-    net = inference.load_net(model_file(run, 'seg_deploy'),
+    net = inference.load_net(model_file(run, deploy_net(run)),
                              weights or final_snapshot(run, 'joint'))
     folders = {}
     for source in sources:
