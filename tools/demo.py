@@ -21,6 +21,8 @@ import shutil
 import sys
 import time
 
+os.environ.setdefault('GLOG_minloglevel', '2')  # quiet net set-up (before caffe is imported)
+
 from data_prep import builtin, coco, voc
 from data_prep.common import read_image
 from transfernet import experiment, inference, nets, records, score, solvers
@@ -72,7 +74,6 @@ def main(argv=None):
     parser.add_argument('--workers', type=int, default=2, help='dataset build processes')
     args = parser.parse_args(argv)
     start = time.time()
-    os.environ.setdefault('GLOG_minloglevel', '2')  # quiet net set-up in this process
     import caffe
     caffe.set_mode_cpu()
     cfg = nets.CONFIGS[args.config]
