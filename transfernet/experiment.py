@@ -268,18 +268,18 @@ def no_transfer_labels(s, class_ids, height, width, threshold=NO_TRANSFER_THRESH
     return crf.combine_labels(no_transfer_scores(s, height, width, threshold), class_ids)
 
 
-def label_maps(net, image, class_ids):
-    """{method: (H, W) uint8 label map} of one image for METHODS (one seg_deploy forward
-    per CRF setting; no_transfer uses the s of the forward without CRF)."""
+def label_maps(net, image, class_ids, methods=METHODS):
+    """{method: (H, W) uint8 label map} of one image for `methods` (of METHODS; one
+    seg_deploy forward per CRF setting; no_transfer uses the s of the forward without CRF)."""
     height, width = image.shape[:2]
     seg = inference.segment(net, image, class_ids)
-    maps = {'decoder': seg.labels,
-            'decoder_crf': inference.segment(net, image, class_ids, use_crf=True).labels}
-    if len(seg.class_ids):
-        maps['no_transfer'] = no_transfer_labels(seg.s, seg.class_ids, height, width)
-    else:
-        maps['no_transfer'] = seg.labels
-    return maps
+    maps = {'decoder': seg.labels}
+    if 'decoder_crf' in methods:
+        maps['decoder_crf'] = inference.segment(net, image, class_ids, use_crf=True).labels
+    if 'no_transfer' in methods:
+        maps['no_transfer'] = (no_transfer_labels(seg.s, seg.class_ids, height, width)
+                               if len(seg.class_ids) else seg.labels)
+    return {m: maps[m] for m in methods}
 
 
 def image_labels(run, ids, image_dir, gt_dir, source, candidates):
@@ -308,9 +308,9 @@ def image_labels(run, ids, image_dir, gt_dir, source, candidates):
 
 
 def infer(run, ids, image_dir, gt_dir, candidates, sources=LABEL_SOURCES,
-          weights=None, progress=_stderr):
+          weights=None, progress=_stderr, methods=METHODS):
     """Segment the images `ids` (image_dir/<id>.jpg) with the run's deploy_net and the final
-    joint snapshot (or `weights`) by every method of METHODS, for each label source; writes
+    joint snapshot (or `weights`) by each of `methods` (METHODS), for each label source; writes
     pred/<source>_<method>/<id>.png. Images whose PNGs all exist are skipped (resume).
     Returns {(source, method): folder}."""
     from data_prep.common import read_image
@@ -319,7 +319,7 @@ def infer(run, ids, image_dir, gt_dir, candidates, sources=LABEL_SOURCES,
     folders = {}
     for source in sources:
         labels = image_labels(run, ids, image_dir, gt_dir, source, candidates)
-        out = {m: pred_dir(run, source, m) for m in METHODS}
+        out = {m: pred_dir(run, source, m) for m in methods}
         folders.update(((source, m), d) for m, d in out.items())
         todo = [i for i in ids
                 if not all(os.path.exists(os.path.join(d, i + '.png')) for d in out.values())]
@@ -327,7 +327,7 @@ def infer(run, ids, image_dir, gt_dir, candidates, sources=LABEL_SOURCES,
                  % (source, len(todo), len(ids) - len(todo)))
         for image_id in todo:
             image = read_image(os.path.join(image_dir, image_id + '.jpg'))
-            maps = label_maps(net, image, labels[image_id])
+            maps = label_maps(net, image, labels[image_id], methods)
             for method, folder in out.items():
                 score.write_palette_png(os.path.join(folder, image_id + '.png'), maps[method])
     return folders
