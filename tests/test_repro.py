@@ -1,0 +1,204 @@
+"""make repro-mini: the run plan and its resume, shared stages, results.json, the Table-1 and
+Figure-4 writers (transfernet/repro.py, tools/repro_mini.py) on fixed inputs."""
+import importlib.util
+import json
+import os
+import struct
+
+import pytest
+
+from transfernet import experiment, repro
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_spec = importlib.util.spec_from_file_location(
+    'repro_mini', os.path.join(ROOT, 'tools', 'repro_mini.py'))
+repro_mini = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(repro_mini)
+
+CLASSES = {0: 'background', 16: 'pottedplant', 1: 'aeroplane', 3: 'bird'}
+
+
+def _eval(mean, **per_class):
+    return {'mean_iou': mean, 'per_class': per_class}
+
+
+def _result(spec, mean, gt_mean=None):
+    evaluations = {'predicted': _eval(mean, background=0.9, aeroplane=mean, bird=None,
+                                      pottedplant=0.1)}
+    if 'gt' in spec.labels:
+        evaluations['gt'] = _eval(gt_mean, background=0.95, aeroplane=0.7, bird=0.5,
+                                  pottedplant=0.2)
+    return repro.run_result(spec, evaluations, seconds=1.5)
+
+
+def _fixed_results(seed=0):
+    """A finished result for every run of the plan: ratio r, seed s -> mIoU r / 2 + s / 100."""
+    specs = repro.plan(seed)
+    means = {'baselinenet': 0.3, 'decouplednet': 0.2}
+    return [_result(s, means.get(s.method, s.ratio / 2 + s.seed / 100), gt_mean=0.6)
+            for s in specs]
+
+
+def test_plan_runs_subsets_and_order():
+    specs = repro.plan(seed=3)
+    names = [s.name for s in specs]
+    assert names == ['transfernet_r100_s3', 'baselinenet', 'decouplednet',
+                     'transfernet_r100_s4', 'transfernet_r050_s3', 'transfernet_r050_s4',
+                     'transfernet_r025_s3', 'transfernet_r025_s4', 'transfernet_r010_s3',
+                     'transfernet_r010_s4']
+    assert specs[0].labels == ('predicted', 'gt')  # TransferNet-GT
+    assert all(s.labels == ('predicted',) for s in specs[1:])
+    assert [(s.method, s.ratio, s.seed) for s in specs[1:3]] == [
+        ('baselinenet', 1.0, 3), ('decouplednet', 1.0, 3)]
+    for ratio in repro.RATIOS:
+        seeds = [s.seed for s in specs if s.method == 'transfernet' and s.ratio == ratio]
+        assert seeds == [3, 4]
+    assert [s.name for s in repro.plan(0, ratios=(1.0, 0.5), subsets=3)][3:] == [
+        'transfernet_r100_s1', 'transfernet_r100_s2', 'transfernet_r050_s0',
+        'transfernet_r050_s1', 'transfernet_r050_s2']
+    with pytest.raises(ValueError, match='1.0'):
+        repro.plan(0, ratios=(0.5,))
+
+
+def test_pending_skips_finished_runs_and_redoes_mismatched_ones(tmp_path):
+    out = str(tmp_path)
+    specs = repro.plan(0)
+    assert repro.pending(out, specs) == specs
+    finished = {'transfernet_r100_s0', 'decouplednet', 'transfernet_r025_s1'}
+    for spec in specs:
+        if spec.name in finished:
+            repro.write_run_result(out, spec, _result(spec, 0.4, 0.5))
+    # a result.json written for another seed (an older plan) does not count as finished
+    stale = specs[4]._replace(seed=7)
+    repro.write_run_result(out, specs[4], _result(stale, 0.4))
+    # a run folder with training output but no result.json is not finished either
+    os.makedirs(os.path.join(out, 'baselinenet', 'snapshots', 'joint'))
+    todo = repro.pending(out, specs)
+    assert [s.name for s in todo] == [s.name for s in specs if s.name not in finished]
+    assert repro.read_result(out, specs[0])['labels']['gt']['mean_iou'] == 0.5
+    assert repro.read_result(out, specs[4]) is None
+
+
+def test_share_stages_links_the_base_runs_snapshots(tmp_path):
+    cfg = repro.MINI._replace(source='data/builtin-mini/lmdb/source',
+                              target='data/builtin-mini/lmdb/target')
+    base = experiment.prepare(str(tmp_path / 'base'), cfg, 0)
+    run = experiment.prepare(str(tmp_path / 'ratio'), cfg._replace(
+        source='data/builtin-mini/lmdb/source_r050_s1'), 1)
+    for i, stage in enumerate(('classifier', 'attention')):
+        with open(experiment.final_snapshot(base, stage), 'wb') as f:
+            f.write(b'weights %d' % i)
+        os.makedirs(os.path.dirname(experiment.log_file(base, stage)), exist_ok=True)
+        with open(experiment.log_file(base, stage, '.json'), 'w') as f:
+            json.dump({'seconds': 10.0 + i, 'iterations': 5,
+                       'snapshot': experiment.final_snapshot(base, stage)}, f)
+    assert experiment.stage_done(run, 'attention') is None
+    repro_mini.share_stages(base, run, ('classifier', 'attention'))
+    for stage in ('classifier', 'attention'):
+        done = experiment.stage_done(run, stage)
+        assert done['shared_from'] == base.dir
+        assert done['snapshot'] == experiment.final_snapshot(run, stage)
+        assert os.path.samefile(experiment.final_snapshot(run, stage),
+                                experiment.final_snapshot(base, stage))
+    assert experiment.stage_done(run, 'attention')['seconds'] == 11.0
+    assert experiment.stage_done(run, 'joint') is None  # the joint stage is the run's own
+    with pytest.raises(RuntimeError, match='joint'):
+        repro_mini.share_stages(base, run, ('joint',))
+
+
+def test_collect_methods_and_ratio_study():
+    collected = repro.collect(_fixed_results())
+    methods = collected['methods']
+    assert sorted(methods) == sorted(t for t, _, _ in repro.TABLE_ROWS)
+    assert methods['TransferNet']['mean_iou'] == 0.5
+    assert methods['TransferNet']['run'] == 'transfernet_r100_s0'  # first seed, not s1
+    assert methods['TransferNet-GT']['mean_iou'] == 0.6
+    assert methods['TransferNet-GT']['per_class']['bird'] == 0.5
+    assert methods['BaselineNet']['mean_iou'] == 0.3
+    assert methods['DecoupledNet-dagger']['seed'] == 0
+    study = collected['ratio_study']
+    assert sorted(study, key=float) == ['0.1', '0.25', '0.5', '1']
+    half = study['0.5']
+    assert half['mean_iou'] == pytest.approx(0.255)  # 0.25 and 0.26
+    assert half['std'] == pytest.approx(0.005)
+    assert (half['min'], half['max']) == (pytest.approx(0.25), pytest.approx(0.26))
+    assert [r['seed'] for r in half['runs']] == [0, 1]
+    assert half['runs'][1]['run'] == 'transfernet_r050_s1'
+    partial = repro.collect(_fixed_results()[:3])
+    assert 'TransferNet-GT' in partial['methods'] and list(partial['ratio_study']) == ['1']
+
+
+def test_table_markdown_values_order_and_na():
+    methods = repro.collect(_fixed_results())['methods']
+    del methods['BaselineNet']
+    lines = repro.table_markdown(methods, CLASSES).splitlines()
+    assert lines[0] == '| method | bkg | aero | bird | plant | mean |'  # paper order
+    assert [line.split(' | ')[0] for line in lines[2:]] == [
+        '| TransferNet', '| TransferNet-GT', '| BaselineNet', '| DecoupledNet-dagger']
+    assert lines[2] == '| TransferNet | 90.0 | 50.0 | n/a | 10.0 | 50.0 |'
+    assert lines[3] == '| TransferNet-GT | 95.0 | 70.0 | 50.0 | 20.0 | 60.0 |'
+    assert lines[4] == '| BaselineNet | n/a | n/a | n/a | n/a | n/a |'
+    assert lines[5] == '| DecoupledNet-dagger | 90.0 | 20.0 | n/a | 10.0 | 20.0 |'
+
+
+def test_paper_markdown_restricts_table1():
+    lines = repro.paper_markdown({0: 'background', 1: 'aeroplane', 16: 'pottedplant'})
+    lines = lines.splitlines()
+    assert lines[0].startswith('| method (paper, VOC 2012 val) | bkg | aero | plant |')
+    assert lines[2] == '| TransferNet | 85.3 | 68.5 | 25.5 | 59.8 | 52.1 |'
+    assert lines[5] == '| DecoupledNet-dagger | 79.2 | 13.1 | 4.5 | 32.3 | 25.4 |'
+    assert all(len(v) == len(repro.PAPER_COLUMNS) + 1 for v in repro.PAPER_TABLE1.values())
+
+
+def test_ratio_markdown_rows():
+    lines = repro.ratio_markdown(repro.collect(_fixed_results())['ratio_study']).splitlines()
+    assert lines[2] == '| 100 % | 2 | 50.5 | 0.5 | 50.0 | 51.0 | 0: 50.0, 1: 51.0 |'
+    assert lines[5].startswith('| 10 % | 2 | 5.5 |')
+
+
+def _png_size(path):
+    with open(path, 'rb') as f:
+        head = f.read(24)
+    assert head[:8] == b'\x89PNG\r\n\x1a\n'
+    return struct.unpack('>II', head[16:24])
+
+
+def test_plot_ratio_writes_the_png(tmp_path):
+    study = repro.collect(_fixed_results())['ratio_study']
+    path = str(tmp_path / 'fig' / 'ratio.png')
+    repro.plot_ratio(path, study, {'BaselineNet': 0.3, 'DecoupledNet-dagger': None})
+    assert _png_size(path) == (640, 400)
+    assert os.path.getsize(path) > 10000
+    assert os.listdir(str(tmp_path / 'fig')) == ['ratio.png']  # no temporary left
+
+
+def test_write_outputs_results_json_schema(tmp_path):
+    out = str(tmp_path)
+    base = experiment.Run(os.path.join(out, 'transfernet_r100_s0'), repro.MINI, 0)
+    val = {'ids': ['a', 'b'], 'classes': CLASSES}
+    extra = {'wall_seconds': 12.0, 'label_accuracy': {'exact': 0.5, 'precision': 0.75,
+                                                      'recall': 1.0, 'images': 2}}
+    repro_mini.write_outputs(out, repro.MINI, 0, _fixed_results(), val, base, extra)
+    with open(os.path.join(out, 'results.json')) as f:
+        doc = json.load(f)
+    assert sorted(doc) == ['classes', 'config', 'dataset', 'label_accuracy', 'methods',
+                           'ratio_study', 'ratios', 'seed', 'shared_stages', 'subsets',
+                           'wall_seconds']
+    assert doc['config']['name'] == 'mini' and doc['config']['crop'] == 128
+    assert doc['classes'] == {'0': 'background', '1': 'aeroplane', '3': 'bird',
+                              '16': 'pottedplant'}
+    for title, row in doc['methods'].items():
+        assert sorted(row) == ['mean_iou', 'per_class', 'run', 'seed'], title
+        assert sorted(row['per_class']) == sorted(CLASSES.values())
+    for ratio, st in doc['ratio_study'].items():
+        assert float(ratio) in repro.RATIOS
+        assert sorted(st) == ['max', 'mean_iou', 'min', 'runs', 'std']
+        assert len(st['runs']) == repro.SUBSETS
+        assert all(sorted(r) == ['mean_iou', 'per_class', 'run', 'seed'] for r in st['runs'])
+    assert doc['ratios'] == [1.0, 0.5, 0.25, 0.1] and doc['subsets'] == 2
+    assert sorted(os.listdir(out)) == ['ratio.png', 'report.md', 'results.json', 'table.md']
+    with open(os.path.join(out, 'report.md')) as f:
+        report = f.read()
+    assert repro.table_markdown(doc['methods'], CLASSES) in report
+    assert '| TransferNet | 85.3 | 68.5 | 69.8 | 25.5 |' in report
+    assert 'exact set 50.0 %' in report

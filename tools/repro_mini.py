@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""The paper's Table 1 and Figure 4 in miniature on the built-in dataset (`make repro-mini`).
+
+    python3 tools/repro_mini.py [--out runs/repro-mini] [--data data/builtin-mini] [--seed 0]
+                                [--plan]
+
+1. generates the built-in dataset with transfernet.repro.DATASET's image counts and its
+   LMDBs at the mini config's record size, and one source LMDB per (ratio, subset seed)
+   with data_prep.coco's --ratio/--seed (lmdb/source_r050_s1, ...), unless they exist;
+2. runs transfernet.repro.plan(): TransferNet (stages 0-1-2; stages 0 and 1 trained once and
+   shared), BaselineNet and DecoupledNet-dagger (from the same stage-0 snapshot), the
+   source-ratio runs (joint stage on each subset); each run segments the val images with
+   predicted labels (the TransferNet 100 % run of the first seed also with ground-truth
+   labels) and scores background + the target classes (comp6);
+3. writes OUT/results.json, OUT/table.md (Table 1 style), OUT/ratio.png (Figure 4 style) and
+   OUT/report.md.
+A run with a result.json is not redone (resume); inside a run, finished stages and segmented
+images are reused. --plan lists the runs and which are finished, and stops. Progress on stderr.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ['GLOG_minloglevel'] = '2'  # quiet net set-up in this process (before caffe loads)
+
+from data_prep import builtin, coco, voc
+from transfernet import experiment, inference, records, repro, score
+from transfernet.atomic import write_text
+
+
+def log(message):
+    print('[repro-mini %s] %s' % (time.strftime('%H:%M:%S'), message), file=sys.stderr,
+          flush=True)
+
+
+def _fresh(folder, size, marker, **params):
+    """True if `folder` is a dataset of record size `size`, newer than `marker`, built with
+    `params` (meta.json "params")."""
+    try:
+        meta = records.read_meta(folder)
+    except ValueError:
+        return False
+    return (meta['size'] == size and os.path.getmtime(os.path.join(folder, 'meta.json'))
+            >= os.path.getmtime(marker)
+            and all(meta['params'].get(k) == v for k, v in params.items()))
+
+
+def ensure_data(data_dir, seed, size, workers, specs):
+    """Built-in dataset (repro.DATASET counts, `seed`) and its LMDBs; returns (voc_root,
+    target LMDB, {spec name: source LMDB})."""
+    marker = os.path.join(data_dir, 'builtin.json')
+    wanted = dict(repro.DATASET, seed=seed, sbd=0)
+    found = None
+    if os.path.exists(marker):
+        with open(marker) as f:
+            found = json.load(f)
+    if found != wanted:
+        log('generating the built-in dataset in %s (%s)' % (data_dir, wanted))
+        builtin.generate(data_dir, seed=seed, workers=workers, **repro.DATASET)
+    voc_root = os.path.join(data_dir, 'VOCdevkit', 'VOC2012')
+    target = os.path.join(data_dir, 'lmdb', 'target')
+    if not _fresh(target, size, marker):
+        log('building %s (records %dx%d)' % (target, size, size))
+        voc.build_target(voc_root, target, size=size, workers=workers)
+    sources = {}
+    for spec in specs:
+        ratio, subset_seed = (spec.ratio, spec.seed) if spec.ratio < 1 else (1.0, 0)
+        name = 'source' if ratio == 1 else 'source_r%03d_s%d' % (round(100 * ratio), subset_seed)
+        folder = os.path.join(data_dir, 'lmdb', name)
+        if folder not in sources.values() and not _fresh(folder, size, marker, ratio=ratio,
+                                                         seed=subset_seed):
+            log('building %s (ratio %g, subset seed %d)' % (folder, ratio, subset_seed))
+            coco.build_source(os.path.join(data_dir, 'coco'), folder, size=size, ratio=ratio,
+                              seed=subset_seed, workers=workers)
+        sources[spec.name] = folder
+    return voc_root, target, sources
+
+
+def share_stages(base, run, stages):
+    """Give `run` the finished `stages` of the `base` run: hard links to its final snapshots
+    and its timing records (marked "shared_from"), so experiment.train sees them done."""
+    for stage in stages:
+        if experiment.stage_done(run, stage):
+            continue
+        done = experiment.stage_done(base, stage)
+        if not done:
+            raise RuntimeError('%s: stage %s of the shared run %s is not finished'
+                               % (run.dir, stage, base.dir))
+        target = experiment.final_snapshot(run, stage)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if os.path.exists(target):
+            os.remove(target)
+        os.link(experiment.final_snapshot(base, stage), target)
+        os.makedirs(os.path.dirname(experiment.log_file(run, stage)), exist_ok=True)
+        write_text(experiment.log_file(run, stage, '.json'), json.dumps(
+            dict(done, snapshot=target, shared_from=base.dir), indent=1) + '\n')
+
+
+def execute(spec, base, out, cfg, sources, val):
+    """Train (or reuse) and evaluate one run of the plan; returns its result (run_result)."""
+    start = time.time()
+    baseline = None if spec.method == repro.TRANSFERNET else spec.method
+    run = experiment.prepare(os.path.join(out, spec.name),
+                             cfg._replace(source=sources[spec.name]), spec.seed,
+                             baseline=baseline)
+    if run.dir != base.dir:
+        share_stages(base, run, ('classifier',) if baseline else ('classifier', 'attention'))
+    for stage in ('classifier', 'joint') if baseline else ('classifier', 'attention', 'joint'):
+        experiment.train(run, stage, progress=log)
+    folders = experiment.infer(run, val['ids'], val['images'], val['gt'], val['candidates'],
+                               sources=spec.labels, progress=log, methods=('decoder',))
+    evaluations = {source: experiment.evaluate(folders[source, 'decoder'], val['ids'],
+                                               val['gt'], val['classes'])
+                   for source in spec.labels}
+    result = repro.run_result(spec, evaluations, round(time.time() - start, 1))
+    repro.write_run_result(out, spec, result)
+    log('%s: %s' % (spec.name, ', '.join('%s labels mIoU %.1f' % (s, 100 * r['mean_iou'])
+                                         for s, r in sorted(result['labels'].items()))))
+    return result
+
+
+def write_outputs(out, cfg, seed, results, val, base, extra):
+    """results.json, table.md, ratio.png and report.md of the finished runs."""
+    collected = repro.collect(results)
+    classes = val['classes']
+    document = dict(collected, config=experiment.describe(cfg, seed), seed=seed,
+                    dataset=dict(repro.DATASET, seed=seed),
+                    classes={str(k): v for k, v in classes.items()},
+                    ratios=list(repro.RATIOS), subsets=repro.SUBSETS,
+                    shared_stages='stages 0 and 1 (image labels only) trained once in %s and '
+                                  'shared by every run; the baselines start from its stage-0 '
+                                  'snapshot' % os.path.basename(base.dir),
+                    **extra)
+    write_text(os.path.join(out, 'results.json'),
+               json.dumps(document, indent=1, sort_keys=True) + '\n')
+    table = repro.table_markdown(collected['methods'], classes)
+    write_text(os.path.join(out, 'table.md'), table)
+    references = {t: collected['methods'].get(t, {}).get('mean_iou')
+                  for t in ('BaselineNet', 'DecoupledNet-dagger')}
+    if collected['ratio_study']:
+        repro.plot_ratio(os.path.join(out, 'ratio.png'), collected['ratio_study'], references)
+    lines = ['# TransferNet in miniature (config "%s", built-in dataset, seed %d)' % (
+        cfg.name, seed), '',
+        'Width %g, crop %d; stages 0 / 1 / 2: %d / %d / %d iterations; %d val images. %s.'
+        % (cfg.width, cfg.crop, cfg.stages['classifier'].max_iter,
+           cfg.stages['attention'].max_iter, cfg.stages['joint'].max_iter, len(val['ids']),
+           document['shared_stages'].capitalize()), '',
+        '## Table 1 in miniature (IoU %, val set of the built-in dataset)', '', table,
+        '## The paper on the same columns', '', repro.paper_markdown(classes),
+        '## Figure 4 in miniature (TransferNet, predicted labels)', '',
+        repro.ratio_markdown(collected['ratio_study']), '![ratio](ratio.png)', '']
+    if 'label_accuracy' in extra:
+        acc = extra['label_accuracy']
+        lines += ['Stage-0 labels of the val images: exact set %.1f %%, precision %.1f %%, '
+                  'recall %.1f %%.' % (100 * acc['exact'], 100 * (acc['precision'] or 0),
+                                       100 * (acc['recall'] or 0)), '']
+    write_text(os.path.join(out, 'report.md'), '\n'.join(lines))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--out', default='runs/repro-mini', help='output folder')
+    parser.add_argument('--data', default='data/builtin-mini', help='built-in dataset folder')
+    parser.add_argument('--seed', type=int, default=0, help='dataset, subset, data layer and '
+                                                             'solver seed (default 0)')
+    parser.add_argument('--workers', type=int, default=2, help='dataset build processes')
+    parser.add_argument('--plan', action='store_true', help='list the runs and stop')
+    args = parser.parse_args(argv)
+    start = time.time()
+    out = os.path.abspath(args.out)
+    specs = repro.plan(args.seed)
+    todo = repro.pending(out, specs)
+    for i, spec in enumerate(specs):
+        log('%2d/%d %-24s ratio %-5g seed %d labels %-14s %s' % (
+            i + 1, len(specs), spec.name, spec.ratio, spec.seed, '+'.join(spec.labels),
+            'to run' if spec in todo else 'finished'))
+    if args.plan:
+        return 0
+    import caffe
+    caffe.set_mode_cpu()
+    cfg = repro.MINI
+    voc_root, target, sources = ensure_data(args.data, args.seed, cfg.resize, args.workers,
+                                            specs)
+    cfg = cfg._replace(target=target)
+    ids = score.read_list(os.path.join(voc_root, 'ImageSets', 'Segmentation', 'val.txt'))
+    gt_dir = os.path.join(voc_root, 'SegmentationClass')
+    val = {'ids': ids, 'images': os.path.join(voc_root, 'JPEGImages'), 'gt': gt_dir,
+           'candidates': inference.class_table(os.path.join(target, 'meta.json')),
+           'classes': experiment.present_classes(gt_dir, ids)}
+    base_spec = specs[0]
+    base = experiment.prepare(os.path.join(out, base_spec.name),
+                              cfg._replace(source=sources[base_spec.name]), base_spec.seed)
+    results = []
+    for i, spec in enumerate(specs):
+        result = repro.read_result(out, spec)
+        if result is None:
+            log('run %d/%d: %s (%.0f s so far)' % (i + 1, len(specs), spec.name,
+                                                    time.time() - start))
+            result = execute(spec, base, out, cfg, sources, val)
+        results.append(result)
+        if spec is base_spec:  # its labels: the stage-0 classifier's and the ground truth
+            labels = [experiment.image_labels(base, ids, val['images'], gt_dir, source,
+                                              val['candidates']) for source in ('predicted', 'gt')]
+        write_outputs(out, cfg, args.seed, results, val, base, {
+            'label_accuracy': experiment.label_accuracy(*labels),
+            'wall_seconds': round(time.time() - start, 1),
+            'run_seconds': {r['name']: r['seconds'] for r in results}})
+    log('wrote %s/{results.json,table.md,ratio.png,report.md} (%.0f s)'
+        % (out, time.time() - start))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
