@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from transfernet import experiment, repro
+from transfernet import experiment, inference, nets, repro, score
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _spec = importlib.util.spec_from_file_location(
@@ -202,3 +202,42 @@ def test_write_outputs_results_json_schema(tmp_path):
     assert repro.table_markdown(doc['methods'], CLASSES) in report
     assert '| TransferNet | 85.3 | 68.5 | 69.8 | 25.5 |' in report
     assert 'exact set 50.0 %' in report
+
+
+def _solver_fields(run, stage):
+    with open(experiment.solver_file(run, stage)) as f:
+        lines = [line.split(': ', 1) for line in f if not line.startswith('#')]
+    return {k.strip(): v.strip().strip('"') for k, v in lines if k.strip() in ('net', 'weights')}
+
+
+def test_baseline_run_starts_from_stage0_and_infers_with_its_deploy_net(tmp_path, builtin_lmdbs):
+    import caffe
+    source, target = builtin_lmdbs
+    cfg = nets.TINY._replace(source=source, target=target)
+    plain = experiment.prepare(str(tmp_path / 'transfernet'), cfg, 0)
+    assert _solver_fields(plain, 'joint') == {
+        'net': experiment.model_file(plain, 'joint_train'),
+        'weights': experiment.final_snapshot(plain, 'attention')}
+    with open(os.path.join(plain.dir, 'config.json')) as f:
+        assert 'baseline' not in json.load(f)
+    run = experiment.prepare(str(tmp_path / 'run'), cfg, 0, baseline='decouplednet')
+    assert _solver_fields(run, 'joint') == {
+        'net': experiment.model_file(run, 'decouplednet_train'),
+        'weights': experiment.final_snapshot(run, 'classifier')}
+    assert experiment.deploy_net(run) == 'decouplednet_deploy'
+    with pytest.raises(ValueError, match='baseline'):
+        experiment.prepare(run.dir, cfg, 0, baseline='baselinenet')
+    with pytest.raises(ValueError, match='unknown baseline'):
+        experiment.prepare(str(tmp_path / 'other'), cfg, 0, baseline='fcn')
+    weights = str(tmp_path / 'init.caffemodel')
+    caffe.Net(experiment.model_file(run, 'decouplednet_deploy'), caffe.TEST).save(weights)
+    voc_root = os.path.join(os.path.dirname(os.path.dirname(source)), 'VOCdevkit', 'VOC2012')
+    ids = score.read_list(os.path.join(voc_root, 'ImageSets', 'Segmentation', 'val.txt'))[:2]
+    folders = experiment.infer(
+        run, ids, os.path.join(voc_root, 'JPEGImages'), os.path.join(voc_root,
+                                                                     'SegmentationClass'),
+        inference.class_table(os.path.join(target, 'meta.json')), sources=('gt',),
+        weights=weights, progress=lambda message: None, methods=('decoder',))
+    assert list(folders) == [('gt', 'decoder')]
+    assert sorted(os.listdir(folders['gt', 'decoder'])) == sorted(i + '.png' for i in ids)
+    assert sorted(os.listdir(os.path.join(run.dir, 'pred'))) == ['gt_decoder', 'labels_gt.json']
