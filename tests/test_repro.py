@@ -185,6 +185,7 @@ def test_write_outputs_results_json_schema(tmp_path):
                            'ratio_study', 'ratios', 'seed', 'shared_stages', 'subsets',
                            'wall_seconds']
     assert doc['config']['name'] == 'mini' and doc['config']['crop'] == 128
+    assert doc['config']['feature_scale'] == repro.FEATURE_SCALE
     assert doc['classes'] == {'0': 'background', '1': 'aeroplane', '3': 'bird',
                               '16': 'pottedplant'}
     for title, row in doc['methods'].items():
@@ -241,3 +242,30 @@ def test_baseline_run_starts_from_stage0_and_infers_with_its_deploy_net(tmp_path
     assert list(folders) == [('gt', 'decoder')]
     assert sorted(os.listdir(folders['gt', 'decoder'])) == sorted(i + '.png' for i in ids)
     assert sorted(os.listdir(os.path.join(run.dir, 'pred'))) == ['gt_decoder', 'labels_gt.json']
+
+
+def _power_scales(path):
+    from caffe.proto import caffe_pb2
+    from google.protobuf import text_format
+    proto = caffe_pb2.NetParameter()
+    with open(path) as f:
+        text_format.Merge(f.read(), proto)
+    return [layer.power_param.scale for layer in proto.layer if layer.type == 'Power']
+
+
+def test_feature_scale_override_reaches_every_net_and_config(tmp_path):
+    cfg = repro.MINI._replace(source='data/builtin-mini/lmdb/source',
+                              target='data/builtin-mini/lmdb/target')
+    run = experiment.prepare(str(tmp_path / 'b'), cfg, 0, baseline='baselinenet',
+                             feature_scale=repro.FEATURE_SCALE)
+    for net in ('attention_train', 'joint_train', 'seg_deploy', 'baselinenet_train',
+                'baselinenet_deploy'):
+        assert _power_scales(experiment.model_file(run, net)) == [repro.FEATURE_SCALE], net
+    assert _power_scales(experiment.model_file(run, 'classifier_train')) == []
+    with open(os.path.join(run.dir, 'config.json')) as f:
+        assert json.load(f)['feature_scale'] == repro.FEATURE_SCALE
+    plain = experiment.prepare(str(tmp_path / 'p'), cfg, 0)
+    assert _power_scales(experiment.model_file(plain, 'seg_deploy')) == [
+        pytest.approx(nets.FEATURE_SCALE)]
+    with pytest.raises(ValueError, match='feature_scale'):
+        experiment.prepare(plain.dir, cfg, 0, feature_scale=1.0)

@@ -104,7 +104,7 @@ def execute(spec, base, out, cfg, sources, val):
     baseline = None if spec.method == repro.TRANSFERNET else spec.method
     run = experiment.prepare(os.path.join(out, spec.name),
                              cfg._replace(source=sources[spec.name]), spec.seed,
-                             baseline=baseline)
+                             baseline=baseline, feature_scale=repro.FEATURE_SCALE)
     if run.dir != base.dir:
         share_stages(base, run, ('classifier',) if baseline else ('classifier', 'attention'))
     for stage in ('classifier', 'joint') if baseline else ('classifier', 'attention', 'joint'):
@@ -125,7 +125,8 @@ def write_outputs(out, cfg, seed, results, val, base, extra):
     """results.json, table.md, ratio.png and report.md of the finished runs."""
     collected = repro.collect(results)
     classes = val['classes']
-    document = dict(collected, config=experiment.describe(cfg, seed), seed=seed,
+    document = dict(collected, config=dict(experiment.describe(cfg, seed),
+                                           feature_scale=repro.FEATURE_SCALE), seed=seed,
                     dataset=dict(repro.DATASET, seed=seed),
                     classes={str(k): v for k, v in classes.items()},
                     ratios=list(repro.RATIOS), subsets=repro.SUBSETS,
@@ -143,8 +144,9 @@ def write_outputs(out, cfg, seed, results, val, base, extra):
         repro.plot_ratio(os.path.join(out, 'ratio.png'), collected['ratio_study'], references)
     lines = ['# TransferNet in miniature (config "%s", built-in dataset, seed %d)' % (
         cfg.name, seed), '',
-        'Width %g, crop %d; stages 0 / 1 / 2: %d / %d / %d iterations; %d val images. %s.'
-        % (cfg.width, cfg.crop, cfg.stages['classifier'].max_iter,
+        'Width %g, crop %d, conv5_3 scaled by %g; stages 0 / 1 / 2: %d / %d / %d iterations; '
+        '%d val images. %s.'
+        % (cfg.width, cfg.crop, repro.FEATURE_SCALE, cfg.stages['classifier'].max_iter,
            cfg.stages['attention'].max_iter, cfg.stages['joint'].max_iter, len(val['ids']),
            document['shared_stages'].capitalize()), '',
         '## Table 1 in miniature (IoU %, val set of the built-in dataset)', '', table,
@@ -191,7 +193,8 @@ def main(argv=None):
            'classes': experiment.present_classes(gt_dir, ids)}
     base_spec = specs[0]
     base = experiment.prepare(os.path.join(out, base_spec.name),
-                              cfg._replace(source=sources[base_spec.name]), base_spec.seed)
+                              cfg._replace(source=sources[base_spec.name]), base_spec.seed,
+                              feature_scale=repro.FEATURE_SCALE)
     results = []
     for i, spec in enumerate(specs):
         result = repro.read_result(out, spec)
