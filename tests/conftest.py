@@ -24,3 +24,10 @@ def builtin_lmdbs(tmp_path_factory):
     coco.build_source(str(root / "coco"), source, size=size)
     voc.build_target(str(root / "VOCdevkit" / "VOC2012"), target, size=size)
     return source, target
+
+
+@pytest.fixture(scope="session")
+def weights(tmp_path_factory):
+    """{'seg', 'cls'}: caffemodels of the tiny deploy nets with seeded random weights."""
+    import tiny_weights
+    return tiny_weights.make_weights(tmp_path_factory.mktemp("weights"))

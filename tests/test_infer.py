@@ -5,60 +5,13 @@ import os
 import subprocess
 import sys
 
-import caffe
 import cv2
 import numpy as np
 import pytest
 
-from transfernet import crf, inference, nets, score
+from transfernet import crf, inference, score
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = nets.CONFIGS["tiny"]
-SEG_MODEL = os.path.join(REPO, nets.model_path(TINY, "seg_deploy"))
-CLS_MODEL = os.path.join(REPO, nets.model_path(TINY, "classifier_deploy"))
-
-
-def randomize(net, seed):
-    """He-scaled Gaussian weights and small random biases. feat_embed and deconv5_1 are
-    scaled up to undo the network's 0.004 feature scaling (once for alpha, twice for s), so
-    that the attention and the segmentation depend on the label."""
-    rng = np.random.RandomState(seed)
-    for blobs in net.params.values():
-        weights = blobs[0].data
-        weights[...] = rng.randn(*weights.shape) * np.sqrt(2.0 / np.prod(weights.shape[1:]))
-        for bias in list(blobs)[1:]:
-            bias.data[...] = rng.randn(*bias.data.shape) * 0.1
-    if "feat_embed" in net.params:
-        net.params["feat_embed"][0].data[...] /= nets.FEATURE_SCALE
-        net.params["deconv5_1"][0].data[...] /= nets.FEATURE_SCALE ** 2
-
-
-def calibrate(net, layer):
-    """Scale the last layer so that its outputs (their difference for the 2-way softmax)
-    have std 2 on a test image: probabilities spread over (0, 1) instead of saturating."""
-    net.blobs["data"].data[...] = inference.preprocess(make_image(96, 96, seed=9), 96)
-    if "label" in net.blobs:
-        net.blobs["label"].data[...] = np.eye(net.blobs["label"].shape[1])[2]
-    net.forward()
-    out = net.blobs[layer].data
-    spread = (out[:, 1] - out[:, 0] if layer == "seg_score" else out).std() / 2
-    for blob in net.params[layer]:
-        blob.data[...] /= spread
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    """{'seg': caffemodel, 'cls': caffemodel} with seeded random weights."""
-    folder = tmp_path_factory.mktemp("weights")
-    paths = {}
-    for key, model, seed, last in (("seg", SEG_MODEL, 0, "seg_score"),
-                                   ("cls", CLS_MODEL, 1, "fc8_transfer")):
-        net = caffe.Net(model, caffe.TEST)
-        randomize(net, seed)
-        calibrate(net, last)
-        paths[key] = str(folder / (key + ".caffemodel"))
-        net.save(paths[key])
-    return paths
+from tiny_weights import CLS_MODEL, REPO, SEG_MODEL, make_image
 
 
 @pytest.fixture(scope="module")
@@ -69,19 +22,6 @@ def seg_net(weights):
 @pytest.fixture(scope="module")
 def classifier(weights):
     return inference.load_net(CLS_MODEL, weights["cls"])
-
-
-def make_image(height, width, seed):
-    """A textured BGR image with a few filled shapes (built-in-dataset-like)."""
-    rng = np.random.RandomState(seed)
-    image = np.full((height, width, 3), rng.randint(0, 256, 3), np.uint8)
-    image = cv2.add(image, rng.randint(0, 40, (height, width, 3)).astype(np.uint8))
-    for _ in range(3):
-        centre = (int(rng.randint(width)), int(rng.randint(height)))
-        colour = tuple(int(c) for c in rng.randint(0, 256, 3))
-        cv2.circle(image, centre, int(rng.randint(5, max(6, min(height, width) // 3))),
-                   colour, -1)
-    return image
 
 
 def test_preprocess_pads_bottom_right_and_unpad_inverts():

@@ -1,6 +1,6 @@
 """Attention figures (Figures 2, 3, 6): Gram rows of the real seg_deploy features, the pixel
 -> feature-cell geometry, and tools/visualize.py on the tiny net with seeded random weights
-(the weights fixture of test_infer)."""
+(the weights fixture of conftest.py)."""
 import importlib.util
 import os
 import subprocess
@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from test_infer import CLS_MODEL, REPO, SEG_MODEL, make_image, weights  # noqa: F401 (fixture)
+from tiny_weights import CLS_MODEL, REPO, SEG_MODEL, make_image
 from transfernet import inference, visualize
 
 TOOL = os.path.join(REPO, "tools", "visualize.py")
