@@ -43,7 +43,7 @@ export TRANSFERNET_MOUNTS := $(subst $(eval) ,:,$(strip $(TRANSFERNET_MOUNTS) \
   $(abspath $(COCO_ROOT) $(VOC_ROOT) $(SBD_ROOT) $(dir $(SOURCE_DB)) $(dir $(TARGET_DB)) \
   $(dir $(LIST)) $(IMAGES) $(GT) $(PRED))))
 
-.PHONY: help env run test models check-models data data-source data-target builtin infer eval bench
+.PHONY: help env run test models check-models data data-source data-target builtin infer eval bench demo
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -88,3 +88,6 @@ eval:  ## comp6 mIoU of PRED against GT over LIST; table on stdout, JSON + CSV i
 
 bench: builtin  ## performance figures (table on stdout, runs/bench/bench.json); about 5 minutes
 	@$(RUN) 'python3 tools/bench.py --out runs/bench/bench.json --builtin data/builtin'
+
+demo:  ## the method end to end on the built-in dataset (tiny nets, real caffe train); runs/demo/report.md
+	@$(RUN) 'python3 tools/demo.py --run runs/demo --data data/builtin --seed $(SEED) --workers $(WORKERS)'
