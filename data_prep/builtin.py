@@ -6,8 +6,9 @@ COCO categories, each a distinct shape family; ~10% of the images also hold an "
 Target domain: a VOC 2012-style tree (JPEGImages, SegmentationClass palette PNGs with 255
 object borders, ImageSets/Segmentation/{train,val}.txt) for four VOC classes whose shapes are
 unlike any source shape; optionally an SBD-style tree (img/, cls/*.mat, train.txt, val.txt).
-Images: textured, cluttered backgrounds; one to three objects with random scale, rotation,
-aspect, colour and texture; instances drawn largest first, so smaller ones occlude larger
+Images: smooth, low-saturation textured backgrounds with a few faint strokes; one to three
+outlined objects with random scale, rotation, aspect and texture, coloured around a hue of
+their category (so a small network trained from scratch can learn the labels); instances drawn largest first, so smaller ones occlude larger
 ones (the COCO builder's overlap rule). Deterministic by --seed.
 
   python3 -m data_prep.builtin --out data/builtin
@@ -67,11 +68,20 @@ PASCAL_DISTRACTOR = (5, "cross")  # COCO "airplane": images holding it are dropp
 # (VOC id, shape): target categories, shapes unlike any source shape.
 TARGET_SHAPES = ((1, "cross"), (3, "chevron"), (4, "triangle"), (16, "star"))
 
+VERSION = 2  # of the rendering: 2 = calm backgrounds, class hues, outlined larger objects
 AIRPLANE_FRACTION = 0.1
 CROWD_FRACTION = 0.25
 EMPTY_EVERY = 50
 MIN_VISIBLE = 0.35
 VOC_BORDER = 3  # width in pixels of the 255 band drawn along VOC object boundaries
+MIN_RADIUS, MAX_RADIUS = 0.2, 0.42  # object size, fraction of the image's shorter side
+MAX_STROKES = 2       # faint clutter lines per background
+BACKGROUND_TINT = 25  # backgrounds: grey levels tinted by at most this much per channel
+# Every category has a hue tendency (degrees), so labels are learnable from colour by a small
+# network trained from scratch; objects vary +- HUE_SPREAD around it (bands 33 apart).
+HUE_SPREAD = 14
+CLASS_HUE = {cid: 360.0 * i / 11 for i, cid in enumerate(
+    (10, 1, 13, 3, 28, 4, 38, 16, 52, 84, 5))}
 
 
 def voc_palette():
@@ -104,14 +114,16 @@ def _texture(rng, h, w):
 
 
 def _background(rng, h, w):
-    gh, gw = rng.randint(2, 6, 2)
-    img = cv2.resize(rng.uniform(0, 255, (gh, gw, 3)).astype(np.float32), (w, h),
-                     interpolation=cv2.INTER_CUBIC)
-    img += _texture(rng, h, w)[..., None] * rng.uniform(5, 40, 3)
-    for _ in range(rng.randint(3, 9)):  # clutter strokes
+    """Smooth, low-saturation colour field with a faint texture and a few faint strokes."""
+    gh, gw = rng.randint(2, 5, 2)
+    grey = rng.uniform(60, 190, (gh, gw, 1))
+    tint = rng.uniform(-BACKGROUND_TINT, BACKGROUND_TINT, (gh, gw, 3))
+    img = cv2.resize((grey + tint).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    img += _texture(rng, h, w)[..., None] * rng.uniform(3, 15, 3)
+    for _ in range(rng.randint(0, MAX_STROKES + 1)):  # faint clutter strokes
         p, q = rng.randint(0, max(h, w), 2), rng.randint(0, max(h, w), 2)
-        cv2.line(img, tuple(int(v) for v in p), tuple(int(v) for v in q),
-                 rng.uniform(0, 255, 3).tolist(), int(rng.randint(1, 4)))
+        shade = img[min(int(p[1]), h - 1), min(int(p[0]), w - 1)] + rng.uniform(-40, 40, 3)
+        cv2.line(img, tuple(int(v) for v in p), tuple(int(v) for v in q), shade.tolist(), 1)
     return img
 
 
@@ -129,14 +141,20 @@ def _mask(poly, h, w):
     return mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects([poly], h, w))).astype(bool)
 
 
-def _paint(rng, img, mask):
+def _class_color(rng, label):
+    """BGR colour of an object of category `label`: a hue band of the category (hue
+    CLASS_HUE[label] +- HUE_SPREAD degrees), random saturation and brightness."""
+    hue = (CLASS_HUE[label] + rng.uniform(-HUE_SPREAD, HUE_SPREAD)) % 360
+    hsv = np.array([[[hue / 2, rng.uniform(150, 255), rng.uniform(120, 255)]]], np.uint8)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
+
+
+def _paint(rng, img, mask, label):
     h, w = mask.shape
-    color = rng.uniform(0, 255, 3)
-    fill = color + _texture(rng, h, w)[..., None] * rng.uniform(5, 45, 3)
+    fill = _class_color(rng, label) + _texture(rng, h, w)[..., None] * rng.uniform(3, 20, 3)
     img[mask] = fill[mask]
-    if rng.rand() < 0.5:  # dark or light outline on half of the objects
-        edge = mask & ~cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-        img[edge] = rng.choice([20.0, 235.0])
+    edge = mask & ~cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    img[edge] = rng.choice([20.0, 235.0])  # dark or light outline
 
 
 def _rle_counts(mask):
@@ -171,7 +189,7 @@ def make_image(rng, shapes, n_objects, crowd_shape=None, extra_shape=None):
             poly = _polygon(rng, crowd_shape[1], cx + rng.randn() * 0.12 * side,
                             cy + rng.randn() * 0.12 * side, rng.uniform(0.05, 0.09) * side)
             m = _mask(poly, h, w)
-            _paint(rng, img, m)
+            _paint(rng, img, m, crowd_shape[0])
             union |= m
         crowd = (crowd_shape[0], union) if union.any() else None
     picks = [shapes[i] for i in rng.randint(len(shapes), size=n_objects)]
@@ -180,7 +198,7 @@ def make_image(rng, shapes, n_objects, crowd_shape=None, extra_shape=None):
     objects = []
     for label, shape in picks:
         for _ in range(10):  # placements until every object stays mostly visible
-            radius = rng.uniform(0.16, 0.4) * side
+            radius = rng.uniform(MIN_RADIUS, MAX_RADIUS) * side
             poly = _polygon(rng, shape, rng.uniform(0.3 * radius, w - 0.3 * radius),
                             rng.uniform(0.3 * radius, h - 0.3 * radius), radius)
             m = _mask(poly, h, w)
@@ -188,8 +206,8 @@ def make_image(rng, shapes, n_objects, crowd_shape=None, extra_shape=None):
             if m.sum() > 30 and _all_visible(trial):
                 objects = trial
                 break
-    for _, _, m in objects:
-        _paint(rng, img, m)
+    for label, _, m in objects:
+        _paint(rng, img, m, label)
     img = cv2.GaussianBlur(img, (3, 3), rng.uniform(0.1, 0.8)) + rng.randn(h, w, 3) * 4
     return np.clip(img, 0, 255).astype(np.uint8), objects, crowd
 
@@ -321,8 +339,8 @@ def generate(out, seed=0, source_images=600, target_train=400, target_val=100, s
     if not sbd and os.path.exists(os.path.join(out, "benchmark_RELEASE")):
         shutil.rmtree(os.path.join(out, "benchmark_RELEASE"))
     shutil.rmtree(build)
-    params = {"seed": seed, "source_images": source_images, "target_train": target_train,
-              "target_val": target_val, "sbd": sbd}
+    params = {"version": VERSION, "seed": seed, "source_images": source_images,
+              "target_train": target_train, "target_val": target_val, "sbd": sbd}
     with open(os.path.join(out, "builtin.json"), "w") as f:
         json.dump(params, f, indent=1, sort_keys=True)
     return params
