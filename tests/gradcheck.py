@@ -97,3 +97,32 @@ def check_gradients(module, layer, bottoms, differentiable, param_str="", step=1
                                            error[at], tolerance))
         worst[name] = float(error[at])
     return worst
+
+
+def deploy_batched_and_per_label(net, image, labels, blobs):
+    """Run a seg_deploy-style net (inputs data (1,3,S,S), label (K,C)) once with all K labels
+    and then once per label; return ({blob: (K,...) batched}, {blob: [K arrays per label]})."""
+    net.blobs['label'].reshape(*labels.shape)
+    net.reshape()
+    net.blobs['data'].data[...] = image
+    net.blobs['label'].data[...] = labels
+    net.forward()
+    batched = {b: net.blobs[b].data.copy() for b in blobs}
+    net.blobs['label'].reshape(1, labels.shape[1])
+    net.reshape()
+    single = {b: [] for b in blobs}
+    for row in labels:
+        net.blobs['data'].data[...] = image
+        net.blobs['label'].data[...] = row
+        net.forward()
+        for b in blobs:
+            single[b].append(net.blobs[b].data[0].copy())
+    return batched, single
+
+
+def assert_per_label_equal(batched, single):
+    """Each label's slice of the batched forward equals its own one-label forward."""
+    for blob, values in single.items():
+        for k, value in enumerate(values):
+            np.testing.assert_allclose(value, batched[blob][k], rtol=1e-4, atol=1e-6,
+                                       err_msg=blob)

@@ -15,7 +15,7 @@ from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
 from caffe_train import run_caffe_train
-from gradcheck import net_from_prototxt
+from gradcheck import assert_per_label_equal, deploy_batched_and_per_label, net_from_prototxt
 from test_models import ROOT, committed, layer, one_hot
 from transfernet import baselines, inference, nets, solvers
 
@@ -223,25 +223,12 @@ def test_deploy_batched_equals_per_label(baseline):
     net = committed_deploy(baseline)
     randomize(net, seed=1)
     image, labels = random_image(2), one_hot([5, 17, 42])
-    net.blobs['label'].reshape(3, 80)
-    net.reshape()
-    net.blobs['data'].data[...] = image
-    net.blobs['label'].data[...] = labels
-    net.forward()
-    batched = {b: net.blobs[b].data.copy() for b in ('seg_prob', 's')}
+    batched, single = deploy_batched_and_per_label(net, image, labels, ('seg_prob', 's'))
     assert batched['seg_prob'].shape == (3, 2, 96, 96) and batched['s'].shape == (3, 1, 6, 6)
     np.testing.assert_allclose(batched['seg_prob'].sum(axis=1), 1, rtol=1e-5)
     assert np.abs(batched['s'][0] - batched['s'][1]).max() > 1e-3
     assert np.abs(batched['seg_prob'][0] - batched['seg_prob'][2]).max() > 1e-3
-    net.blobs['label'].reshape(1, 80)
-    net.reshape()
-    for k in range(3):
-        net.blobs['data'].data[...] = image
-        net.blobs['label'].data[...] = labels[k]
-        net.forward()
-        for blob, value in batched.items():
-            np.testing.assert_allclose(net.blobs[blob].data[0], value[k], rtol=1e-4,
-                                       atol=1e-6, err_msg=blob)
+    assert_per_label_equal(batched, single)
 
 
 @pytest.fixture(scope='module')

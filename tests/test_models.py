@@ -19,7 +19,7 @@ import caffe
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
-from gradcheck import net_from_prototxt
+from gradcheck import assert_per_label_equal, deploy_batched_and_per_label, net_from_prototxt
 from transfernet import baselines, nets, solvers
 from transfernet.atomic import write_text
 
@@ -265,12 +265,7 @@ def test_seg_deploy_batched_equals_per_label():
     randomize(net, seed=1)
     image = np.random.RandomState(2).randn(1, 3, 96, 96).astype(np.float32) * 50
     labels = one_hot([5, 17, 42])
-    net.blobs['label'].reshape(3, 80)
-    net.reshape()
-    net.blobs['data'].data[...] = image
-    net.blobs['label'].data[...] = labels
-    net.forward()
-    batched = {b: net.blobs[b].data.copy() for b in ('seg_prob', 'alpha', 's')}
+    batched, single = deploy_batched_and_per_label(net, image, labels, ('seg_prob', 'alpha', 's'))
     assert batched['seg_prob'].shape == (3, 2, 96, 96)
     assert batched['alpha'].shape == (3, 1, 6, 6)
     np.testing.assert_allclose(batched['seg_prob'].sum(axis=1), 1, rtol=1e-5)
@@ -278,15 +273,7 @@ def test_seg_deploy_batched_equals_per_label():
     # different labels attend and segment differently, so the comparison below has teeth
     assert np.abs(batched['seg_prob'][0] - batched['seg_prob'][1]).max() > 1e-2
     assert np.abs(batched['alpha'][0] - batched['alpha'][2]).max() > 1e-3
-    net.blobs['label'].reshape(1, 80)
-    net.reshape()
-    for k in range(3):
-        net.blobs['data'].data[...] = image
-        net.blobs['label'].data[...] = labels[k]
-        net.forward()
-        for blob, value in batched.items():
-            np.testing.assert_allclose(net.blobs[blob].data[0], value[k], rtol=1e-4,
-                                       atol=1e-6, err_msg=blob)
+    assert_per_label_equal(batched, single)
 
 
 def test_seg_deploy_matches_joint_train_with_shared_weights():
