@@ -20,20 +20,13 @@ import sys
 from tqdm import tqdm
 
 from data_prep.common import Skip, read_image
-from transfernet import inference, nets, score, solvers
+from transfernet import inference, score
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", choices=sorted(nets.CONFIGS), default="paper",
-                        help="network config whose models and final snapshots are the "
-                             "defaults of --model/--weights/--classifier-* (default paper)")
-    parser.add_argument("--model", help="seg_deploy prototxt (default models/<config>/...)")
-    parser.add_argument("--weights", help="joint-stage caffemodel (default: final snapshot)")
-    parser.add_argument("--classifier-model", help="classifier_deploy prototxt")
-    parser.add_argument("--classifier-weights", help="stage-0 caffemodel (default: final "
-                                                     "classifier snapshot)")
+    inference.add_model_arguments(parser)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--image", help="one image file")
     source.add_argument("--dir", help="every image (.jpg .png ...) of a folder")
@@ -45,11 +38,6 @@ def parse_args(argv):
     labels.add_argument("--gt-labels", metavar="DIR",
                         help="labels from ground-truth PNGs DIR/<stem>.png (TransferNet-GT)")
     labels.add_argument("--labels", help="the same labels for every image, e.g. 3,8")
-    parser.add_argument("--classes", default="voc",
-                        help="candidate classes of the classifier: 'voc' (1..20), ids "
-                             "'21,22', or a dataset meta.json / {id: name} JSON")
-    parser.add_argument("--threshold", type=float, default=inference.CLASSIFIER_THRESHOLD,
-                        help="classifier sigmoid threshold (default %(default)s)")
     parser.add_argument("--crf", action="store_true", help="dense CRF per label")
     parser.add_argument("--save-prob", action="store_true",
                         help="write per-label fg probabilities to OUT/prob/<stem>.npz")
@@ -59,12 +47,7 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     if args.list and not args.root:
         parser.error("--list needs --root")
-    cfg = nets.CONFIGS[args.config]
-    args.model = args.model or nets.model_path(cfg, "seg_deploy")
-    args.weights = args.weights or solvers.final_snapshot(cfg, "joint")
-    args.classifier_model = args.classifier_model or nets.model_path(cfg, "classifier_deploy")
-    args.classifier_weights = (args.classifier_weights
-                               or solvers.final_snapshot(cfg, "classifier"))
+    inference.resolve_model_arguments(args)
     return args
 
 

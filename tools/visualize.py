@@ -19,7 +19,7 @@ import sys
 os.environ.setdefault("GLOG_minloglevel", "2")  # before caffe loads: no net set-up log
 
 from data_prep.common import Skip, read_image  # noqa: E402
-from transfernet import inference, nets, solvers, visualize  # noqa: E402
+from transfernet import inference, visualize  # noqa: E402
 
 
 def parse_pixel(text):
@@ -39,28 +39,11 @@ def parse_args(argv):
     parser.add_argument("--labels", help="class ids, e.g. 3,8 (default: the classifier's)")
     parser.add_argument("--pixel", type=parse_pixel, nargs="+", action="extend", default=[],
                         metavar="Y,X", help="image pixels whose Gram row to show")
-    parser.add_argument("--config", choices=sorted(nets.CONFIGS), default="paper",
-                        help="config of the default --model/--weights/--classifier-* "
-                             "(default paper)")
-    parser.add_argument("--model", help="seg_deploy prototxt (default models/<config>/...)")
-    parser.add_argument("--weights", help="joint-stage caffemodel (default: final snapshot)")
-    parser.add_argument("--classifier-model", help="classifier_deploy prototxt")
-    parser.add_argument("--classifier-weights", help="stage-0 caffemodel (default: final "
-                                                     "classifier snapshot)")
-    parser.add_argument("--classes", default="voc",
-                        help="candidate classes of the classifier and names: 'voc' (1..20), "
-                             "ids '21,22', or a dataset meta.json / {id: name} JSON")
-    parser.add_argument("--threshold", type=float, default=inference.CLASSIFIER_THRESHOLD,
-                        help="classifier sigmoid threshold (default %(default)s)")
+    inference.add_model_arguments(parser)
     args = parser.parse_args(argv)
     if not args.out.lower().endswith(".png"):
         parser.error("--out must name a .png file, got %r" % args.out)
-    cfg = nets.CONFIGS[args.config]
-    args.model = args.model or nets.model_path(cfg, "seg_deploy")
-    args.weights = args.weights or solvers.final_snapshot(cfg, "joint")
-    args.classifier_model = args.classifier_model or nets.model_path(cfg, "classifier_deploy")
-    args.classifier_weights = (args.classifier_weights
-                               or solvers.final_snapshot(cfg, "classifier"))
+    inference.resolve_model_arguments(args)
     return args
 
 

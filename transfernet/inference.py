@@ -17,7 +17,7 @@ import os
 import cv2
 import numpy as np
 
-from transfernet import crf, score
+from transfernet import crf, nets, score, solvers
 from transfernet.atomic import atomic_path
 from transfernet.classes import BACKGROUND, CLASS_NAMES, IGNORE, VOC_CLASSES
 
@@ -356,3 +356,31 @@ def write_outputs(paths, image, seg, names=None):
         write_figure(paths["vis"], image, seg, names)
     score.write_palette_png(paths["png"], seg.labels)
 
+
+def add_model_arguments(parser):
+    """The networks and label-selection options shared by tools/infer.py and visualize.py."""
+    parser.add_argument("--config", choices=sorted(nets.CONFIGS), default="paper",
+                        help="network config whose models and final snapshots are the "
+                             "defaults of --model/--weights/--classifier-* (default paper)")
+    parser.add_argument("--model", help="seg_deploy prototxt (default models/<config>/...)")
+    parser.add_argument("--weights", help="joint-stage caffemodel (default: final snapshot)")
+    parser.add_argument("--classifier-model", help="classifier_deploy prototxt")
+    parser.add_argument("--classifier-weights", help="stage-0 caffemodel (default: final "
+                                                     "classifier snapshot)")
+    parser.add_argument("--classes", default="voc",
+                        help="candidate classes of the classifier: 'voc' (1..20), ids "
+                             "'21,22', or a dataset meta.json / {id: name} JSON")
+    parser.add_argument("--threshold", type=float, default=CLASSIFIER_THRESHOLD,
+                        help="classifier sigmoid threshold (default %(default)s)")
+
+
+def resolve_model_arguments(args):
+    """Fill the unset --model/--weights/--classifier-* from --config's committed models and
+    final snapshots (transfernet.solvers.final_snapshot)."""
+    cfg = nets.CONFIGS[args.config]
+    args.model = args.model or nets.model_path(cfg, "seg_deploy")
+    args.weights = args.weights or solvers.final_snapshot(cfg, "joint")
+    args.classifier_model = args.classifier_model or nets.model_path(cfg, "classifier_deploy")
+    args.classifier_weights = (args.classifier_weights
+                               or solvers.final_snapshot(cfg, "classifier"))
+    return args
