@@ -68,13 +68,13 @@ PASCAL_DISTRACTOR = (5, "cross")  # COCO "airplane": images holding it are dropp
 # (VOC id, shape): target categories, shapes unlike any source shape.
 TARGET_SHAPES = ((1, "cross"), (3, "chevron"), (4, "triangle"), (16, "star"))
 
-VERSION = 2  # of the rendering: 2 = calm backgrounds, class hues, outlined larger objects
+VERSION = 3  # of the rendering: 2 = calm backgrounds, class hues, outlined objects; 3 = larger
 AIRPLANE_FRACTION = 0.1
 CROWD_FRACTION = 0.25
 EMPTY_EVERY = 50
 MIN_VISIBLE = 0.35
 VOC_BORDER = 3  # width in pixels of the 255 band drawn along VOC object boundaries
-MIN_RADIUS, MAX_RADIUS = 0.2, 0.42  # object size, fraction of the image's shorter side
+MIN_RADIUS, MAX_RADIUS = 0.25, 0.5  # object size, fraction of the image's shorter side
 MAX_STROKES = 2       # faint clutter lines per background
 BACKGROUND_TINT = 25  # backgrounds: grey levels tinted by at most this much per channel
 # Every category has a hue tendency (degrees), so labels are learnable from colour by a small
