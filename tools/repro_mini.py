@@ -51,7 +51,7 @@ def ensure_data(data_dir, seed, size, workers, specs):
     """Built-in dataset (repro.DATASET counts, `seed`) and its LMDBs; returns (voc_root,
     target LMDB, {spec name: source LMDB})."""
     marker = os.path.join(data_dir, 'builtin.json')
-    wanted = dict(repro.DATASET, seed=seed, sbd=0)
+    wanted = dict(repro.DATASET, seed=seed, sbd=0, version=builtin.VERSION)
     found = None
     if os.path.exists(marker):
         with open(marker) as f:
