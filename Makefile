@@ -43,7 +43,7 @@ export TRANSFERNET_MOUNTS := $(subst $(eval) ,:,$(strip $(TRANSFERNET_MOUNTS) \
   $(abspath $(COCO_ROOT) $(VOC_ROOT) $(SBD_ROOT) $(dir $(SOURCE_DB)) $(dir $(TARGET_DB)) \
   $(dir $(LIST)) $(IMAGES) $(GT) $(PRED))))
 
-.PHONY: help env run test models check-models data data-source data-target builtin infer eval bench demo
+.PHONY: help env run test models check-models data data-source data-target builtin infer eval bench demo repro-mini
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -91,3 +91,6 @@ bench: builtin  ## performance figures (table on stdout, runs/bench/bench.json);
 
 demo:  ## the method end to end on the built-in dataset (tiny nets, real caffe train); runs/demo/report.md
 	@$(RUN) 'python3 tools/demo.py --run runs/demo --data data/builtin --seed $(SEED) --workers $(WORKERS)'
+
+repro-mini:  ## Table 1 + Figure 4 in miniature on the built-in dataset (about 40 min, resumable); runs/repro-mini/
+	@mkdir -p runs/repro-mini && $(RUN) 'python3 tools/repro_mini.py --out runs/repro-mini --data data/builtin-mini --seed $(SEED) --workers $(WORKERS)'
