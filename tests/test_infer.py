@@ -1,4 +1,4 @@
-"""Inference (Sec. 5.2) on the tiny networks with seeded random weights: geometry, label
+"""Inference (Sec. 5) on the tiny networks with seeded random weights: geometry, label
 selection, batched deploy, label maps, and the tools/infer.py command line."""
 import json
 import os

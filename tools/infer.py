@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""TransferNet inference: VOC palette label PNGs for images (paper Sec. 5.2).
+"""TransferNet inference: VOC palette label PNGs for images (paper Sec. 5).
 
     python tools/infer.py --dir VOC2012/JPEGImages --out runs/paper/pred          # predicted labels
     python tools/infer.py --list VOC2012/ImageSets/Segmentation/val.txt \

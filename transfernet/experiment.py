@@ -44,7 +44,7 @@ Run = collections.namedtuple('Run', 'dir cfg seed baseline', defaults=(None,))
 NO_TRANSFER_THRESHOLD = 0.5
 LABEL_SOURCES = ('predicted', 'gt')
 # Segmentation methods of one image: the decoder's maps with and without dense CRF
-# (TransferNet, Sec. 5.2) and the thresholded s of the same forward (no transfer).
+# (TransferNet, Sec. 5) and the thresholded s of the same forward (no transfer).
 METHODS = ('decoder', 'decoder_crf', 'no_transfer')
 _ITERATION = re.compile(r'Iteration (\d+)')
 # Error lines of a failed caffe run: glog fatal lines, Python exceptions of Python layers.
@@ -299,7 +299,7 @@ def label_maps(net, image, class_ids, methods=METHODS):
 
 def image_labels(run, ids, image_dir, gt_dir, source, candidates):
     """{id: sorted class ids} of the images: the stage-0 classifier's prediction among
-    `candidates` (Sec. 5.2) or the ground truth (TransferNet-GT); cached in
+    `candidates` (Sec. 5) or the ground truth (TransferNet-GT); cached in
     pred/labels_<source>.json."""
     from data_prep.common import read_image
     path = os.path.join(run.dir, 'pred', 'labels_%s.json' % source)

@@ -1,4 +1,4 @@
-"""TransferNet inference (paper Sec. 5.2): labels, per-label segmentation, final label map.
+"""TransferNet inference (paper Sec. 5): labels, per-label segmentation, final label map.
 
 For an image with labels L (predicted by the stage-0 classifier, or given):
 1. pad the image to a square at the bottom/right with the mean colour (as the authors'
@@ -158,7 +158,7 @@ def fg_scores(fg):
 
 
 def segment(net, image, class_ids, use_crf=False):
-    """Segment a BGR uint8 image for its labels (Sec. 5.2); returns a Segmentation.
+    """Segment a BGR uint8 image for its labels (Sec. 5); returns a Segmentation.
 
     No labels: an all-background map, no forward pass.
     """
