@@ -17,6 +17,7 @@ ones (the COCO builder's overlap rule). Deterministic by --seed.
       --out data/builtin/lmdb/target --size 104
 """
 import argparse
+import inspect
 import json
 import multiprocessing
 import os
@@ -30,6 +31,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from transfernet import classes, records
+from transfernet.atomic import write_text
 
 
 def _arc(cx, cy, rx, ry, a0, a1, n=16):
@@ -341,9 +343,25 @@ def generate(out, seed=0, source_images=600, target_train=400, target_val=100, s
     shutil.rmtree(build)
     params = {"version": VERSION, "seed": seed, "source_images": source_images,
               "target_train": target_train, "target_val": target_val, "sbd": sbd}
-    with open(os.path.join(out, "builtin.json"), "w") as f:
-        json.dump(params, f, indent=1, sort_keys=True)
+    write_text(os.path.join(out, "builtin.json"), json.dumps(params, indent=1, sort_keys=True))
     return params
+
+
+def ensure(out, workers=2, **settings):
+    """Generate into `out` (generate's keyword settings: seed, image counts, sbd) unless
+    out/builtin.json already records the same settings and generator VERSION; returns True if
+    it generated."""
+    bound = inspect.signature(generate).bind(out, **settings)
+    bound.apply_defaults()
+    wanted = dict(bound.arguments, version=VERSION)
+    del wanted["out"], wanted["workers"]
+    marker = os.path.join(out, "builtin.json")
+    if os.path.exists(marker):
+        with open(marker) as f:
+            if json.load(f) == wanted:
+                return False
+    generate(out, workers=workers, **settings)
+    return True
 
 
 def main(argv=None):

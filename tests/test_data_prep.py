@@ -304,3 +304,18 @@ def test_failed_build_keeps_previous_dataset(raw, tmp_path):
     # ... and the previous dataset is untouched, with no leftovers beside it.
     assert _read_all(out, "images") == before and records.read_meta(out)["params"]["ratio"] == 0.2
     assert sorted(os.listdir(str(tmp_path))) == ["coco", "source"]
+
+
+def test_ensure_regenerates_only_for_other_settings(tmp_path):
+    out = str(tmp_path / "b")
+    small = dict(seed=3, source_images=4, target_train=2, target_val=1)
+    assert builtin.ensure(out, **small)
+    marker = os.path.join(out, "builtin.json")
+    stamp = os.path.getmtime(marker)
+    assert not builtin.ensure(out, **small)  # same settings and version: kept
+    assert os.path.getmtime(marker) == stamp
+    assert builtin.ensure(out, **dict(small, target_val=2))  # other counts: regenerated
+    with open(marker) as f:
+        assert json.load(f)["target_val"] == 2
+    val = os.path.join(out, "VOCdevkit", "VOC2012", "ImageSets", "Segmentation", "val.txt")
+    assert len(open(val).read().split()) == 2

@@ -129,3 +129,19 @@ def test_read_meta_names_folder(tmp_path):
         json.dump({"kind": "source"}, f)
     with pytest.raises(ValueError, match="lacks 'size'"):
         records.read_meta(str(tmp_path / "bad"))
+
+
+def test_is_current_checks_size_age_and_params(tmp_path):
+    marker = tmp_path / "marker.json"
+    marker.write_text("{}")
+    out = str(tmp_path / "t")
+    assert not records.is_current(out, 20, str(marker))  # no dataset yet
+    records.write_dataset(out, _records(2, masks=False),
+                          {"kind": "target", "size": 20, "params": {"ratio": 0.5}})
+    os.utime(str(marker), (0, 0))
+    assert records.is_current(out, 20, str(marker), ratio=0.5)
+    assert not records.is_current(out, 30, str(marker))  # another record size
+    assert not records.is_current(out, 20, str(marker), ratio=1.0)  # other params
+    os.utime(str(marker), None)
+    os.utime(os.path.join(out, "meta.json"), (1, 1))
+    assert not records.is_current(out, 20, str(marker))  # older than the marker

@@ -15,7 +15,6 @@
 Finished stages and inferences are reused (resume) unless --force. Progress on stderr.
 """
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -42,26 +41,15 @@ def log(message):
 def ensure_data(data_dir, seed, size, workers):
     """Built-in dataset trees and LMDBs (source, target) at `size`; rebuilt if missing or
     made with another seed / size / generator version. Returns (source, target, voc_root)."""
+    if builtin.ensure(data_dir, seed=seed, workers=workers):
+        log('generated the built-in dataset in %s (seed %d)' % (data_dir, seed))
     marker = os.path.join(data_dir, 'builtin.json')
-    params = None
-    if os.path.exists(marker):
-        with open(marker) as f:
-            params = json.load(f)
-    if not params or params.get('seed') != seed or params.get('version') != builtin.VERSION:
-        log('generating the built-in dataset in %s (seed %d)' % (data_dir, seed))
-        builtin.generate(data_dir, seed=seed, workers=workers)
     voc_root = os.path.join(data_dir, 'VOCdevkit', 'VOC2012')
     source, target = (os.path.join(data_dir, 'lmdb', d) for d in ('source', 'target'))
     for folder, build in ((source, lambda: coco.build_source(
             os.path.join(data_dir, 'coco'), source, size=size, workers=workers)),
             (target, lambda: voc.build_target(voc_root, target, size=size, workers=workers))):
-        try:
-            fresh = (records.read_meta(folder)['size'] == size
-                     and os.path.getmtime(os.path.join(folder, 'meta.json'))
-                     >= os.path.getmtime(marker))
-        except ValueError:
-            fresh = False
-        if not fresh:
+        if not records.is_current(folder, size, marker):
             log('building %s (records %dx%d)' % (folder, size, size))
             build()
     return source, target, voc_root

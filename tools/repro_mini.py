@@ -35,33 +35,15 @@ def log(message):
           flush=True)
 
 
-def _fresh(folder, size, marker, **params):
-    """True if `folder` is a dataset of record size `size`, newer than `marker`, built with
-    `params` (meta.json "params")."""
-    try:
-        meta = records.read_meta(folder)
-    except ValueError:
-        return False
-    return (meta['size'] == size and os.path.getmtime(os.path.join(folder, 'meta.json'))
-            >= os.path.getmtime(marker)
-            and all(meta['params'].get(k) == v for k, v in params.items()))
-
-
 def ensure_data(data_dir, seed, size, workers, specs):
     """Built-in dataset (repro.DATASET counts, `seed`) and its LMDBs; returns (voc_root,
     target LMDB, {spec name: source LMDB})."""
+    if builtin.ensure(data_dir, seed=seed, workers=workers, **repro.DATASET):
+        log('generated the built-in dataset in %s (seed %d, %s)' % (data_dir, seed, repro.DATASET))
     marker = os.path.join(data_dir, 'builtin.json')
-    wanted = dict(repro.DATASET, seed=seed, sbd=0, version=builtin.VERSION)
-    found = None
-    if os.path.exists(marker):
-        with open(marker) as f:
-            found = json.load(f)
-    if found != wanted:
-        log('generating the built-in dataset in %s (%s)' % (data_dir, wanted))
-        builtin.generate(data_dir, seed=seed, workers=workers, **repro.DATASET)
     voc_root = os.path.join(data_dir, 'VOCdevkit', 'VOC2012')
     target = os.path.join(data_dir, 'lmdb', 'target')
-    if not _fresh(target, size, marker):
+    if not records.is_current(target, size, marker):
         log('building %s (records %dx%d)' % (target, size, size))
         voc.build_target(voc_root, target, size=size, workers=workers)
     sources = {}
@@ -69,8 +51,8 @@ def ensure_data(data_dir, seed, size, workers, specs):
         ratio, subset_seed = (spec.ratio, spec.seed) if spec.ratio < 1 else (1.0, 0)
         name = 'source' if ratio == 1 else 'source_r%03d_s%d' % (round(100 * ratio), subset_seed)
         folder = os.path.join(data_dir, 'lmdb', name)
-        if folder not in sources.values() and not _fresh(folder, size, marker, ratio=ratio,
-                                                         seed=subset_seed):
+        if folder not in sources.values() and not records.is_current(
+                folder, size, marker, ratio=ratio, seed=subset_seed):
             log('building %s (ratio %g, subset seed %d)' % (folder, ratio, subset_seed))
             coco.build_source(os.path.join(data_dir, 'coco'), folder, size=size, ratio=ratio,
                               seed=subset_seed, workers=workers)

@@ -220,3 +220,16 @@ def read_meta(dataset_dir):
         if field not in meta:
             raise ValueError("%s: meta.json lacks %r" % (path, field))
     return meta
+
+
+def is_current(dataset_dir, size, newer_than, **params):
+    """True if dataset_dir is a dataset of record size `size`, built after the file
+    `newer_than` (e.g. the source tree's marker), whose meta.json "params" include `params`."""
+    try:
+        meta = read_meta(dataset_dir)
+    except ValueError:
+        return False
+    return (meta["size"] == size
+            and os.path.getmtime(os.path.join(dataset_dir, "meta.json"))
+            >= os.path.getmtime(newer_than)
+            and all(meta["params"].get(k) == v for k, v in params.items()))
