@@ -69,6 +69,18 @@ def test_speedups_and_targets():
     assert bench.check_target("seconds", 1.0) is None
 
 
+def test_median_ratio_interval():
+    # identical ratios: a point; spread ratios: an interval around the median, inside the data
+    assert bench.median_ratio_interval([1.0] * 5, [1.2] * 5) == pytest.approx((1.2, 1.2))
+    ours = [1.0] * 20
+    theirs = [0.96, 0.98, 1.0, 1.02, 1.04] * 4
+    low, high = bench.median_ratio_interval(ours, theirs)
+    assert 0.96 <= low < 1.0 < high <= 1.04
+    assert bench.median_ratio_interval(ours, theirs) == (low, high)  # seeded
+    # a clearly slower "ours" stays below 1 whatever the resample
+    assert bench.median_ratio_interval(ours, [t - 0.1 for t in theirs])[1] < 1.0
+
+
 def test_cpu_model_from_cpuinfo():
     text = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\n\n"
     assert bench.cpu_model(text) == "AMD EPYC 7B13"
@@ -93,7 +105,9 @@ def fixed_results():
                    "ours_cpu_s": {1: 3.0, 2: 5.0, 3: 7.0},
                    "theirs_cpu_s": {1: 3.0, 2: 6.0, 3: 9.0},
                    "speedup": {1: 1.0, 2: 1.2, 3: 9 / 7},
-                   "speedup_wall": {1: 1.0, 2: 4 / 3, 3: 1.5}},
+                   "speedup_wall": {1: 1.0, 2: 4 / 3, 3: 1.5},
+                   "speedup_ci95": {1: (0.98, 1.01), 2: (1.1, 1.3), 3: (1.2, 1.3)},
+                   "rounds": {1: [[0.0] * 4] * 18, 2: [[0.0] * 4] * 6, 3: [[0.0] * 4] * 6}},
         "data_layer": {"images_per_s": {1: 300.0, 2: 450.0}, "per_cpu_s_inprocess": 280.0},
         "eval": {"images": 1449, "seconds": 2.5, "cpu_seconds": 4.0, "mean_iou": 0.5},
         "build": {"source": {"records_per_s": 400.0}, "target": {"records_per_s": 500.0}},
@@ -121,7 +135,8 @@ def test_summary_report_and_json(tmp_path):
     assert row["deploy_speedup_k3"][-1] == "NO"     # 1.286 < 1.40
     assert row["python_layer_share"][1:] == ["0.005", "<=", "0.03", "yes"]
     assert row["z"][:2] == ["z", "Python"] and row["z"][-1] == "0.50%"
-    assert "K=3    4.000    6.000 |   7.000    9.000   1.286 | 1.500" in text
+    assert row["deploy_speedup_k1_ci95_high"][1:] == ["1.01", ">=", "1", "yes"]
+    assert "K=3   6    4.000    6.000 |   7.000    9.000   1.286 [1.200, 1.300] | 1.500" in text
     path = tmp_path / "bench" / "bench.json"
     bench.write_json(str(path), results)
     loaded = json.loads(path.read_text())
