@@ -120,7 +120,7 @@ def randomize(net, seed):
         weight, bias = blobs[0].data, blobs[1].data
         scale = math.sqrt(2.0 / weight[0].size)
         if name == 'feat_embed':
-            scale /= nets.FEATURE_SCALE
+            scale /= nets.TINY.feature_scale
         weight[...] = rng.randn(*weight.shape) * scale
         bias[...] = rng.randn(*bias.shape) * 0.1
 
@@ -343,7 +343,15 @@ def test_committed_solvers(cfg):
                     if 'solver_mode' in line and not line.startswith('#')]
         param = committed_solver(cfg, stage)
         assert not param.HasField('solver_mode')
-        assert (param.type, param.lr_policy) == ('Adam', 'fixed')
+        st = cfg.stages[stage]
+        assert param.type == 'Adam' and param.base_lr == pytest.approx(st.base_lr)
+        if st.lr_step:  # the tiny classifier: lr / 10 after lr_step iterations
+            assert (param.lr_policy, param.stepsize) == ('step', st.lr_step)
+            assert param.gamma == pytest.approx(0.1) and st.lr_step < param.max_iter
+        else:
+            assert param.lr_policy == 'fixed'
+        if cfg.name == 'paper':
+            assert not st.lr_step
         assert (param.momentum, param.momentum2) == (pytest.approx(0.9), pytest.approx(0.999))
         assert os.path.exists(os.path.join(ROOT, param.net))
         data = layer(text_format.Merge(committed(param.net), caffe_pb2.NetParameter()), 'data')

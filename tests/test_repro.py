@@ -184,8 +184,8 @@ def test_write_outputs_results_json_schema(tmp_path):
     assert sorted(doc) == ['classes', 'config', 'dataset', 'label_accuracy', 'methods',
                            'ratio_study', 'ratios', 'seed', 'shared_stages', 'subsets',
                            'wall_seconds']
-    assert doc['config']['name'] == 'mini' and doc['config']['crop'] == 128
-    assert doc['config']['feature_scale'] == repro.FEATURE_SCALE
+    assert doc['config']['name'] == 'mini' and doc['config']['crop'] == 112
+    assert doc['config']['feature_scale'] == repro.MINI.feature_scale
     assert doc['classes'] == {'0': 'background', '1': 'aeroplane', '3': 'bird',
                               '16': 'pottedplant'}
     for title, row in doc['methods'].items():
@@ -253,19 +253,19 @@ def _power_scales(path):
     return [layer.power_param.scale for layer in proto.layer if layer.type == 'Power']
 
 
-def test_feature_scale_override_reaches_every_net_and_config(tmp_path):
+def test_config_scales_reach_every_net_and_config(tmp_path):
     cfg = repro.MINI._replace(source='data/builtin-mini/lmdb/source',
-                              target='data/builtin-mini/lmdb/target')
-    run = experiment.prepare(str(tmp_path / 'b'), cfg, 0, baseline='baselinenet',
-                             feature_scale=repro.FEATURE_SCALE)
+                              target='data/builtin-mini/lmdb/target', input_scale=0.25,
+                              feature_scale=7.0)
+    run = experiment.prepare(str(tmp_path / 'b'), cfg, 0, baseline='baselinenet')
     for net in ('attention_train', 'joint_train', 'seg_deploy', 'baselinenet_train',
-                'baselinenet_deploy'):
-        assert _power_scales(experiment.model_file(run, net)) == [repro.FEATURE_SCALE], net
-    assert _power_scales(experiment.model_file(run, 'classifier_train')) == []
+                'baselinenet_deploy'):  # data_scaled, then conv5_3_scaled
+        assert _power_scales(experiment.model_file(run, net)) == [0.25, 7.0], net
+    for net in ('classifier_train', 'classifier_deploy'):
+        assert _power_scales(experiment.model_file(run, net)) == [0.25], net
     with open(os.path.join(run.dir, 'config.json')) as f:
-        assert json.load(f)['feature_scale'] == repro.FEATURE_SCALE
-    plain = experiment.prepare(str(tmp_path / 'p'), cfg, 0)
-    assert _power_scales(experiment.model_file(plain, 'seg_deploy')) == [
-        pytest.approx(nets.FEATURE_SCALE)]
+        assert json.load(f)['feature_scale'] == 7.0
+    unscaled = experiment.prepare(str(tmp_path / 'u'), cfg._replace(input_scale=1), 0)
+    assert _power_scales(experiment.model_file(unscaled, 'seg_deploy')) == [7.0]
     with pytest.raises(ValueError, match='feature_scale'):
-        experiment.prepare(plain.dir, cfg, 0, feature_scale=1.0)
+        experiment.prepare(run.dir, cfg._replace(feature_scale=1.0), 0, baseline='baselinenet')

@@ -16,7 +16,7 @@ CLS_MODEL = os.path.join(REPO, nets.model_path(TINY, "classifier_deploy"))
 
 def randomize(net, seed):
     """He-scaled Gaussian weights and small random biases. feat_embed and deconv5_1 are
-    scaled up to undo the network's 0.004 feature scaling (once for alpha, twice for s), so
+    scaled up to undo the tiny config's feature scaling (once for alpha, twice for s), so
     that the attention and the segmentation depend on the label."""
     rng = np.random.RandomState(seed)
     for blobs in net.params.values():
@@ -25,8 +25,8 @@ def randomize(net, seed):
         for bias in list(blobs)[1:]:
             bias.data[...] = rng.randn(*bias.data.shape) * 0.1
     if "feat_embed" in net.params:
-        net.params["feat_embed"][0].data[...] /= nets.FEATURE_SCALE
-        net.params["deconv5_1"][0].data[...] /= nets.FEATURE_SCALE ** 2
+        net.params["feat_embed"][0].data[...] /= nets.TINY.feature_scale
+        net.params["deconv5_1"][0].data[...] /= nets.TINY.feature_scale ** 2
 
 
 def calibrate(net, layer):

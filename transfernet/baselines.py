@@ -56,7 +56,7 @@ from caffe import NetSpec, layers as L, params as P
 from google.protobuf import text_format
 
 from transfernet import nets, solvers
-from transfernet.nets import (CLS_HIDDEN, FEATURE_SCALE, GAUSSIAN, LEARN, LEARN_FAST, ZERO,
+from transfernet.nets import (CLS_HIDDEN, GAUSSIAN, LEARN, LEARN_FAST, ZERO,
                               channels, feature_size)
 
 BASELINES = ('baselinenet', 'decouplednet')
@@ -78,10 +78,6 @@ def _conv(x, num_output, kernel_size, param=LEARN):
 def _shared(name, spec):
     """ParamSpec `spec` (lr/decay multipliers) of a weight shared by name between layers."""
     return dict(spec, name=name)
-
-
-def _scaled_features(n):
-    n.conv5_3_scaled = L.Power(n.conv5_3, scale=FEATURE_SCALE)
 
 
 def _baselinenet(n, cfg, train):
@@ -151,7 +147,7 @@ def train(cfg, baseline, batch=None, input_layers=False):
     nets.inputs(n, cfg, ('data', 'label', 'seg_label'), batch or cfg.stages[STAGE].batch,
                 cfg.crop, cfg.resize, input_layers, multilabel=False)
     nets.encoder(n, cfg, n.data, frozen=True, masks=True)
-    _scaled_features(n)
+    nets.scaled_features(n, cfg)
     HEADS[baseline](n, cfg, train=True)
     nets.decoder(n, cfg, densify=False)
     nets.segmentation_loss(n)
@@ -162,7 +158,7 @@ def deploy(cfg, baseline, num_labels=1):
     """seg_deploy's interface: data (1,3,S,S), label (K,C) -> seg_prob (K,2,S,S)."""
     n = nets.deploy_inputs(cfg, num_labels)
     nets.encoder(n, cfg, n.data, frozen=True, masks=True)
-    _scaled_features(n)
+    nets.scaled_features(n, cfg)
     HEADS[baseline](n, cfg, train=False)
     nets.decoder(n, cfg, densify=False)
     n.seg_prob = L.Softmax(n.seg_score)

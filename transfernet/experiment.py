@@ -120,21 +120,10 @@ def _seeded(proto, seed):
     return proto
 
 
-def _feature_scaled(proto, scale):
-    """NetParameter with the scale of the conv5_3 -> conv5_3_scaled Power layer set to `scale`
-    (None: unchanged)."""
-    for layer in proto.layer:
-        if scale is not None and layer.type == 'Power' and 'conv5_3_scaled' in layer.top:
-            layer.power_param.scale = scale
-    return proto
-
-
-def prepare(run_dir, cfg, seed=0, root=ROOT, baseline=None, feature_scale=None):
+def prepare(run_dir, cfg, seed=0, root=ROOT, baseline=None):
     """Write the config's nets and solvers into run_dir; returns the Run.
 
     `baseline` (one of baselines.BASELINES): the joint stage trains that baseline instead.
-    `feature_scale` replaces nets.FEATURE_SCALE (0.004, for ImageNet VGG-16's conv5_3) in
-    every net, e.g. for an encoder trained from scratch whose conv5_3 is far smaller.
 
     Relative dataset and weight paths of cfg are taken from `root`. The data layers and
     the solvers get `seed`. A folder made with another config or seed is refused
@@ -147,8 +136,6 @@ def prepare(run_dir, cfg, seed=0, root=ROOT, baseline=None, feature_scale=None):
     wanted = describe(run.cfg, seed)
     if baseline:
         wanted['baseline'] = baseline
-    if feature_scale is not None:
-        wanted['feature_scale'] = feature_scale
     config_path = os.path.join(run.dir, 'config.json')
     if os.path.exists(config_path):
         with open(config_path) as f:
@@ -157,15 +144,13 @@ def prepare(run_dir, cfg, seed=0, root=ROOT, baseline=None, feature_scale=None):
         if differ:
             raise ValueError('%s was made with another config (%s differ); use another run '
                              'folder or remove it (--force)' % (run.dir, ', '.join(differ)))
-    header = '# Written by transfernet.experiment for %s (config "%s", seed %d%s).\n' % (
-        run.dir, cfg.name, seed,
-        '' if feature_scale is None else ', conv5_3 scaled by %g' % feature_scale)
+    header = '# Written by transfernet.experiment for %s (config "%s", seed %d).\n' % (
+        run.dir, cfg.name, seed)
     builds = [(net, nets.build) for net in nets.NETS] + [
         (net, baselines.build) for net in ('%s_train' % baseline, '%s_deploy' % baseline)
         if baseline]
     for net, build in builds:
-        write_text(model_file(run, net), header + str(
-            _feature_scaled(_seeded(build(run.cfg, net), seed), feature_scale)))
+        write_text(model_file(run, net), header + str(_seeded(build(run.cfg, net), seed)))
     for stage in solvers.STAGES:
         param = solvers.solver(run.cfg, stage)
         param.net = model_file(run, stage_net(run, stage))

@@ -22,20 +22,10 @@ from transfernet.atomic import atomic_path, write_text
 from transfernet.nets import Stage
 
 MINI = nets.TINY._replace(
-    name='mini', width=0.125, crop=128, resize=136, classifier_crop=128, classifier_resize=136,
-    stages={
-        'classifier': Stage(batch=8, iter_size=1, max_iter=800, base_lr=1e-3),
-        'attention': Stage(batch=8, iter_size=1, max_iter=400, base_lr=1e-3),
-        'joint': Stage(batch=4, iter_size=1, max_iter=1200, base_lr=5e-4),
-    },
-    solver_dir='solvers/mini', snapshot_dir='snapshots/mini', snapshot=400, display=20)
-# Scale of conv5_3 before the attention (nets.FEATURE_SCALE = 0.004 is the authors' value for
-# ImageNet VGG-16, whose conv5_3 reaches hundreds). The mini encoder is trained from scratch:
-# its conv5_3 has mean 0.02 and max 1 after stage 0, so 0.004 makes z ~1e-4 and s ~1e-7;
-# stage 1's classification loss then stays at chance (2.30 = ln 10 over 400 iterations) and
-# the decoder sees no input. Measured on the stage-0 snapshot of the mini run: stage-1 loss
-# over 300 iterations falls to ~1.0 with 10, starts falling only after ~270 with 1.
-FEATURE_SCALE = 10.0
+    name='mini', crop=112, resize=120, classifier_crop=112, classifier_resize=120,
+    stages=dict(nets.TINY.stages, attention=Stage(batch=8, iter_size=1, max_iter=400,
+                                                  base_lr=1e-3)),
+    solver_dir='solvers/mini', snapshot_dir='snapshots/mini', snapshot=800, display=20)
 # Built-in dataset of the miniature (data_prep.builtin.generate arguments): more images than
 # the demo's 600 / 400 / 100.
 DATASET = {'source_images': 1000, 'target_train': 600, 'target_val': 150}

@@ -15,6 +15,7 @@ STAGE_NET = {'classifier': 'classifier_train', 'attention': 'attention_train',
 ADAM_BETA1, ADAM_BETA2 = 0.9, 0.999  # default hyper-parameters of Adam (Sec. 6.1)
 CLASSIFIER_WEIGHT_DECAY = 5e-4       # our choice (stage 0 is not described in the paper)
 RANDOM_SEED = 0                      # filler initialisation is deterministic
+LR_STEP_GAMMA = 0.1                  # a stage's lr_step divides its learning rate by 10
 
 
 def solver_path(cfg, stage):
@@ -41,7 +42,7 @@ def initial_weights(cfg, stage):
 
 
 def solver(cfg, stage):
-    """SolverParameter of `stage` (Adam, fixed learning rate)."""
+    """SolverParameter of `stage` (Adam; fixed learning rate, or step at the stage's lr_step)."""
     if stage not in STAGES:
         raise ValueError('unknown stage %r; expected one of %s' % (stage, ', '.join(STAGES)))
     st = cfg.stages[stage]
@@ -51,6 +52,8 @@ def solver(cfg, stage):
         iter_size=st.iter_size, max_iter=st.max_iter, display=cfg.display,
         average_loss=cfg.display, snapshot=cfg.snapshot,
         snapshot_prefix=snapshot_prefix(cfg, stage), random_seed=RANDOM_SEED)
+    if st.lr_step:
+        param.lr_policy, param.gamma, param.stepsize = 'step', LR_STEP_GAMMA, st.lr_step
     if stage == 'classifier':
         param.weight_decay = CLASSIFIER_WEIGHT_DECAY
     weights = initial_weights(cfg, stage)
@@ -66,8 +69,9 @@ def header(cfg, stage):
              % (st.batch, st.iter_size, st.batch * st.iter_size))
     what = {
         'classifier': 'Stage 0 (multi-label VGG-16 classifier): not in the paper; Adam '
-                      '%g, weight decay %g,\n%s and %d iterations are our choice.'
-                      % (st.base_lr, CLASSIFIER_WEIGHT_DECAY, batch, st.max_iter),
+                      '%g%s, weight decay %g,\n%s and %d iterations are our choice.'
+                      % (st.base_lr, ' (/10 after %d iterations)' % st.lr_step
+                         if st.lr_step else '', CLASSIFIER_WEIGHT_DECAY, batch, st.max_iter),
         'attention': 'Stage 1, Eq. 6: Adam lr %g, %s, %d iterations.'
                      % (st.base_lr, batch, st.max_iter),
         'joint': 'Stage 2, Eq. 9: Adam lr %g, %s, %d iterations.'
