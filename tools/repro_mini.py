@@ -2,14 +2,15 @@
 """The paper's Table 1 and Figure 4 in miniature on the built-in dataset (`make repro-mini`).
 
     python3 tools/repro_mini.py [--out runs/repro-mini] [--data data/builtin-mini] [--seed 0]
-                                [--plan]
+                                [--jobs 2] [--plan]
 
 1. generates the built-in dataset with transfernet.repro.DATASET's image counts and its
    LMDBs at the mini config's record size, and one source LMDB per (ratio, subset seed)
    with data_prep.coco's --ratio/--seed (lmdb/source_r050_s1, ...), unless they exist;
-2. runs transfernet.repro.plan(): TransferNet (stages 0-1-2; stages 0 and 1 trained once and
-   shared), BaselineNet and DecoupledNet-dagger (from the same stage-0 snapshot), the
-   source-ratio runs (joint stage on each subset); each run segments the val images with
+2. runs transfernet.repro.plan(): stages 0 and 1 of TransferNet once (shared by every run),
+   then --jobs runs at a time: the joint stage of TransferNet, BaselineNet and
+   DecoupledNet-dagger (from the same stage-0 snapshot), the source-ratio runs (joint stage
+   on each subset); each run segments the val images with
    predicted labels (the TransferNet 100 % run of the first seed also with ground-truth
    labels) and scores background + the target classes (comp6);
 3. writes OUT/results.json, OUT/table.md (Table 1 style), OUT/ratio.png (Figure 4 style) and
@@ -18,12 +19,16 @@ A run with a result.json is not redone (resume); inside a run, finished stages a
 images are reused. --plan lists the runs and which are finished, and stops. Progress on stderr.
 """
 import argparse
+import concurrent.futures
 import json
+import multiprocessing
 import os
 import sys
 import time
 
 os.environ['GLOG_minloglevel'] = '2'  # quiet net set-up in this process (before caffe loads)
+# One BLAS thread trains the mini nets as fast as two: --jobs runs share the cores instead.
+os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
 
 from data_prep import builtin, coco, voc
 from transfernet import experiment, inference, records, repro, score
@@ -83,16 +88,19 @@ def share_stages(base, run, stages):
 def execute(spec, base, out, cfg, sources, val):
     """Train (or reuse) and evaluate one run of the plan; returns its result (run_result)."""
     start = time.time()
+
+    def progress(message):
+        log('%s: %s' % (spec.name, message))
     baseline = None if spec.method == repro.TRANSFERNET else spec.method
     run = experiment.prepare(os.path.join(out, spec.name),
                              cfg._replace(source=sources[spec.name]), spec.seed,
-                             baseline=baseline, feature_scale=repro.FEATURE_SCALE)
+                             baseline=baseline)
     if run.dir != base.dir:
         share_stages(base, run, ('classifier',) if baseline else ('classifier', 'attention'))
     for stage in ('classifier', 'joint') if baseline else ('classifier', 'attention', 'joint'):
-        experiment.train(run, stage, progress=log)
+        experiment.train(run, stage, progress=progress)
     folders = experiment.infer(run, val['ids'], val['images'], val['gt'], val['candidates'],
-                               sources=spec.labels, progress=log, methods=('decoder',))
+                               sources=spec.labels, progress=progress, methods=('decoder',))
     evaluations = {source: experiment.evaluate(folders[source, 'decoder'], val['ids'],
                                                val['gt'], val['classes'])
                    for source in spec.labels}
@@ -103,12 +111,33 @@ def execute(spec, base, out, cfg, sources, val):
     return result
 
 
+def run_parallel(jobs, processes, record):
+    """execute() the jobs in `processes` forked workers, record() each result as it comes.
+
+    With one BLAS thread per caffe train (OPENBLAS_NUM_THREADS=1, set at start-up), two runs at
+    once finish about twice as fast as one after the other. After a failure no new run starts; the runs in flight finish, then the first
+    error is raised."""
+    errors = []
+    with concurrent.futures.ProcessPoolExecutor(
+            processes, mp_context=multiprocessing.get_context('fork')) as pool:
+        futures = {pool.submit(execute, *job): job[0].name for job in jobs}
+        for future in concurrent.futures.as_completed(futures):
+            try:
+                record(future.result())
+            except Exception as error:  # noqa: BLE001 (reported, then re-raised below)
+                log('%s failed: %s' % (futures[future], error))
+                errors.append(error)
+                for other in futures:
+                    other.cancel()
+    if errors:
+        raise errors[0]
+
+
 def write_outputs(out, cfg, seed, results, val, base, extra):
     """results.json, table.md, ratio.png and report.md of the finished runs."""
     collected = repro.collect(results)
     classes = val['classes']
-    document = dict(collected, config=dict(experiment.describe(cfg, seed),
-                                           feature_scale=repro.FEATURE_SCALE), seed=seed,
+    document = dict(collected, config=experiment.describe(cfg, seed), seed=seed,
                     dataset=dict(repro.DATASET, seed=seed),
                     classes={str(k): v for k, v in classes.items()},
                     ratios=list(repro.RATIOS), subsets=repro.SUBSETS,
@@ -128,7 +157,7 @@ def write_outputs(out, cfg, seed, results, val, base, extra):
         cfg.name, seed), '',
         'Width %g, crop %d, conv5_3 scaled by %g; stages 0 / 1 / 2: %d / %d / %d iterations; '
         '%d val images. %s.'
-        % (cfg.width, cfg.crop, repro.FEATURE_SCALE, cfg.stages['classifier'].max_iter,
+        % (cfg.width, cfg.crop, cfg.feature_scale, cfg.stages['classifier'].max_iter,
            cfg.stages['attention'].max_iter, cfg.stages['joint'].max_iter, len(val['ids']),
            document['shared_stages'].capitalize()), '',
         '## Table 1 in miniature (IoU %, val set of the built-in dataset)', '', table,
@@ -150,8 +179,13 @@ def main(argv=None):
     parser.add_argument('--seed', type=int, default=0, help='dataset, subset, data layer and '
                                                              'solver seed (default 0)')
     parser.add_argument('--workers', type=int, default=2, help='dataset build processes')
+    parser.add_argument('--jobs', type=int, default=2,
+                        help='runs trained at once after the shared stages (default 2: one '
+                             'per core of a 2-core machine; 1 = one after the other)')
     parser.add_argument('--plan', action='store_true', help='list the runs and stop')
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error('--jobs must be at least 1')
     start = time.time()
     out = os.path.abspath(args.out)
     specs = repro.plan(args.seed)
@@ -175,23 +209,30 @@ def main(argv=None):
            'classes': experiment.present_classes(gt_dir, ids)}
     base_spec = specs[0]
     base = experiment.prepare(os.path.join(out, base_spec.name),
-                              cfg._replace(source=sources[base_spec.name]), base_spec.seed,
-                              feature_scale=repro.FEATURE_SCALE)
-    results = []
-    for i, spec in enumerate(specs):
-        result = repro.read_result(out, spec)
-        if result is None:
-            log('run %d/%d: %s (%.0f s so far)' % (i + 1, len(specs), spec.name,
-                                                    time.time() - start))
-            result = execute(spec, base, out, cfg, sources, val)
-        results.append(result)
-        if spec is base_spec:  # its labels: the stage-0 classifier's and the ground truth
-            labels = [experiment.image_labels(base, ids, val['images'], gt_dir, source,
-                                              val['candidates']) for source in ('predicted', 'gt')]
+                              cfg._replace(source=sources[base_spec.name]), base_spec.seed)
+    for stage in ('classifier', 'attention'):  # shared by every run: trained first
+        experiment.train(base, stage, progress=log)
+    labels = [experiment.image_labels(base, ids, val['images'], gt_dir, source,
+                                      val['candidates']) for source in ('predicted', 'gt')]
+    finished = {spec.name: repro.read_result(out, spec) for spec in specs}
+
+    def record(result):
+        finished[result['name']] = result
+        results = [finished[spec.name] for spec in specs if finished[spec.name]]
         write_outputs(out, cfg, args.seed, results, val, base, {
             'label_accuracy': experiment.label_accuracy(*labels),
             'wall_seconds': round(time.time() - start, 1),
             'run_seconds': {r['name']: r['seconds'] for r in results}})
+
+    todo = [spec for spec in specs if finished[spec.name] is None]
+    jobs = [(spec, base, out, cfg, sources, val) for spec in todo]
+    if args.jobs > 1 and len(jobs) > 1:
+        run_parallel(jobs, args.jobs, record)
+    else:
+        for job in jobs:
+            record(execute(*job))
+    if not todo:
+        record(finished[base_spec.name])
     log('wrote %s/{results.json,table.md,ratio.png,report.md} (%.0f s)'
         % (out, time.time() - start))
     return 0
