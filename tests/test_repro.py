@@ -4,6 +4,7 @@ import importlib.util
 import json
 import os
 import struct
+import sys
 
 import pytest
 
@@ -13,6 +14,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _spec = importlib.util.spec_from_file_location(
     'repro_mini', os.path.join(ROOT, 'tools', 'repro_mini.py'))
 repro_mini = importlib.util.module_from_spec(_spec)
+sys.modules['repro_mini'] = repro_mini  # run_parallel pickles repro_mini.execute by name
 _spec.loader.exec_module(repro_mini)
 
 CLASSES = {0: 'background', 16: 'pottedplant', 1: 'aeroplane', 3: 'bird'}
@@ -104,6 +106,24 @@ def test_share_stages_links_the_base_runs_snapshots(tmp_path):
     assert experiment.stage_done(run, 'joint') is None  # the joint stage is the run's own
     with pytest.raises(RuntimeError, match='joint'):
         repro_mini.share_stages(base, run, ('joint',))
+
+
+def test_run_parallel_reraises_a_failed_run_and_records_nothing(tmp_path):
+    """Runs of the plan in forked workers whose shared stages were never trained: each
+    fails in share_stages; the error reaches the caller, nothing is recorded."""
+    cfg = repro.MINI._replace(source='data/builtin-mini/lmdb/source',
+                              target='data/builtin-mini/lmdb/target')
+    out = str(tmp_path)
+    specs = repro.plan(0)
+    base = experiment.prepare(os.path.join(out, specs[0].name), cfg, 0)
+    sources = {spec.name: cfg.source for spec in specs}
+    jobs = [(spec, base, out, cfg, sources, {}) for spec in specs[1:4]]
+    recorded = []
+    with pytest.raises(RuntimeError, match='stage classifier of the shared run .* is not '
+                                           'finished'):
+        repro_mini.run_parallel(jobs, 2, recorded.append)
+    assert recorded == []
+    assert repro.pending(out, specs) == specs
 
 
 def test_collect_methods_and_ratio_study():

@@ -5,7 +5,7 @@ BaselineNet and DecoupledNet-dagger, per-class IoU in the paper's column order.
 Figure 4 (Sec. 6.4): TransferNet's mean IoU against the ratio of source images (with their
 masks) used by the joint stage, mean and spread over random subsets.
 
-The 'mini' config is the tiny one at a larger input and with longer training; its nets are
+The 'mini' config is the tiny one (same recipe) at 112 px and with a longer stage 1; its nets are
 written into the run folders only (transfernet.experiment.prepare), not committed.
 Stages 0 and 1 use image labels only: they are trained once (the 100 % run of the first seed)
 and shared by every other run (hard links to its snapshots); the baselines start from the same
