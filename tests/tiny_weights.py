@@ -15,15 +15,16 @@ CLS_MODEL = os.path.join(REPO, nets.model_path(TINY, "classifier_deploy"))
 
 
 def randomize(net, seed):
-    """He-scaled Gaussian weights and small random biases. feat_embed and deconv5_1 are
-    scaled up to undo the tiny config's feature scaling (once for alpha, twice for s), so
-    that the attention and the segmentation depend on the label."""
+    """He-scaled Gaussian weights and small random biases. conv1_1, feat_embed and deconv5_1
+    are scaled up to undo the tiny config's input and feature scaling (feature scale once for
+    alpha, twice for s), so that the attention and the segmentation depend on the label."""
     rng = np.random.RandomState(seed)
     for blobs in net.params.values():
         weights = blobs[0].data
         weights[...] = rng.randn(*weights.shape) * np.sqrt(2.0 / np.prod(weights.shape[1:]))
         for bias in list(blobs)[1:]:
             bias.data[...] = rng.randn(*bias.data.shape) * 0.1
+    net.params["conv1_1"][0].data[...] /= nets.TINY.input_scale
     if "feat_embed" in net.params:
         net.params["feat_embed"][0].data[...] /= nets.TINY.feature_scale
         net.params["deconv5_1"][0].data[...] /= nets.TINY.feature_scale ** 2
