@@ -1,15 +1,18 @@
 """Generator of the built-in dataset, written in the real COCO / VOC / SBD formats.
 
 Source domain: a COCO-style instances JSON (polygons, some iscrowd RLE) for six non-PASCAL
-COCO categories, each a distinct shape family; ~10% of the images also hold an "airplane"
-(a PASCAL category, so the COCO builder must drop them) and every 50th image has no object.
+COCO categories whose instances are random outlines (as COCO's 60 categories show the decoder
+objects of every shape); ~10% of the images also hold an "airplane" (a PASCAL category, so the
+COCO builder must drop them) and every 50th image has no object.
 Target domain: a VOC 2012-style tree (JPEGImages, SegmentationClass palette PNGs with 255
-object borders, ImageSets/Segmentation/{train,val}.txt) for four VOC classes whose shapes are
-unlike any source shape; optionally an SBD-style tree (img/, cls/*.mat, train.txt, val.txt).
+object borders, ImageSets/Segmentation/{train,val}.txt) for four VOC classes, each a fixed
+shape family (cross, chevron, triangle, five-pointed star); optionally an SBD-style tree (img/,
+cls/*.mat, train.txt, val.txt).
 Images: smooth, low-saturation textured backgrounds with a few faint strokes; one to three
 outlined objects with random scale, rotation, aspect and texture, coloured around a hue of
-their category (so a small network trained from scratch can learn the labels); instances drawn largest first, so smaller ones occlude larger
-ones (the COCO builder's overlap rule). Deterministic by --seed.
+their category (so a small network trained from scratch can learn the labels); instances
+drawn largest first, so smaller ones occlude larger ones (the COCO builder's overlap rule).
+Deterministic by --seed.
 
   python3 -m data_prep.builtin --out data/builtin
   python3 -m data_prep.coco --root data/builtin/coco --out data/builtin/lmdb/source --size 104
@@ -34,11 +37,6 @@ from transfernet import classes, records
 from transfernet.atomic import write_text
 
 
-def _arc(cx, cy, rx, ry, a0, a1, n=16):
-    t = np.linspace(a0, a1, n)
-    return np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], 1)
-
-
 def _star(points, inner):
     t = np.arange(2 * points) * np.pi / points - np.pi / 2
     r = np.where(np.arange(2 * points) % 2, inner, 1.0)
@@ -47,14 +45,6 @@ def _star(points, inner):
 
 # Unit-size outlines (x, y in about [-1, 1]) of each shape family.
 SHAPES = {
-    "octagon": _arc(0, 0, 1, 1, np.pi / 8, 2 * np.pi + np.pi / 8, 9)[:-1],
-    "capsule": np.concatenate([_arc(0, -0.62, 0.38, 0.38, np.pi, 2 * np.pi),
-                               _arc(0, 0.62, 0.38, 0.38, 0, np.pi)]),
-    "rhombus": np.array([[0, -1], [0.55, 0], [0, 1], [-0.55, 0]], float),
-    "crescent": np.concatenate([_arc(0, 0, 1, 1, -np.pi / 2, np.pi / 2, 24),
-                                _arc(0, 0, 0.45, 1, np.pi / 2, -np.pi / 2, 24)[1:-1]]),
-    "half_disc": _arc(0, 0.4, 1, 1, np.pi, 2 * np.pi, 24),
-    "rectangle": np.array([[-0.65, -0.9], [0.65, -0.9], [0.65, 0.9], [-0.65, 0.9]]),
     "cross": np.array([[-0.12, -1], [0.12, -1], [0.12, -0.35], [0.95, -0.35], [0.95, -0.1],
                        [0.12, -0.1], [0.12, 1], [-0.12, 1], [-0.12, -0.1], [-0.95, -0.1],
                        [-0.95, -0.35], [-0.12, -0.35]]),
@@ -63,14 +53,18 @@ SHAPES = {
     "star": _star(5, 0.45),
 }
 
+# Source objects are random outlines (_random_outline): as COCO's 60 categories teach the
+# decoder to segment attended objects of any shape, not six templates (with one fixed family
+# per source category the decoder learnt the six shapes and segmented no target object).
+RANDOM_SHAPE = "random"
 # (COCO category id, shape): six non-PASCAL source categories, and airplane (PASCAL).
-SOURCE_SHAPES = ((10, "capsule"), (13, "octagon"), (28, "half_disc"), (38, "rhombus"),
-                 (52, "crescent"), (84, "rectangle"))
+SOURCE_SHAPES = tuple((cid, RANDOM_SHAPE) for cid in (10, 13, 28, 38, 52, 84))
 PASCAL_DISTRACTOR = (5, "cross")  # COCO "airplane": images holding it are dropped
-# (VOC id, shape): target categories, shapes unlike any source shape.
+# (VOC id, shape): target categories, one shape family each.
 TARGET_SHAPES = ((1, "cross"), (3, "chevron"), (4, "triangle"), (16, "star"))
 
-VERSION = 3  # of the rendering: 2 = calm backgrounds, class hues, outlined objects; 3 = larger
+VERSION = 4  # of the rendering: 2 = calm backgrounds, class hues, outlined objects; 3 = larger;
+# 4 = random source outlines
 AIRPLANE_FRACTION = 0.1
 CROWD_FRACTION = 0.25
 EMPTY_EVERY = 50
@@ -129,12 +123,23 @@ def _background(rng, h, w):
     return img
 
 
+def _random_outline(rng):
+    """Unit-size star-shaped polygon: 4 to 11 vertices at sorted random angles, random radii
+    in [0.3, 1] (convex, concave, spiky or thin)."""
+    n = rng.randint(4, 12)
+    t = np.sort(rng.uniform(0, 2 * np.pi, n))
+    r = rng.uniform(0.3, 1.0, n)
+    return np.stack([r * np.cos(t), r * np.sin(t)], 1)
+
+
 def _polygon(rng, shape, cx, cy, radius):
-    """Flat COCO polygon [x0, y0, ...] of a shape: random aspect, rotation, placement."""
+    """Flat COCO polygon [x0, y0, ...] of a shape (a SHAPES name or RANDOM_SHAPE): random
+    aspect, rotation, placement."""
+    outline = _random_outline(rng) if shape == RANDOM_SHAPE else SHAPES[shape]
     u = rng.uniform(0.8, 1.25)
     a = rng.uniform(0, 2 * np.pi)
     rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
-    pts = SHAPES[shape] * [radius * u, radius / u]
+    pts = outline * [radius * u, radius / u]
     pts = pts @ rot.T + [cx, cy]
     return [float(round(v, 2)) for v in pts.reshape(-1)]
 
