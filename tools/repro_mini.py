@@ -224,7 +224,6 @@ def main(argv=None):
             'wall_seconds': round(time.time() - start, 1),
             'run_seconds': {r['name']: r['seconds'] for r in results}})
 
-    todo = [spec for spec in specs if finished[spec.name] is None]
     jobs = [(spec, base, out, cfg, sources, val) for spec in todo]
     if args.jobs > 1 and len(jobs) > 1:
         run_parallel(jobs, args.jobs, record)
