@@ -17,6 +17,7 @@ from google.protobuf import text_format
 from caffe_train import run_caffe_train
 from gradcheck import assert_per_label_equal, deploy_batched_and_per_label, net_from_prototxt
 from test_models import ROOT, committed, layer, one_hot
+from tiny_weights import randomize
 from transfernet import baselines, inference, nets, solvers
 
 ITERATIONS = 150
@@ -30,17 +31,6 @@ def build_net(cfg, net, phase=caffe.TEST, batch=1):
 
 def committed_deploy(baseline):
     return net_from_prototxt(committed(nets.model_path(nets.TINY, baseline + '_deploy')))
-
-
-def randomize(net, seed):
-    """O(1)-scale random weights (fan-in scaled); a weight shared by two layers is drawn once
-    per layer, the last draw stays (both layers hold the same blob)."""
-    rng = np.random.RandomState(seed)
-    for blobs in net.params.values():
-        weight = blobs[0].data
-        weight[...] = rng.randn(*weight.shape) * math.sqrt(2.0 / weight[0].size)
-        for bias in blobs[1:]:
-            bias.data[...] = rng.randn(*bias.data.shape) * 0.1
 
 
 def random_image(seed, side=96):

@@ -20,6 +20,7 @@ from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
 from gradcheck import assert_per_label_equal, deploy_batched_and_per_label, net_from_prototxt
+from tiny_weights import randomize
 from transfernet import baselines, nets, solvers
 from transfernet.atomic import write_text
 
@@ -111,18 +112,6 @@ def build_net(cfg, net, phase=caffe.TEST, **kwargs):
 
 def train_kwargs(net, batch=1):
     return {} if net.endswith('deploy') else dict(batch=batch, input_layers=True)
-
-
-def randomize(net, seed):
-    """O(1)-scale random weights (the fillers' 0.01 Gaussians give near-constant outputs)."""
-    rng = np.random.RandomState(seed)
-    for name, blobs in net.params.items():
-        weight, bias = blobs[0].data, blobs[1].data
-        scale = math.sqrt(2.0 / weight[0].size)
-        if name == 'feat_embed':
-            scale /= nets.TINY.feature_scale
-        weight[...] = rng.randn(*weight.shape) * scale
-        bias[...] = rng.randn(*bias.shape) * 0.1
 
 
 def one_hot(class_ids, num_classes=80):

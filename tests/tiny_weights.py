@@ -1,5 +1,5 @@
-"""Tiny deploy networks with seeded random weights and synthetic images, shared by the
-inference and visualisation tests (the `tiny_weights` fixture of conftest.py)."""
+"""Tiny networks with seeded random weights and synthetic images, shared by the network,
+baseline, inference and visualisation tests (the `tiny_weights` fixture of conftest.py)."""
 import os
 
 import caffe
@@ -17,7 +17,8 @@ CLS_MODEL = os.path.join(REPO, nets.model_path(TINY, "classifier_deploy"))
 def randomize(net, seed):
     """He-scaled Gaussian weights and small random biases. conv1_1, feat_embed and deconv5_1
     are scaled up to undo the tiny config's input and feature scaling (feature scale once for
-    alpha, twice for s), so that the attention and the segmentation depend on the label."""
+    alpha, twice for s), so that the attention and the segmentation depend on the label. A
+    weight shared by two layers is drawn once per layer; the last draw stays."""
     rng = np.random.RandomState(seed)
     for blobs in net.params.values():
         weights = blobs[0].data
