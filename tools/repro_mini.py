@@ -216,13 +216,16 @@ def main(argv=None):
                                       val['candidates']) for source in ('predicted', 'gt')]
     finished = {spec.name: repro.read_result(out, spec) for spec in specs}
 
-    def record(result):
-        finished[result['name']] = result
+    def write_finished():
         results = [finished[spec.name] for spec in specs if finished[spec.name]]
         write_outputs(out, cfg, args.seed, results, val, base, {
             'label_accuracy': experiment.label_accuracy(*labels),
             'wall_seconds': round(time.time() - start, 1),
             'run_seconds': {r['name']: r['seconds'] for r in results}})
+
+    def record(result):
+        finished[result['name']] = result
+        write_finished()
 
     jobs = [(spec, base, out, cfg, sources, val) for spec in todo]
     if args.jobs > 1 and len(jobs) > 1:
@@ -231,7 +234,7 @@ def main(argv=None):
         for job in jobs:
             record(execute(*job))
     if not todo:
-        record(finished[base_spec.name])
+        write_finished()
     log('wrote %s/{results.json,table.md,ratio.png,report.md} (%.0f s)'
         % (out, time.time() - start))
     return 0

@@ -255,7 +255,7 @@ def bench_deploy(cfg, ks=(1, 2, 3), repeats=6, seed=0, k1_factor=3):
                                  for c in ids[:k]]}
     rounds = {k: [] for k in ks}  # (ours wall, ours cpu, theirs wall, theirs cpu)
     for rep in range(k1_factor * repeats + 1):
-        for k in ks if rep <= repeats else [k for k in ks if k == 1]:
+        for k in [k for k in ks if rep <= repeats or k == 1]:
             spent = {}
             for way in sorted(ways, reverse=rep % 2 == 1):  # alternate who goes first
                 start = _clocks()

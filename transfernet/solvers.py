@@ -67,15 +67,13 @@ def header(cfg, stage):
     st = cfg.stages[stage]
     batch = ('per-forward batch %d x iter_size %d = %d images per update'
              % (st.batch, st.iter_size, st.batch * st.iter_size))
+    lr = '%g%s' % (st.base_lr, ' (/10 after %d iterations)' % st.lr_step if st.lr_step else '')
     what = {
         'classifier': 'Stage 0 (multi-label VGG-16 classifier): not in the paper; Adam '
-                      '%g%s, weight decay %g,\n%s and %d iterations are our choice.'
-                      % (st.base_lr, ' (/10 after %d iterations)' % st.lr_step
-                         if st.lr_step else '', CLASSIFIER_WEIGHT_DECAY, batch, st.max_iter),
-        'attention': 'Stage 1, Eq. 6: Adam lr %g, %s, %d iterations.'
-                     % (st.base_lr, batch, st.max_iter),
-        'joint': 'Stage 2, Eq. 9: Adam lr %g, %s, %d iterations.'
-                 % (st.base_lr, batch, st.max_iter),
+                      '%s, weight decay %g,\n%s and %d iterations are our choice.'
+                      % (lr, CLASSIFIER_WEIGHT_DECAY, batch, st.max_iter),
+        'attention': 'Stage 1, Eq. 6: Adam lr %s, %s, %d iterations.' % (lr, batch, st.max_iter),
+        'joint': 'Stage 2, Eq. 9: Adam lr %s, %s, %d iterations.' % (lr, batch, st.max_iter),
     }[stage]
     if cfg.name == 'paper' and stage != 'classifier':
         what += {
