@@ -108,6 +108,31 @@ def test_builtin_is_deterministic(raw, tmp_path):
             assert a.read() == b.read()
 
 
+def _hues(colors):
+    """Hue in degrees of BGR float colours (OpenCV's 2-degree steps)."""
+    bgr = np.clip(np.round(colors), 0, 255).astype(np.uint8)[None]
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)[0, :, 0].astype(float) * 2
+
+
+def _hue_distance(a, b):
+    d = np.abs(np.asarray(a) - b) % 360
+    return np.minimum(d, 360 - d)
+
+
+def test_builtin_source_colours_span_target_hues():
+    rng = np.random.RandomState(0)
+    source = _hues([builtin._class_color(rng, cid) for cid in builtin.SOURCE_IDS
+                    for _ in range(300)])
+    for cid, _ in builtin.TARGET_SHAPES:
+        centre = builtin.CLASS_HUE[cid]
+        target = _hues([builtin._class_color(rng, cid) for _ in range(300)])
+        # target categories keep their own narrow bands (learnable, mutually exclusive) ...
+        assert _hue_distance(target, centre).max() <= builtin.HUE_SPREAD + 2
+        # ... and source objects come in every target colour, centre and band edges alike
+        for offset in (-builtin.HUE_SPREAD, 0, builtin.HUE_SPREAD):
+            assert (_hue_distance(source, centre + offset) <= 3).sum() >= 5, (cid, offset)
+
+
 def test_builtin_formats(raw, gt):
     cats = {c["id"]: c["name"] for c in gt.dataset["categories"]}
     assert cats[5] == "airplane" and len(cats) == 7

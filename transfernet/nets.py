@@ -68,9 +68,8 @@ TINY = PAPER._replace(
         # the next, lr / 10 after 1600 iterations settles them
         'classifier': Stage(batch=8, iter_size=1, max_iter=2400, base_lr=3e-4, lr_step=1600),
         'attention': Stage(batch=8, iter_size=1, max_iter=300, base_lr=1e-3),
-        # the paper's 5e-4: at 1e-3 the decoder's output on the unseen target shapes swings
-        # from one snapshot to the next (demo, predicted labels: 35.4 mIoU with seed 0, 23.2
-        # with seed 1, 28.3 after 4000 iterations; 38.8 at 5e-4; no transfer 29-30)
+        # the paper's 5e-4 (on built-in dataset v4, 1e-3 left the decoder's output on the
+        # unseen target shapes swinging from one snapshot to the next)
         'joint': Stage(batch=4, iter_size=1, max_iter=2500, base_lr=5e-4),
     },
     classifier_init=None,
