@@ -65,8 +65,9 @@ TINY = PAPER._replace(
     stages={
         # from scratch: at 1e-3 Adam collapses conv5_3 ~300x within 300 iterations; at a
         # fixed 3e-4 the val label sets swing between 26 and 53 % exact from one snapshot to
-        # the next, lr / 10 after 1600 iterations settles them
-        'classifier': Stage(batch=8, iter_size=1, max_iter=2400, base_lr=3e-4, lr_step=1600),
+        # the next, lr / 10 after 2400 iterations settles them; 3600 rather than 2400
+        # iterations: 48 % instead of 36 % exact label sets on the built-in val images (v5)
+        'classifier': Stage(batch=8, iter_size=1, max_iter=3600, base_lr=3e-4, lr_step=2400),
         'attention': Stage(batch=8, iter_size=1, max_iter=300, base_lr=1e-3),
         # the paper's 5e-4 (on built-in dataset v4, 1e-3 left the decoder's output on the
         # unseen target shapes swinging from one snapshot to the next)
