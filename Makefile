@@ -6,6 +6,7 @@ RUN := runtime/run.sh
 PYTEST_ARGS ?= -q
 WORKERS ?= 2
 JOBS ?= 2
+JOINT_SEEDS ?=
 
 # Datasets, each in its official layout. DATASET=builtin uses the generated built-in dataset
 # (data_prep/builtin.py) and the tiny networks instead.
@@ -91,7 +92,7 @@ bench: builtin  ## performance figures (table on stdout, runs/bench/bench.json);
 	@$(RUN) 'python3 tools/bench.py --out runs/bench/bench.json --builtin data/builtin'
 
 demo:  ## the method end to end on the built-in dataset (tiny nets, real caffe train); runs/demo/report.md
-	@$(RUN) 'python3 tools/demo.py --run runs/demo --data data/builtin --seed $(SEED) --workers $(WORKERS)'
+	@$(RUN) 'python3 tools/demo.py --run runs/demo --data data/builtin --seed $(SEED) --workers $(WORKERS)$(if $(JOINT_SEEDS), --joint-seeds $(JOINT_SEEDS))'
 
 repro-mini:  ## Table 1 + Figure 4 in miniature on the built-in dataset (JOBS runs at once, resumable); runs/repro-mini/
 	@mkdir -p runs/repro-mini && $(RUN) 'python3 tools/repro_mini.py --out runs/repro-mini --data data/builtin-mini --seed $(SEED) --workers $(WORKERS) --jobs $(JOBS)'

@@ -173,6 +173,22 @@ def test_metrics_and_report_on_fixed_inputs(tmp_path):
     assert "![joint](logs/joint.png)" in lines and "![a](figures/a.png)" in lines
 
 
+def test_report_joint_seed_table():
+    rows = experiment.result_rows({("predicted", "decoder"): fake_result([0.9, 0.6, 0.3])})
+    metrics = {"config": experiment.describe(nets.TINY, 0), "results": rows, "training": {},
+               "joint_seeds": {"10": {"predicted_decoder": 0.4, "predicted_no_transfer": 0.3,
+                                      "gt_decoder": 0.5, "gt_no_transfer": 0.25},
+                               "2": {"predicted_decoder": 0.2, "predicted_no_transfer": 0.3,
+                                     "gt_decoder": 0.35, "gt_no_transfer": 0.3}}}
+    lines = experiment.report_markdown(metrics, "T").splitlines()
+    first = lines.index("## Joint-stage seeds (same stages 0 and 1; mIoU %)")
+    assert lines[first + 4:first + 6] == [  # numeric seed order, gains signed
+        "| 2 | 20.0 | 30.0 | -10.0 | 35.0 | 30.0 | +5.0 |",
+        "| 10 | 40.0 | 30.0 | +10.0 | 50.0 | 25.0 | +25.0 |"]
+    one_seed = dict(metrics, joint_seeds={"0": metrics["joint_seeds"]["2"]})
+    assert "Joint-stage seeds" not in experiment.report_markdown(one_seed, "T")
+
+
 def test_label_accuracy():
     acc = experiment.label_accuracy({"a": [1, 3], "b": [4]}, {"a": [1], "b": [4, 16]})
     assert acc == {"exact": 0.0, "precision": 2 / 3, "recall": 2 / 3, "images": 2}

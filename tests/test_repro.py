@@ -95,7 +95,7 @@ def test_share_stages_links_the_base_runs_snapshots(tmp_path):
             json.dump({'seconds': 10.0 + i, 'iterations': 5,
                        'snapshot': experiment.final_snapshot(base, stage)}, f)
     assert experiment.stage_done(run, 'attention') is None
-    repro_mini.share_stages(base, run, ('classifier', 'attention'))
+    experiment.share_stages(base, run, ('classifier', 'attention'))
     for stage in ('classifier', 'attention'):
         done = experiment.stage_done(run, stage)
         assert done['shared_from'] == base.dir
@@ -105,7 +105,7 @@ def test_share_stages_links_the_base_runs_snapshots(tmp_path):
     assert experiment.stage_done(run, 'attention')['seconds'] == 11.0
     assert experiment.stage_done(run, 'joint') is None  # the joint stage is the run's own
     with pytest.raises(RuntimeError, match='joint'):
-        repro_mini.share_stages(base, run, ('joint',))
+        experiment.share_stages(base, run, ('joint',))
 
 
 def test_run_parallel_reraises_a_failed_run_and_records_nothing(tmp_path):

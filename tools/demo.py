@@ -2,6 +2,7 @@
 """End-to-end TransferNet demo on the built-in dataset with the tiny networks (`make demo`).
 
     python3 tools/demo.py [--run runs/demo] [--data data/builtin] [--seed 0] [--force]
+                          [--joint-seeds 1,2]
 
 1. generates the built-in dataset (data_prep.builtin) and its source/target LMDBs at the
    tiny config's record size, unless they exist;
@@ -11,7 +12,9 @@
    (TransferNet-GT), with and without dense CRF, and by the no-transfer rule (thresholded
    densified attention s, transfernet.experiment.no_transfer_scores);
 4. scores each on background + the target classes present (comp6) and writes
-   RUN/report.md and RUN/metrics.json.
+   RUN/report.md and RUN/metrics.json;
+5. with --joint-seeds, retrains the joint stage from the same stages 0 and 1 with each other
+   seed (RUN/joint_seed<N>/) and reports TransferNet vs no transfer for every seed.
 Finished stages and inferences are reused (resume) unless --force. Progress on stderr.
 """
 import argparse
@@ -53,6 +56,15 @@ def ensure_data(data_dir, seed, size, workers):
     return source, target, voc_root
 
 
+def seed_list(text):
+    """'1,2' -> [1, 2] (argparse type of --joint-seeds)."""
+    try:
+        return [int(t) for t in text.split(',') if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError('expected comma-separated integer seeds like 1,2, '
+                                         'got %r' % text)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--run', default='runs/demo', help='run folder (default runs/demo)')
@@ -63,6 +75,9 @@ def main(argv=None):
     parser.add_argument('--force', action='store_true',
                         help='remove the run folder first (retrain, re-infer)')
     parser.add_argument('--workers', type=int, default=2, help='dataset build processes')
+    parser.add_argument('--joint-seeds', type=seed_list, default=[],
+                        help='comma-separated seeds of extra joint-stage runs from the same '
+                             'stages 0 and 1 (e.g. 1,2): the seed spread of the transfer')
     args = parser.parse_args(argv)
     start = time.time()
     import caffe
@@ -96,8 +111,10 @@ def main(argv=None):
                         'rule': 'densified attention s (Eq. 7) of the joint model, bilinear '
                                 'to the image, per-label min-max normalised, > threshold, '
                                 'labels combined by the largest score'},
-        'wall_seconds': round(time.time() - start, 1),
     }
+    metrics['joint_seeds'] = joint_seeds(run, args.seed, args.joint_seeds, metrics['results'],
+                                         ids, image_dir, gt_dir, candidates, table)
+    metrics['wall_seconds'] = round(time.time() - start, 1)
     experiment.write_metrics(os.path.join(run.dir, 'metrics.json'), metrics)
     plots = [os.path.relpath(experiment.log_file(run, s, '.png'), run.dir)
              for s in solvers.STAGES]
@@ -111,6 +128,29 @@ def main(argv=None):
                                       os.path.join(run.dir, 'metrics.json'),
                                       time.time() - start))
     return 0
+
+
+def joint_seeds(run, seed, seeds, results, ids, image_dir, gt_dir, candidates, table):
+    """{seed: {row key: mIoU}} of TransferNet and no transfer (predicted and ground-truth
+    labels) for the run's own seed (`results`) and each of `seeds`, whose joint stage is
+    trained in RUN/joint_seed<N>/ from the run's stages 0 and 1."""
+    keys = [experiment.row_key(s, m) for s in experiment.LABEL_SOURCES
+            for m in ('decoder', 'no_transfer')]
+    out = {str(seed): {k: results[k]['mean_iou'] for k in keys}}
+    for other in seeds:
+        if other == seed:
+            continue
+        sub = experiment.prepare(os.path.join(run.dir, 'joint_seed%d' % other), run.cfg, other)
+        experiment.share_stages(run, sub, ('classifier', 'attention'))
+        experiment.train(sub, 'joint', progress=log)
+        folders = experiment.infer(sub, ids, image_dir, gt_dir, candidates, progress=log,
+                                   methods=('decoder', 'no_transfer'))
+        out[str(other)] = {experiment.row_key(*key): experiment.evaluate(
+            folder, ids, gt_dir, table)['mean_iou'] for key, folder in folders.items()}
+        log('joint seed %d: TransferNet mIoU %.1f, no transfer %.1f' % (
+            other, 100 * out[str(other)]['predicted_decoder'],
+            100 * out[str(other)]['predicted_no_transfer']))
+    return out
 
 
 def write_figures(run, ids, image_dir, gt_labels, table):

@@ -65,26 +65,6 @@ def ensure_data(data_dir, seed, size, workers, specs):
     return voc_root, target, sources
 
 
-def share_stages(base, run, stages):
-    """Give `run` the finished `stages` of the `base` run: hard links to its final snapshots
-    and its timing records (marked "shared_from"), so experiment.train sees them done."""
-    for stage in stages:
-        if experiment.stage_done(run, stage):
-            continue
-        done = experiment.stage_done(base, stage)
-        if not done:
-            raise RuntimeError('%s: stage %s of the shared run %s is not finished'
-                               % (run.dir, stage, base.dir))
-        target = experiment.final_snapshot(run, stage)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        if os.path.exists(target):
-            os.remove(target)
-        os.link(experiment.final_snapshot(base, stage), target)
-        os.makedirs(os.path.dirname(experiment.log_file(run, stage)), exist_ok=True)
-        write_text(experiment.log_file(run, stage, '.json'), json.dumps(
-            dict(done, snapshot=target, shared_from=base.dir), indent=1) + '\n')
-
-
 def execute(spec, base, out, cfg, sources, val):
     """Train (or reuse) and evaluate one run of the plan; returns its result (run_result)."""
     start = time.time()
@@ -96,7 +76,8 @@ def execute(spec, base, out, cfg, sources, val):
                              cfg._replace(source=sources[spec.name]), spec.seed,
                              baseline=baseline)
     if run.dir != base.dir:
-        share_stages(base, run, ('classifier',) if baseline else ('classifier', 'attention'))
+        experiment.share_stages(base, run, ('classifier',) if baseline
+                                else ('classifier', 'attention'))
     for stage in ('classifier', 'joint') if baseline else ('classifier', 'attention', 'joint'):
         experiment.train(run, stage, progress=progress)
     folders = experiment.infer(run, val['ids'], val['images'], val['gt'], val['candidates'],

@@ -186,6 +186,26 @@ def stage_done(run, stage):
         return json.load(f)
 
 
+def share_stages(base, run, stages):
+    """Give `run` the finished `stages` of the `base` run: hard links to its final snapshots
+    and its timing records (marked "shared_from"), so train sees them done."""
+    for stage in stages:
+        if stage_done(run, stage):
+            continue
+        done = stage_done(base, stage)
+        if not done:
+            raise RuntimeError('%s: stage %s of the shared run %s is not finished'
+                               % (run.dir, stage, base.dir))
+        target = final_snapshot(run, stage)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if os.path.exists(target):
+            os.remove(target)
+        os.link(final_snapshot(base, stage), target)
+        os.makedirs(os.path.dirname(log_file(run, stage)), exist_ok=True)
+        write_text(log_file(run, stage, '.json'), json.dumps(
+            dict(done, snapshot=target, shared_from=base.dir), indent=1) + '\n')
+
+
 def _last_iteration(path):
     with open(path, errors='replace') as f:
         found = _ITERATION.findall(f.read())
@@ -405,7 +425,7 @@ def _foreground_share(result):
 def report_markdown(metrics, title, plots=(), figures=()):
     """Markdown report of a metrics dict with keys "results" (result_rows), "training"
     ({stage: timing record}), "labels" (label_accuracy), "config" (describe), optional
-    "wall_seconds" and "data"; `plots` and `figures` are paths relative to the report."""
+    "wall_seconds", "data" and "joint_seeds" ({seed: {row key: mIoU}}); `plots` and `figures` are paths relative to the report."""
     results = metrics['results']
     rows = [(title_, results[row_key(s, m)]) for s, m, title_ in ROWS
             if row_key(s, m) in results]
@@ -444,6 +464,16 @@ def report_markdown(metrics, title, plots=(), figures=()):
             lines.append('- %s: decoder %s vs no transfer %s mIoU (%+.1f points)' % (
                 name, _pct(dec['mean_iou']), _pct(base['mean_iou']),
                 100 * (dec['mean_iou'] - base['mean_iou'])))
+    if len(metrics.get('joint_seeds', {})) > 1:
+        lines += ['', '## Joint-stage seeds (same stages 0 and 1; mIoU %)', '',
+                  '| joint seed | TransferNet | no transfer | gain | TransferNet-GT | '
+                  'no transfer-GT | gain |', '|---|---|---|---|---|---|---|']
+        for seed, r in sorted(metrics['joint_seeds'].items(), key=lambda kv: int(kv[0])):
+            cells = []
+            for source in LABEL_SOURCES:
+                dec, base = (r[row_key(source, m)] for m in ('decoder', 'no_transfer'))
+                cells += [_pct(dec), _pct(base), '%+.1f' % (100 * (dec - base))]
+            lines.append('| %s | %s |' % (seed, ' | '.join(cells)))
     if 'labels' in metrics:
         acc = metrics['labels']
         lines += ['', '## Image labels predicted by the stage-0 classifier', '',
