@@ -96,8 +96,8 @@ def run_parallel(jobs, processes, record):
     """execute() the jobs in `processes` forked workers, record() each result as it comes.
 
     With one BLAS thread per caffe train (OPENBLAS_NUM_THREADS=1, set at start-up), two runs at
-    once finish about twice as fast as one after the other. After a failure no new run starts; the runs in flight finish, then the first
-    error is raised."""
+    once finish about twice as fast as one after the other. After a failure no new run starts;
+    the runs in flight finish, then the first error is raised."""
     errors = []
     with concurrent.futures.ProcessPoolExecutor(
             processes, mp_context=multiprocessing.get_context('fork')) as pool:

@@ -1,4 +1,5 @@
-"""Dense-CRF post-processing and the final per-pixel labelling (paper Sec. 5 and Sec. 6.1 "Inference").
+"""Dense-CRF post-processing and the final per-pixel labelling (paper Sec. 5 and Sec. 6.1,
+"Inference").
 
 Parameters are those of the authors' MATLAB inference (TransferNet_inference.m): the CRF
 runs on each label's {bkg, fg} probabilities separately, after halving the background

@@ -425,7 +425,8 @@ def _foreground_share(result):
 def report_markdown(metrics, title, plots=(), figures=()):
     """Markdown report of a metrics dict with keys "results" (result_rows), "training"
     ({stage: timing record}), "labels" (label_accuracy), "config" (describe), optional
-    "wall_seconds", "data" and "joint_seeds" ({seed: {row key: mIoU}}); `plots` and `figures` are paths relative to the report."""
+    "wall_seconds", "data" and "joint_seeds" ({seed: {row key: mIoU}}); `plots` and
+    `figures` are paths relative to the report."""
     results = metrics['results']
     rows = [(title_, results[row_key(s, m)]) for s, m, title_ in ROWS
             if row_key(s, m) in results]
