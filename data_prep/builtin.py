@@ -11,9 +11,9 @@ cls/*.mat, train.txt, val.txt).
 Images: smooth, low-saturation textured backgrounds with a few faint strokes; one to three
 outlined objects with random scale, rotation, aspect and texture, coloured around a hue of
 their category (so a small network trained from scratch can learn the labels; the source
-categories' wider hue bands together span every target colour); instances
-drawn largest first, so smaller ones occlude larger ones (the COCO builder's overlap rule).
-Deterministic by --seed.
+categories' wider hue bands together span every target colour); instances drawn largest
+first, so smaller ones occlude larger ones (the COCO builder's overlap rule). Deterministic by
+--seed.
 
   python3 -m data_prep.builtin --out data/builtin
   python3 -m data_prep.coco --root data/builtin/coco --out data/builtin/lmdb/source --size 104
