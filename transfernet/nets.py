@@ -59,8 +59,9 @@ TINY = PAPER._replace(
     source_fraction=0.75,  # more masks for the decoder trained from Gaussians
     # From scratch: pixels / 64 give conv1_1 O(1) inputs (the first sigmoid cross-entropy is
     # ~57 instead of ~1270, and stage 0 reached 44 % exact label sets on the built-in val
-    # images instead of 24 % at the time: 2400 iterations, dataset v3). conv5_3 then averages ~0.07 after stage 0: x3 gives the
-    # paper's A ~0.2 (0.004 x ~50), so s = A z reaches the decoder.
+    # images instead of 24 % at the time: 2400 iterations, dataset v3). conv5_3 then
+    # averages ~0.07 after stage 0: x3 gives the paper's A ~0.2 (0.004 x ~50), so s = A z
+    # reaches the decoder.
     input_scale=1 / 64, feature_scale=3,
     stages={
         # from scratch: at 1e-3 Adam collapses conv5_3 ~300x within 300 iterations; at a
