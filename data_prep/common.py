@@ -44,7 +44,13 @@ def read_image(path):
     # marker is missing. 0xFF 0xD9 cannot occur inside entropy-coded data (0xFF is stuffed).
     if data[:2] == b"\xff\xd8" and JPEG_EOI not in data[-4096:]:
         raise Skip(TRUNCATED_IMAGE, "%s: JPEG without end-of-image marker" % path)
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), IMREAD_FLAGS)
+    if not data:
+        raise Skip(UNREADABLE_IMAGE, "%s: empty file" % path)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), IMREAD_FLAGS)
+    except cv2.error as e:  # some decoders raise where others return None
+        raise Skip(UNREADABLE_IMAGE, "%s: not a decodable image (%s)"
+                   % (path, str(e).strip().splitlines()[-1]))
     if image is None:
         raise Skip(UNREADABLE_IMAGE, "%s: not a decodable image" % path)
     return image

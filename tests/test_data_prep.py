@@ -13,7 +13,7 @@ import scipy.io
 from PIL import Image
 from pycocotools.coco import COCO
 
-from data_prep import builtin, coco, voc
+from data_prep import builtin, coco, common, voc
 from transfernet import classes, records
 
 SIZE = 104
@@ -344,3 +344,18 @@ def test_ensure_regenerates_only_for_other_settings(tmp_path):
         assert json.load(f)["target_val"] == 2
     val = os.path.join(out, "VOCdevkit", "VOC2012", "ImageSets", "Segmentation", "val.txt")
     assert len(open(val).read().split()) == 2
+
+
+@pytest.mark.parametrize("content, why", [
+    (b"", "empty file"),
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "not a decodable image"),
+    (b"\xff\xd8\xff\xe0" + b"\x00" * 64 + b"\xff\xd9", "not a decodable image"),
+])
+def test_read_image_undecodable_is_a_skip(tmp_path, content, why):
+    path = str(tmp_path / "bad.img")
+    with open(path, "wb") as f:
+        f.write(content)
+    with pytest.raises(common.Skip) as err:
+        common.read_image(path)
+    assert err.value.reason == common.UNREADABLE_IMAGE
+    assert path in err.value.detail and why in err.value.detail
