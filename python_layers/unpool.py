@@ -7,10 +7,12 @@ puts each pooled value back there and zeroes every other position:
     forward:   top[n, c].flat[mask[n, c, i]] = x[n, c, i]      top elsewhere 0
     backward:  dx[n, c, i] = dtop[n, c].flat[mask[n, c, i]]
 
-The output size H x W is taken from a third bottom, the pre-pooling blob, so any size works
-(odd ones too: 7x7 pooled 2x2/2 with CEIL rounding is 4x4 and unpools back to 7x7).
-With overlapping pooling windows two units may share a switch; they then hold the same value,
-and the backward pass (like the authors' layer) hands the shared gradient to both.
+The networks unpool with stock Caffe layers (transfernet.nets.unpool); the one thing those
+cannot make is the constant they compare the switches with, which UnpoolConstants emits.
+The numpy scatter/gather below (and the Unpool layer around it) is the reference: the tests'
+oracle and the Python-layer variant the bench measures the stock construction against.
+The output size H x W is taken from the pre-pooling blob, so any size works (odd ones too:
+7x7 pooled 2x2/2 with CEIL rounding is 4x4 and unpools back to 7x7).
 """
 import numpy as np
 
@@ -46,6 +48,64 @@ def unpool_backward(dtop, index, out):
     """Gather dx (N, C, h, w) = dtop.flat[index] into `out`; returns out."""
     np.take(dtop.reshape(-1), index.reshape(-1), out=out.reshape(-1), mode="clip")
     return out
+
+
+class UnpoolConstants(caffe.Layer):
+    """The constants of the stock-layer unpooling (transfernet.nets.unpool).
+
+    Bottoms: x (N, C, h, w) and ref (any, any, H, W), both read for their shapes only, with
+    h = ceil(H / 2), w = ceil(W / 2) (2x2/2 pooling, Caffe's CEIL rounding). Tops, both
+    (N, C, h, w, 2): minus the flat index (2i) * W + 2j + b of column 2j + b in the top row
+    of pooled unit (i, j)'s window (slot_positions), and zeros. No param_str keys.
+
+    Written in reshape only when the shape needs it, never touched in forward or backward,
+    so a GPU net copies them to the device once, not every iteration. Every sample holds the
+    same values: when only N shrinks or grows back (a deploy net alternating between K
+    labels), what Caffe's blobs keep within their capacity is still right and nothing is
+    written; N beyond the largest written, or another plane shape, rewrites them. No
+    gradient: the generator sets propagate_down false, so Caffe never calls backward.
+    """
+
+    def setup(self, bottom, top):
+        parse_params(self, self.param_str, {})
+        if len(bottom) != 2 or len(top) != 2:
+            raise ValueError("UnpoolConstants: expected 2 bottoms (x, ref) and 2 tops, got %d "
+                             "bottoms and %d tops" % (len(bottom), len(top)))
+        self.plane = None
+        self.written = 0
+
+    def reshape(self, bottom, top):
+        x, ref = tuple(bottom[0].shape), tuple(bottom[1].shape)
+        if len(x) != 4 or len(ref) != 4:
+            raise ValueError("UnpoolConstants: x and ref must be 4-D (N, C, H, W), got x %s "
+                             "and ref %s" % (x, ref))
+        pooled = (-(-ref[2] // 2), -(-ref[3] // 2))
+        if x[2:] != pooled:
+            raise ValueError("UnpoolConstants: x's h x w must be %d x %d (ref's %d x %d "
+                             "pooled 2x2/2), got x %s" % (pooled + ref[2:] + (x,)))
+        for i in range(2):
+            top[i].reshape(*(x + (2,)))
+        plane = (x[1],) + ref[2:]
+        if plane != self.plane or x[0] > self.written:
+            top[0].data[...] = -slot_positions(ref[2], ref[3])
+            top[1].data[...] = 0
+            self.plane, self.written = plane, x[0]
+
+    def forward(self, bottom, top):
+        pass
+
+    def backward(self, top, propagate_down, bottom):
+        for i, down in enumerate(propagate_down):
+            if down:
+                bottom[i].diff[...] = 0
+
+
+def slot_positions(height, width):
+    """(h, w, 2) float32: the flat index (2i) * width + 2j + b of column 2j + b in the top row
+    of pooled unit (i, j)'s 2x2 window (h, w = ceil(height / 2), ceil(width / 2))."""
+    rows = 2 * np.arange(-(-height // 2)) * width
+    cols = np.arange(2 * -(-width // 2)).reshape(-1, 2)
+    return (rows[:, None, None] + cols[None]).astype(np.float32)
 
 
 class Unpool(caffe.Layer):

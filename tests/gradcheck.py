@@ -1,4 +1,4 @@
-"""Numerical gradient check of a Python layer inside a real caffe.Net.
+"""Numerical gradient checks inside a real caffe.Net: of a Python layer, or of any net.
 
 The net is Input layers for the bottoms + the layer under test, with force_backward. The
 objective is f = sum(top * w) for fixed random weights w, so net.backward() with top.diff = w
@@ -9,7 +9,8 @@ gives the analytic df/dbottom, compared with central differences of net.forward(
 
 Inputs should be O(1) (the default step 1e-2 in float32 then leaves rounding noise near 1e-4
 per element). The error of an element is |analytic - numeric| / max(|analytic|, |numeric|,
-floor), floor avoiding noise blow-up on near-zero gradients.
+floor), floor avoiding noise blow-up on near-zero gradients. check_net_gradients does the same on
+a given net (e.g. the stock-layer unpooling, whose Threshold layers forbid force_backward).
 """
 import os
 import tempfile
@@ -71,14 +72,25 @@ def check_gradients(module, layer, bottoms, differentiable, param_str="", step=1
     Returns {bottom name: worst relative error}.
     """
     net = python_layer_net(module, layer, bottoms, param_str=param_str)
-    top = net.outputs[0]
+    return check_net_gradients(net, net.outputs[0], {name: name for name in differentiable},
+                               layer, step, tolerance, floor, seed)
+
+
+def check_net_gradients(net, top, differentiable, what, step=1e-2, tolerance=1e-2,
+                        floor=1e-1, seed=0):
+    """Assert that net.backward() from top.diff = w gives the central differences of
+    sum(top * w) with respect to each blob of `differentiable` ({perturbed blob: blob whose
+    diff holds its gradient}: the same name for a Python layer's Input bottoms, or an Input
+    and the zero Bias above it in a net without force_backward). Returns {blob: worst error}.
+    """
+    net.forward()
     weights = np.random.RandomState(seed).uniform(-1, 1, net.blobs[top].data.shape)
     net.blobs[top].diff[...] = weights
     net.backward()
     worst = {}
-    for name in differentiable:
+    for name, gradient in differentiable.items():
         blob = net.blobs[name]
-        analytic = blob.diff.astype(np.float64).copy()
+        analytic = net.blobs[gradient].diff.astype(np.float64).copy()
         numeric = np.zeros_like(analytic)
         for index in np.ndindex(*blob.data.shape):
             original = blob.data[index]
@@ -92,8 +104,8 @@ def check_gradients(module, layer, bottoms, differentiable, param_str="", step=1
             np.maximum(np.abs(analytic), np.abs(numeric)), floor)
         at = np.unravel_index(np.argmax(error), error.shape)
         assert error[at] < tolerance, (
-            "%s: gradient of bottom %r wrong at %s: analytic %g, numeric %g, "
-            "relative error %.3g >= %g" % (layer, name, at, analytic[at], numeric[at],
+            "%s: gradient of %r wrong at %s: analytic %g, numeric %g, "
+            "relative error %.3g >= %g" % (what, name, at, analytic[at], numeric[at],
                                            error[at], tolerance))
         worst[name] = float(error[at])
     return worst

@@ -1,13 +1,18 @@
-"""Custom Caffe layers: AttentionPool (Eq. 5), Densify (Eq. 7), Unpool, param_str parsing.
+"""Custom Caffe layers: AttentionPool (Eq. 5), Densify (Eq. 7), the unpooling (the stock-layer
+construction of transfernet.nets.unpool, its UnpoolConstants, and the reference Unpool layer
+with its numpy scatter/gather, the oracle), param_str parsing.
 
 Every layer runs in a real caffe.Net. A Python exception raised in a layer's setup/reshape
 surfaces unchanged from caffe.Net(...); one raised in forward surfaces from net.forward().
 """
 import numpy as np
 import pytest
+from caffe import NetSpec, layers as L, params as P
 
-from gradcheck import check_gradients, net_from_prototxt, python_layer_net
+import unpool
+from gradcheck import check_gradients, check_net_gradients, net_from_prototxt, python_layer_net
 from layer_params import REQUIRED, parse_params
+from transfernet import nets
 
 
 def uniform(rng, *shape):
@@ -157,6 +162,118 @@ def test_unpool_broadcasts_mask_batch_one():
     np.testing.assert_array_equal(up, expected)
 
 
+def stock_unpool_net(pre_shape, labels=None):
+    """Real net: pre (Input) -> 2x2/2 MAX pooling (pooled, mask) and x (Input x_in plus a
+    learnable zero Bias, so x gets a gradient without force_backward) -> nets.unpool -> up
+    -> out (identity Power with loss_weight 1: Caffe back-propagates only into losses).
+    labels=K: the deploy form, x (K, C, h, w) against the batch-1 switches of pre."""
+    n = NetSpec()
+    n.pre = L.Input(shape=dict(dim=list(pre_shape)))
+    n.pooled, n.mask = L.Pooling(n.pre, pool=P.Pooling.MAX, kernel_size=2, stride=2, ntop=2)
+    pooled = [-(-side // 2) for side in pre_shape[2:]]
+    n.x_in = L.Input(shape=dict(dim=[labels or pre_shape[0], pre_shape[1]] + pooled))
+    n.x = L.Bias(n.x_in, num_axes=0, param=[dict(lr_mult=1)])
+    nets.unpool(n, 'up', n.x, n.mask, n.pre, pre_shape[2:], broadcast=labels is not None)
+    n.out = L.Power(n.up, loss_weight=1)
+    return net_from_prototxt(str(n.to_proto()))
+
+
+def relu_with_ties(rng, shape):
+    """Post-ReLU-like values with many ties: about half zeros, the rest in {1, 2}, so most
+    windows hold several equal maxima and the first in raster order must win."""
+    return np.maximum(rng.randint(-2, 3, shape), 0).astype(np.float32)
+
+
+def reference_unpool(x, mask, out_shape):
+    """The numpy scatter (unpool.unpool) and the index it gathers the gradient with."""
+    index = unpool.switch_indices(mask, unpool.switch_offsets(x.shape[0], x.shape[1],
+                                                              out_shape[2:]),
+                                  np.empty(x.shape, np.int64))
+    return unpool.unpool(x, index, np.empty(out_shape, np.float32)), index
+
+
+@pytest.mark.parametrize("pre_shape, labels", [
+    ((2, 64, 320, 320), None),   # unpool1 of the paper's joint net at batch 2
+    ((1, 64, 320, 320), 3),      # ... and of its deploy net with K = 3 labels
+    ((2, 3, 7, 9), None), ((1, 2, 5, 3), 2), ((2, 4, 8, 6), None), ((1, 1, 2, 2), None)])
+def test_stock_unpool_equals_numpy_scatter_and_gather(pre_shape, labels):
+    rng = np.random.RandomState(11)
+    net = stock_unpool_net(pre_shape, labels)
+    pre = relu_with_ties(rng, pre_shape)
+    x = rng.uniform(-1, 1, net.blobs["x_in"].data.shape).astype(np.float32)
+    net.blobs["pre"].data[...] = pre
+    net.blobs["x_in"].data[...] = x
+    net.forward()
+    mask = net.blobs["mask"].data
+    if pre.size < 1e4:  # BVLC's switches: the first maximum in raster order
+        np.testing.assert_array_equal(mask, window_argmax(pre, 2)[0])
+    up = net.blobs["up"].data
+    expected, index = reference_unpool(x, mask, (x.shape[0],) + pre_shape[1:])
+    assert up.shape == expected.shape
+    np.testing.assert_array_equal(up, expected)
+    assert np.count_nonzero(expected) > 0.9 * x.size
+    dtop = rng.uniform(-1, 1, up.shape).astype(np.float32)
+    net.blobs["out"].diff[...] = dtop
+    net.backward()
+    gathered = unpool.unpool_backward(dtop, index, np.empty(x.shape, np.float32))
+    np.testing.assert_array_equal(net.blobs["x"].diff, gathered)
+
+
+@pytest.mark.parametrize("pre_shape, labels", [((2, 2, 6, 4), None), ((1, 3, 7, 7), None),
+                                               ((3, 1, 5, 3), None), ((1, 2, 5, 5), 3)])
+def test_stock_unpool_gradients(pre_shape, labels):
+    """Switches of distinct values (a permutation); odd sizes and the K-label form."""
+    rng = np.random.RandomState(7)
+    net = stock_unpool_net(pre_shape, labels)
+    net.blobs["pre"].data[...] = rng.permutation(np.prod(pre_shape)).reshape(pre_shape)
+    net.blobs["x_in"].data[...] = uniform(rng, *net.blobs["x_in"].data.shape)
+    check_net_gradients(net, "out", {"x_in": "x"}, "unpool")
+
+
+def test_stock_unpool_uses_only_stock_layers_and_constants():
+    net = stock_unpool_net((1, 2, 4, 4), labels=2)
+    python = [layer for layer in net.layers if layer.type == "Python"]
+    assert [type(layer).__name__ for layer in python] == ["UnpoolConstants"]
+
+
+def unpool_constants_net(x_shape, ref_shape):
+    return python_layer_net("unpool", "UnpoolConstants", {"x": np.zeros(x_shape),
+                                                         "ref": np.zeros(ref_shape)},
+                            tops=("positions", "zeros"))
+
+
+def test_unpool_constants_values():
+    net = unpool_constants_net((2, 3, 2, 3), (1, 1, 4, 5))  # 4x5 pooled 2x2/2 is 2x3
+    positions = -net.blobs["positions"].data
+    assert positions.shape == net.blobs["zeros"].data.shape == (2, 3, 2, 3, 2)
+    # top-row columns 0..5 of the windows of rows 0 and 2 in a plane 5 wide
+    np.testing.assert_array_equal(positions[1, 2].reshape(2, 6), [[0, 1, 2, 3, 4, 5],
+                                                                  [10, 11, 12, 13, 14, 15]])
+    assert (positions == positions[:1, :1]).all() and not net.blobs["zeros"].data.any()
+
+
+def test_unpool_constants_written_only_when_the_shape_needs_it():
+    """K going down and back up within what was written: Caffe's blob keeps the values, the
+    layer writes nothing (a sentinel survives); more samples or another plane: rewritten."""
+    net = unpool_constants_net((3, 2, 2, 2), (1, 1, 4, 4))
+    expected = net.blobs["positions"].data[0].copy()
+
+    def resized(batch, ref=(1, 1, 4, 4), plane=(2, 2, 2)):
+        net.blobs["x"].reshape(batch, *plane)
+        net.blobs["ref"].reshape(*ref)
+        net.forward()
+        return net.blobs["positions"].data
+
+    resized(3)[2, 0, 0, 0, 0] = 99    # a sentinel in the last sample
+    for batch in (1, 2, 3):
+        positions = resized(batch)
+        np.testing.assert_array_equal(positions[:1], expected[None])
+    assert positions[2, 0, 0, 0, 0] == 99
+    assert (resized(4) == expected).all()                           # grown: rewritten
+    assert (-resized(4, (1, 1, 3, 4)) == unpool.slot_positions(3, 4)).all()  # odd plane
+    assert not net.blobs["zeros"].data.any()
+
+
 # -- gradients -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("na, n, d, h, w", [(1, 1, 3, 2, 2), (2, 2, 4, 3, 2), (1, 3, 3, 2, 3)])
@@ -277,6 +394,25 @@ def test_bad_bottoms_raise_naming_the_layer(layer, bottoms, fragment):
     with pytest.raises(ValueError) as info:
         python_layer_net(module, layer, bottoms)
     assert str(info.value) == fragment
+
+
+@pytest.mark.parametrize("bottoms, fragment", [
+    ({"x": np.zeros((1, 2, 3, 3)), "ref": np.zeros((1, 2, 4, 4))},
+     "UnpoolConstants: x's h x w must be 2 x 2 (ref's 4 x 4 pooled 2x2/2), got x (1, 2, 3, 3)"),
+    ({"x": np.zeros((1, 2, 3)), "ref": np.zeros((1, 2, 4, 4))},
+     "UnpoolConstants: x and ref must be 4-D (N, C, H, W), got x (1, 2, 3) and ref "
+     "(1, 2, 4, 4)"),
+    ({"x": np.zeros((1, 2, 2, 2))},
+     "UnpoolConstants: expected 2 bottoms (x, ref) and 2 tops, got 1 bottoms and 2 tops"),
+])
+def test_unpool_constants_reject_bad_bottoms(bottoms, fragment):
+    with pytest.raises(ValueError) as info:
+        python_layer_net("unpool", "UnpoolConstants", bottoms, tops=("positions", "zeros"))
+    assert str(info.value) == fragment
+    with pytest.raises(ValueError, match=r"^UnpoolConstants param_str: unknown key\(s\) 'w'"):
+        python_layer_net("unpool", "UnpoolConstants", {"x": np.zeros((1, 1, 2, 2)),
+                                                      "ref": np.zeros((1, 1, 4, 4))},
+                         tops=("positions", "zeros"), param_str='{"w": 4}')
 
 
 def test_unpool_rejects_switch_outside_ref_plane():

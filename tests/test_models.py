@@ -150,6 +150,28 @@ def test_generated_paths():
         + ['solvers/tiny/%s.prototxt' % s for s in solvers.STAGES + baselines.BASELINES])
 
 
+PYTHON_LAYERS = {('data_layer', 'SourceTargetData'), ('attention_ops', 'AttentionPool'),
+                 ('attention_ops', 'Densify'), ('unpool', 'UnpoolConstants')}
+
+
+def test_committed_nets_unpool_with_stock_layers():
+    """No committed net runs the reference Unpool layer; every unpooled blob unpool1..4 is
+    made by stock layers, and its constants come with propagate_down false."""
+    for cfg in (nets.PAPER, nets.TINY):
+        for net in nets.NETS + baselines.NETS:
+            proto = committed_net(cfg, net)
+            python = {(lay.python_param.module, lay.python_param.layer)
+                      for lay in proto.layer if lay.type == 'Python'}
+            assert python <= PYTHON_LAYERS, (cfg.name, net)
+            if net in ('joint_train', 'seg_deploy') or net in baselines.NETS:
+                for block in (1, 2, 3, 4):
+                    assert layer(proto, 'unpool%d' % block).type == 'Reshape'
+                    constants = layer(proto, 'unpool%d_positions' % block)
+                    assert list(constants.propagate_down) == [False, False]
+    with pytest.raises(ValueError, match="unknown unpool_kind 'numpy'"):
+        nets.joint_train(nets.TINY, unpool_kind='numpy')
+
+
 def test_tiny_comments_carry_tiny_sizes():
     for net in nets.NETS:
         comments = ''.join(line for line in committed(nets.model_path(nets.TINY, net))
@@ -230,8 +252,13 @@ def test_paper_losses_and_data_layers():
     seg = layer(joint, 'seg_loss')
     assert (list(seg.bottom), list(seg.loss_weight), seg.loss_param.ignore_label) == (
         ['seg_score', 'seg_label'], [2], 255)
-    assert list(layer(joint, 'unpool4').bottom) == ['deconv5_1', 'pool4_mask', 'conv4_3']
-    assert list(layer(joint, 'unpool1').bottom) == ['deconv2_2', 'pool1_mask', 'conv1_2']
+    for block, x, ref in ((4, 'deconv5_1', 'conv4_3'), (1, 'deconv2_2', 'conv1_2')):
+        name = 'unpool%d' % block
+        assert list(layer(joint, name + '_positions').bottom) == [x, ref]
+        assert list(layer(joint, name + '_offset').bottom) == [name + '_positions',
+                                                               'pool%d_mask' % block]
+        assert list(layer(joint, name + '_values').bottom) == [name + '_zeros', x]
+        assert list(layer(joint, 'deconv%d_1' % block).bottom) == [name]
     assert layer(joint, 'conv5_3_scaled').power_param.scale == pytest.approx(0.004)
     expected = {  # net: tops, batch, crop, resize, multilabel
         'classifier_train': (['data', 'label'], 8, 224, 240, True),
@@ -282,6 +309,34 @@ def test_seg_deploy_matches_joint_train_with_shared_weights():
     for blob in ('alpha', 's', 'seg_score'):
         np.testing.assert_allclose(deploy.blobs[blob].data, train.blobs[blob].data,
                                    rtol=1e-4, atol=1e-6, err_msg=blob)
+
+
+def test_joint_stock_unpooling_equals_python_unpool_layer():
+    """The tiny joint net with the stock unpooling and with the reference Python Unpool
+    layer, same weights and inputs: the same unpooled blobs, losses and gradients."""
+    stock = build_net(nets.TINY, 'joint_train', caffe.TRAIN, batch=2, input_layers=True)
+    python = build_net(nets.TINY, 'joint_train', caffe.TRAIN, batch=2, input_layers=True,
+                       unpool_kind='python')
+    randomize(stock, seed=6)
+    python.share_with(stock)
+    rng = np.random.RandomState(7)
+    inputs = {'data': rng.randn(2, 3, 96, 96) * 50, 'label': one_hot([4, 33]),
+              'seg_label': rng.choice([0, 1, 255], size=(2, 1, 96, 96))}
+    for net in (stock, python):
+        for name, value in inputs.items():
+            net.blobs[name].data[...] = value
+        net.forward()
+        net.backward()
+    assert 'unpool1_offset' in stock.blobs and 'unpool1_offset' not in python.blobs
+    for block in (1, 2, 3, 4):
+        up = stock.blobs['unpool%d' % block].data
+        assert np.count_nonzero(up) > 0.02 * up.size  # at most 1 in 4: one per window
+        np.testing.assert_array_equal(up, python.blobs['unpool%d' % block].data)
+        np.testing.assert_array_equal(stock.blobs['unpool%d' % block].diff,
+                                      python.blobs['unpool%d' % block].diff)
+    for blob in ('seg_score', 'seg_loss', 'cls_loss', 'deconv5_1'):
+        np.testing.assert_array_equal(stock.blobs[blob].data, python.blobs[blob].data)
+        np.testing.assert_array_equal(stock.blobs[blob].diff, python.blobs[blob].diff)
 
 
 def test_weights_chain_between_stages_by_name():

@@ -160,7 +160,7 @@ def deploy(cfg, baseline, num_labels=1):
     nets.encoder(n, cfg, n.data, frozen=True, masks=True)
     nets.scaled_features(n, cfg)
     HEADS[baseline](n, cfg, train=False)
-    nets.decoder(n, cfg, densify=False)
+    nets.decoder(n, cfg, densify=False, broadcast=True)
     n.seg_prob = L.Softmax(n.seg_score)
     return nets.named_proto(cfg, baseline + '_deploy', n)
 

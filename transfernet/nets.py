@@ -90,6 +90,7 @@ CLS_HIDDEN = 512    # f_cls hidden layer
 FC_DIM = 4096       # VGG-16 fc6 / fc7
 SEG_LOSS_WEIGHT = 2    # lambda in Eq. 9
 IGNORE_LABEL = 255
+UNPOOL_KINDS = ('stock', 'python')  # see decoder()
 
 NETS = ('classifier_train', 'classifier_deploy', 'attention_train', 'joint_train',
         'seg_deploy')
@@ -225,11 +226,17 @@ def segmentation_loss(n):
                                    loss_param=dict(ignore_label=IGNORE_LABEL))
 
 
-def decoder(n, cfg, densify=True):
+def decoder(n, cfg, densify=True, broadcast=False, unpool_kind='stock'):
     """Eq. 7 s = A z, then the DeconvNet decoder f_dec up to seg_score (N,2,crop,crop).
 
     densify=False: the caller has built another decoder input n.s (N,1,h,w) (baselines).
+    broadcast: the encoder ran on one image for K labels (deploy), so the pooling switches
+    have batch 1. unpool_kind 'python': the reference Python Unpool layer instead of the
+    stock-layer unpooling (the bench's before-variant; no committed net uses it).
     """
+    if unpool_kind not in UNPOOL_KINDS:
+        raise ValueError('unknown unpool_kind %r; expected one of %s'
+                         % (unpool_kind, ', '.join(UNPOOL_KINDS)))
     if densify:
         n.s = L.Python(n.conv5_3_scaled, n.z,
                        python_param=dict(module='attention_ops', layer='Densify'))
@@ -237,9 +244,14 @@ def decoder(n, cfg, densify=True):
     last_conv = {block: 'conv%d_%d' % (block, convs) for block, _, convs in ENCODER}
     for block, widths in DECODER:
         if block != DECODER[0][0]:
-            x = n['unpool%d' % block] = L.Python(
-                x, n['pool%d_mask' % block], n[last_conv[block]],
-                python_param=dict(module='unpool', layer='Unpool'))
+            name, mask, ref = ('unpool%d' % block, n['pool%d_mask' % block],
+                               n[last_conv[block]])
+            if unpool_kind == 'python':
+                x = n[name] = L.Python(x, mask, ref,
+                                       python_param=dict(module='unpool', layer='Unpool'))
+            else:
+                side = cfg.crop // 2 ** (block - 1)
+                x = unpool(n, name, x, mask, ref, (side, side), broadcast)
         for i, width in enumerate(widths, 1):
             deconv = 'deconv%d_%d' % (block, i)
             n[deconv] = L.Deconvolution(x, param=LEARN, convolution_param=dict(
@@ -248,6 +260,64 @@ def decoder(n, cfg, densify=True):
             x = n['deconv_relu%d_%d' % (block, i)] = L.ReLU(n[deconv], in_place=True)
     n.seg_score = L.Convolution(x, num_output=2, kernel_size=1, param=LEARN,
                                 weight_filler=decoder_filler(cfg), bias_filler=ZERO)
+
+
+def unpool(n, name, x, mask, ref, size, broadcast=False):
+    """n[name] (N,C,H,W): DeconvNet unpooling of x (N,C,h,w) with the switches `mask` of a
+    2x2/2 MAX pooling of ref (size: ref's H, W), from stock Caffe layers (CPU and GPU).
+
+    Each x[n,c,i,j] goes to the flat position mask[n,c,i,j] in its window, zeros elsewhere;
+    the gradient is gathered back from there. For column 2j + b of the window (b = 0, 1),
+    offset = mask - (2i W + 2j + b) (a constant of the UnpoolConstants layer, plus the
+    switch broadcast over b by a Bias) is 0 iff the switch is in the top row, W iff in the
+    bottom row. Offsets are integers, so [|offset| < 0.5] (ReLU with slope -1 is |.|, then
+    Power -1 and Threshold -0.5) and [|offset - W| < 0.5] are exact; Concat interleaves them
+    into the switch indicator (N,C,2h,2w). x repeated over b (a Bias onto zeros) and over the
+    two rows (Tile) times the indicator is the output; Crop drops the extra row/column of
+    odd sizes. Ties need no care: the switches decide, and only the switch's own position
+    compares equal. Backward (Eltwise PROD, Tile's and the Bias's sums over the window)
+    adds dtop at the switch to three exact zeros, so it equals the gather. The switch
+    branch needs no gradient (Threshold has no backward).
+
+    broadcast: mask has batch 1 and x batch K (deploy); the offset Bias adds the switches to
+    every sample, so the comparisons are made for each of the K labels.
+    """
+    height, width = size
+    blob = lambda part: '%s_%s' % (name, part)
+    n[blob('positions')], n[blob('zeros')] = L.Python(
+        x, ref, ntop=2, propagate_down=[False, False],
+        python_param=dict(module='unpool', layer='UnpoolConstants'))
+    if broadcast:  # (1,C,h,w) viewed as (C,h,w), added to every sample
+        mask = n[blob('switches')] = L.Reshape(mask, shape=dict(dim=[-1]), axis=0, num_axes=2)
+    offset = n[blob('offset')] = L.Bias(n[blob('positions')], mask, axis=1 if broadcast else 0,
+                                        propagate_down=[False, False])
+    rows = []
+    for row, shift in (('top', 0), ('bottom', -width)):
+        if shift:
+            n[blob(row)] = L.Power(offset, shift=shift)
+            n[blob(row + '_abs')] = L.ReLU(n[blob(row)], negative_slope=-1, in_place=True)
+        else:
+            n[blob(row)] = L.ReLU(offset, negative_slope=-1)
+        n[blob(row + '_neg')] = L.Power(n[blob(row)], scale=-1, in_place=True)
+        n[blob(row + '_is')] = L.Threshold(n[blob(row)], threshold=-0.5, in_place=True)
+        rows.append(one_row(n, blob(row)))
+    n[blob('switched')] = L.Concat(*rows, axis=3)
+    n[blob('values')] = L.Bias(n[blob('zeros')], x, axis=0, propagate_down=[False, True])
+    n[blob('upsampled')] = L.Tile(one_row(n, blob('values')), axis=3, tiles=2)
+    n[blob('product')] = L.Eltwise(n[blob('upsampled')], n[blob('switched')],
+                                   operation=P.Eltwise.PROD, propagate_down=[True, False])
+    out = L.Reshape(n[blob('product')], shape=dict(dim=[-1]), axis=2, num_axes=2)
+    if height % 2 or width % 2:
+        n[blob('uncropped')] = out
+        out = L.Crop(out, ref, axis=2, propagate_down=[True, False])
+    n[name] = out
+    return n[name]
+
+
+def one_row(n, name):
+    """n[name + '_row'] = n[name] (N,C,h,w,2) viewed as one row (N,C,h,1,2w) of each window."""
+    n[name + '_row'] = L.Reshape(n[name], shape=dict(dim=[0, 0, 0, 1, -1]))
+    return n[name + '_row']
 
 
 def classifier_train(cfg, batch=None, input_layers=False):
@@ -289,7 +359,7 @@ def attention_train(cfg, batch=None, input_layers=False):
     return named_proto(cfg, 'attention_train', n)
 
 
-def joint_train(cfg, batch=None, input_layers=False):
+def joint_train(cfg, batch=None, input_layers=False, unpool_kind='stock'):
     """Stage 2, Eq. 9: Eq. 6 plus lambda times the decoder's segmentation loss."""
     n = NetSpec()
     inputs(n, cfg, ('data', 'label', 'seg_label'), batch or cfg.stages['joint'].batch,
@@ -297,7 +367,7 @@ def joint_train(cfg, batch=None, input_layers=False):
     encoder(n, cfg, n.data, frozen=True, masks=True)
     _attention(n, cfg, broadcast=False)
     _classifier_head(n, cfg)
-    decoder(n, cfg)
+    decoder(n, cfg, unpool_kind=unpool_kind)
     segmentation_loss(n)
     return named_proto(cfg, 'joint_train', n)
 
@@ -311,7 +381,7 @@ def seg_deploy(cfg, num_labels=1):
     n = deploy_inputs(cfg, num_labels)
     encoder(n, cfg, n.data, frozen=True, masks=True)
     _attention(n, cfg, broadcast=True)
-    decoder(n, cfg)
+    decoder(n, cfg, broadcast=True)
     n.seg_prob = L.Softmax(n.seg_score)
     return named_proto(cfg, 'seg_deploy', n)
 
