@@ -27,6 +27,10 @@ JOINT_PYTHON_LAYERS = [
     {"name": "frozen", "type": "Densify",
      "bottoms": [{"shape": A, "needs_diff": False}, {"shape": Z, "needs_diff": False}],
      "tops": [S]},
+    {"name": "unpool1_positions", "type": "UnpoolConstants",
+     "bottoms": [{"shape": POOL1_MASK, "needs_diff": False},
+                 {"shape": CONV1_2, "needs_diff": False}],
+     "tops": [POOL1_MASK + (2,), POOL1_MASK + (2,)]},
 ]
 
 
@@ -41,6 +45,9 @@ def test_python_layer_bytes_forward_backward_and_batch():
     assert got["unpool1"]["backward"] == 4 * (full + pooled)
     # No bottom needs a gradient: Caffe skips the layer's backward.
     assert got["frozen"]["backward"] == 0
+    # Shapes read, constant tops written only when the shape changes: nothing per iteration.
+    assert got["unpool1_positions"] == {"forward": 0, "backward": 0, "total": 0}
+    assert bench.total_mb(got) == pytest.approx(sum(v["total"] for v in got.values()) / 2 ** 20)
     at4 = bench.python_layer_bytes(JOINT_PYTHON_LAYERS, batch=4)
     for name in got:
         assert at4[name]["total"] == 4 * got[name]["total"]
@@ -94,6 +101,7 @@ def fixed_results():
             {"name": "deconv1_1", "type": "Deconvolution", "forward_s": 1.0,
              "backward_s": 1.48}]
     layer_bytes = bench.python_layer_bytes(JOINT_PYTHON_LAYERS[:1])
+    before = bench.python_layer_bytes(JOINT_PYTHON_LAYERS[:2], batch=4)
     return {
         "machine": {"cores": 2, "cpu_model": "AMD EPYC", "loadavg_start": [1.0, 1.0, 1.0],
                     "loadavg_end": [2.0, 1.5, 1.0]},
@@ -107,7 +115,12 @@ def fixed_results():
                    "speedup": {1: 1.0, 2: 1.2, 3: 9 / 7},
                    "speedup_wall": {1: 1.0, 2: 4 / 3, 3: 1.5},
                    "speedup_ci95": {1: (0.98, 1.01), 2: (1.1, 1.3), 3: (1.2, 1.3)},
-                   "rounds": {1: [[0.0] * 4] * 18, 2: [[0.0] * 4] * 6, 3: [[0.0] * 4] * 6}},
+                   "rounds": {1: [[0.0] * 4] * 18, 2: [[0.0] * 4] * 6, 3: [[0.0] * 4] * 6},
+                   "python_layer_bytes_k3": layer_bytes},
+        "unpool": {"time_ratio": 1.02, "time_ratio_wall": 1.01,
+                   "time_ratio_ci95": (1.0, 1.06), "stock_cpu_s": 4.08, "python_cpu_s": 4.0,
+                   "unpool_layers_cpu_s": {"stock": 0.05, "python": 0.03},
+                   "python_unpool_layer_bytes": before},
         "data_layer": {"images_per_s": {1: 300.0, 2: 450.0}, "per_cpu_s_inprocess": 280.0},
         "eval": {"images": 1449, "seconds": 2.5, "cpu_seconds": 4.0, "mean_iou": 0.5},
         "build": {"source": {"records_per_s": 400.0}, "target": {"records_per_s": 500.0}},
@@ -137,6 +150,20 @@ def test_summary_report_and_json(tmp_path):
     assert row["z"][:2] == ["z", "Python"] and row["z"][-1] == "0.50%"
     assert row["deploy_speedup_k1_ci95_high"][1:] == ["1.01", ">=", "1", "yes"]
     assert "K=3   6    4.000    6.000 |   7.000    9.000   1.286 [1.200, 1.300] | 1.500" in text
+    z_mb = 4 * (204800 + 400 + 512 + 512 + 400) / 2 ** 20
+    assert results["summary"]["python_layer_mb_joint_batch4"] == pytest.approx(z_mb)
+    assert row["python_layer_mb_joint_batch4"][1:] == ["%.4g" % z_mb, "<=", "13", "yes"]
+    # unpool1 (test_python_layer_bytes_forward_backward_and_batch) at batch 4
+    unpool1_mb = 4 * 4 * (3 * 64 * 160 * 160 + 2 * 64 * 320 * 320) / 2 ** 20
+    assert results["summary"]["python_layer_mb_joint_batch4_python_unpool"] == pytest.approx(
+        4 * z_mb + unpool1_mb)
+    assert row["stock_unpool_time_ratio"][1:] == ["1.02", "<=", "1.05", "yes"]
+    assert ("stock 4.080, Python Unpool 4.000, ratio 1.0200 [1.0000, 1.0600] (wall 1.0100); "
+            "the unpooling layers alone 50.0 / 30.0 ms") in text
+    assert [line.split()[-1] for line in lines if line.startswith("unpool1 ")] == [
+        "%.2f" % unpool1_mb]
+    totals = [line.split()[1:] for line in lines if line.startswith("total ")]
+    assert ["%.2f" % (4 * z_mb + unpool1_mb)] in totals and ["%.2f" % z_mb] * 2 in totals
     path = tmp_path / "bench" / "bench.json"
     bench.write_json(str(path), results)
     loaded = json.loads(path.read_text())

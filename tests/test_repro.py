@@ -270,7 +270,8 @@ def _power_scales(path):
     proto = caffe_pb2.NetParameter()
     with open(path) as f:
         text_format.Merge(f.read(), proto)
-    return [layer.power_param.scale for layer in proto.layer if layer.type == 'Power']
+    return [layer.power_param.scale for layer in proto.layer
+            if layer.name in ('data_scaled', 'conv5_3_scaled')]
 
 
 def test_config_scales_reach_every_net_and_config(tmp_path):

@@ -4,7 +4,9 @@
     python3 tools/bench.py --out runs/bench/bench.json --builtin data/builtin
 
 Measures (transfernet/bench.py): the paper-size joint net layer by layer and the Python
-layers' share; seg_deploy with K = 1, 2, 3 labels against K one-label forwards; the data
+layers' share and host<->device bytes; the joint net with the stock unpooling against the
+same net with the Python Unpool layer (time ratio, bytes before/after); seg_deploy with
+K = 1, 2, 3 labels against K one-label forwards (and its bytes at K = 3); the data
 layer with 1 and 2 workers; LMDB builds of the built-in dataset at 330x330; comp6 evaluation
 of 1,449 generated PNG pairs; the peak RSS of one paper-size joint training step at batch 8.
 Needs the built-in dataset (`make builtin`) and about 10 GB of memory (the batch-8 joint
@@ -29,6 +31,8 @@ def main(argv=None):
     p.add_argument("--builtin", default="data/builtin", help="built-in dataset (make builtin)")
     p.add_argument("--timing-iterations", type=int, default=2,
                    help="timed forward+backward passes of the joint net (after one warm-up)")
+    p.add_argument("--unpool-rounds", type=int, default=6,
+                   help="timed rounds of the stock / Python unpooling comparison")
     p.add_argument("--deploy-repeats", type=int, default=6,
                    help="timed rounds of the deploy comparison (after a warm-up round)")
     p.add_argument("--data-batches", type=int, default=40, help="data layer batches of 8")
@@ -54,6 +58,7 @@ def main(argv=None):
                                                           batches=a.data_batches))
         step("eval", lambda: bench.bench_eval(os.path.join(tmp, "eval"), a.eval_images))
         step("joint", lambda: bench.bench_joint_layers(nets.PAPER, a.timing_iterations))
+        step("unpool", lambda: bench.bench_unpool(nets.PAPER, a.unpool_rounds))
         step("deploy", lambda: bench.bench_deploy(nets.PAPER, repeats=a.deploy_repeats))
         step("rss", lambda: bench.peak_rss_joint(source, target, a.rss_batch, tmp))
     results["machine"]["loadavg_end"] = bench.loadavg()

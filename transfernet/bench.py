@@ -16,6 +16,11 @@ Figures (issue 6, section 1):
   e. LMDB build rate of the built-in dataset at 330x330; peak RSS of a paper-size joint
      training step at batch 8 (one solver step in a child process).
 Section 3: bytes each Python layer moves between host and device per iteration.
+Issue 12 (unpooling from stock layers): the Python layers' bytes of the paper-size joint
+net at batch 4 with the stock unpooling and with the reference Python Unpool layer (both
+nets measured in the same run), and of the deploy net per image at K = 3;
+target: <= 13 MB at batch 4; the joint forward+backward time with the stock unpooling over
+the time with the Python Unpool;   target: <= 1.05.
 """
 import contextlib
 import gc
@@ -39,12 +44,17 @@ TARGETS = {  # issue 6; (comparison, bound)
     "deploy_speedup_k3": (">=", 1.40),
     "data_layer_images_per_s_2workers": (">=", 500.0),
     "eval_seconds_1449": ("<=", 3.0),
+    "python_layer_mb_joint_batch4": ("<=", 13.0),   # issue 12
+    "stock_unpool_time_ratio": ("<=", 1.05),
 }
 FLOAT_BYTES = 4          # every Caffe blob is float32
 EVAL_SIZE = (375, 500)   # (H, W) of the generated VOC-like label maps
 RECORD_SIZE, CROP = 330, 320  # records stored at the paper's resize, cropped to its input
-# Python layer bottoms whose data the layer never reads (only their shape): not transferred.
-SHAPE_ONLY_BOTTOMS = {"Unpool": (2,)}
+# Python layer bottoms whose data the layer never reads (only their shape), and layers whose
+# tops are constants written only when their shape changes: neither moves per iteration.
+SHAPE_ONLY_BOTTOMS = {"Unpool": (2,), "UnpoolConstants": (0, 1)}
+CONSTANT_TOPS = ("UnpoolConstants",)
+MB = 2 ** 20
 
 
 # -- machine -------------------------------------------------------------------------------
@@ -98,7 +108,7 @@ def python_layer_bytes(layers, batch=None):
     layers: [{"name", "type", "bottoms": [{"shape", "needs_diff"}], "tops": [shape]}].
     Forward moves the data of every bottom the layer reads (device -> host; bottoms listed
     in SHAPE_ONLY_BOTTOMS for the type are only reshaped against) and every top (host ->
-    device). Backward, run only if some bottom needs a gradient, moves the top diffs and the
+    device; none for a type in CONSTANT_TOPS). Backward, run only if some bottom needs a gradient, moves the top diffs and the
     diffs of the bottoms that need one; bottom data is still valid on the host from forward.
     batch: replace every blob's first dimension (the joint net's blobs all lead with it).
     Returns {name: {"forward", "backward", "total"}} in bytes.
@@ -110,6 +120,8 @@ def python_layer_bytes(layers, batch=None):
             return FLOAT_BYTES * int(np.prod(shape))
         skip = SHAPE_ONLY_BOTTOMS.get(layer["type"], ())
         bottoms, tops = layer["bottoms"], layer["tops"]
+        if layer["type"] in CONSTANT_TOPS:
+            tops = []
         forward = (sum(size(b["shape"]) for i, b in enumerate(bottoms) if i not in skip)
                    + sum(size(t) for t in tops))
         needed = [size(b["shape"]) for b in bottoms if b["needs_diff"]]
@@ -117,6 +129,11 @@ def python_layer_bytes(layers, batch=None):
         out[layer["name"]] = {"forward": forward, "backward": backward,
                               "total": forward + backward}
     return out
+
+
+def total_mb(layer_bytes):
+    """Sum of python_layer_bytes' totals, in MB (2^20 bytes)."""
+    return sum(v["total"] for v in layer_bytes.values()) / MB
 
 
 def median_ratio(ours, theirs):
@@ -229,6 +246,57 @@ def bench_joint_layers(cfg, iterations, batches=(4, 1)):
                                    for b in batches}}
 
 
+def forward_backward(net):
+    net.forward()
+    net.backward()
+
+
+def bench_unpool(cfg, rounds=6, batch=4):
+    """Issue 12: the paper-size joint net (Input layers, batch 1) with the stock unpooling
+    against the same net generated with the reference Python Unpool layer, sharing weights.
+
+    Each round times a forward+backward of each net twice, in the order stock, Python,
+    Python, stock (so a drifting load hits both alike); the ratio of a round is the stock
+    time over the Python time, by CPU time ("time_ratio") and wall time, and its median over
+    rounds is the figure (a first round warms up). Also: the unpooling layers' own seconds in
+    each net (one layer-by-layer pass) and the Python Unpool net's Python layer bytes at
+    `batch` (the "before" of the bytes figure).
+    """
+    import caffe
+    from transfernet import nets
+    stock = _net_from_param(nets.joint_train(cfg, batch=1, input_layers=True), caffe.TRAIN)
+    python = _net_from_param(nets.joint_train(cfg, batch=1, input_layers=True,
+                                              unpool_kind="python"), caffe.TRAIN)
+    python.share_with(stock)
+    for net in (stock, python):
+        _fill_joint_inputs(net)
+    spent = []  # per round: (stock wall, stock cpu, python wall, python cpu)
+    for rep in range(rounds + 1):
+        clocks = {"stock": np.zeros(2), "python": np.zeros(2)}
+        for name in ("stock", "python", "python", "stock"):
+            start = _clocks()
+            forward_backward(stock if name == "stock" else python)
+            clocks[name] += _clocks() - start
+        if rep:
+            spent.append(np.concatenate([clocks["stock"], clocks["python"]]))
+    t = np.array(spent)
+    unpool_layers = {}
+    for name, net in (("stock", stock), ("python", python)):
+        rows = time_layers(net, 1, warmup=0)
+        unpool_layers[name] = sum(r["forward_cpu_s"] + r["backward_cpu_s"] for r in rows
+                                  if r["name"].startswith("unpool"))
+    shapes = python_layer_shapes(python)
+    del stock, python
+    gc.collect()
+    return {"rounds": t.tolist(), "time_ratio": median_ratio(t[:, 3], t[:, 1]),
+            "time_ratio_wall": median_ratio(t[:, 2], t[:, 0]),
+            "time_ratio_ci95": median_ratio_interval(t[:, 3], t[:, 1]),
+            "stock_cpu_s": float(np.median(t[:, 1])) / 2,
+            "python_cpu_s": float(np.median(t[:, 3])) / 2,
+            "unpool_layers_cpu_s": unpool_layers,
+            "python_unpool_layer_bytes": python_layer_bytes(shapes, batch)}
+
+
 # -- b. deploy: K labels at once against K separate forwards ------------------------------
 
 def bench_deploy(cfg, ks=(1, 2, 3), repeats=6, seed=0, k1_factor=3):
@@ -241,7 +309,8 @@ def bench_deploy(cfg, ks=(1, 2, 3), repeats=6, seed=0, k1_factor=3):
     theirs / ours, by CPU time ("speedup") and by wall time ("speedup_wall"), with its 95 %
     bootstrap interval ("speedup_ci95", CPU time). K = 1, where both ways are the same forward
     and only noise separates them, gets k1_factor times the rounds (it is the cheapest).
-    Seconds reported are medians too. A first round warms up.
+    Seconds reported are medians too. A first round warms up. Also the Python layers'
+    bytes per image (one forward, "python_layer_bytes_k3") at the largest K.
     """
     import caffe
     from transfernet import inference, nets
@@ -263,10 +332,13 @@ def bench_deploy(cfg, ks=(1, 2, 3), repeats=6, seed=0, k1_factor=3):
                 spent[way] = _clocks() - start
             if rep:
                 rounds[k].append(np.concatenate([spent["ours"], spent["theirs"]]))
+    ways["ours"](max(ks))
+    layer_bytes = python_layer_bytes(python_layer_shapes(ours_net))
     del ours_net, theirs_net
     gc.collect()
     t = {k: np.array(v) for k, v in rounds.items()}
-    out = {"rounds": {k: v.tolist() for k, v in t.items()}}
+    out = {"rounds": {k: v.tolist() for k, v in t.items()},
+           "python_layer_bytes_k%d" % max(ks): layer_bytes}
     for col, key in enumerate(("ours_s", "ours_cpu_s", "theirs_s", "theirs_cpu_s")):
         out[key] = {k: float(np.median(t[k][:, col])) for k in ks}
     out["speedup"] = {k: median_ratio(t[k][:, 1], t[k][:, 3]) for k in ks}
@@ -444,6 +516,14 @@ def summary(results):
         "lmdb_build_records_per_s_target": results["build"]["target"]["records_per_s"],
         "peak_rss_mb_joint_train": results["rss"]["vmhwm_mb"],
         "joint_train_step_s_batch8": results["rss"]["seconds"],
+        # issue 12
+        "python_layer_mb_joint_batch4": total_mb(results["joint"]["python_layer_bytes"]
+                                                 ["batch_4"]),
+        "python_layer_mb_joint_batch4_python_unpool": total_mb(
+            results["unpool"]["python_unpool_layer_bytes"]),
+        "python_layer_mb_deploy_k3": total_mb(deploy["python_layer_bytes_k3"]),
+        "stock_unpool_time_ratio": results["unpool"]["time_ratio"],
+        "stock_unpool_time_ratio_wall": results["unpool"]["time_ratio_wall"],
     }
     return out
 
@@ -473,14 +553,21 @@ def format_report(bench):
                         100 * (r["forward_s"] + r["backward_s"]) / total))
     lines.append("%-28s %-14s %10.2f %10.2f" % ("total", "", 1e3 * joint["forward_s"],
                                                 1e3 * joint["backward_s"]))
-    lines += ["", "Python layer host<->device MB per iteration (forward + backward)"]
+    unpool = bench["unpool"]
+    lines += ["", "unpooling, paper-size joint forward+backward (batch 1, CPU s, medians): "
+              "stock %.3f, Python Unpool %.3f, ratio %.4f [%.4f, %.4f] (wall %.4f); the "
+              "unpooling layers alone %.1f / %.1f ms"
+              % ((unpool["stock_cpu_s"], unpool["python_cpu_s"], unpool["time_ratio"])
+                 + tuple(unpool["time_ratio_ci95"])
+                 + (unpool["time_ratio_wall"], 1e3 * unpool["unpool_layers_cpu_s"]["stock"],
+                    1e3 * unpool["unpool_layers_cpu_s"]["python"]))]
     batches = sorted(joint["python_layer_bytes"], key=lambda b: int(b.split("_")[1]))
-    lines.append("%-12s" % "layer" + "".join("%24s" % b for b in batches))
-    for name in joint["python_layer_bytes"][batches[0]]:
-        cells = ["%7.2f + %6.2f = %6.2f" % tuple(joint["python_layer_bytes"][b][name][k] / 2 ** 20
-                                                for k in ("forward", "backward", "total"))
-                 for b in batches]
-        lines.append("%-12s" % name + "".join("%24s" % c for c in cells))
+    lines += bytes_table("Python layer host<->device MB per iteration (forward + backward), "
+                         "joint net", {b: joint["python_layer_bytes"][b] for b in batches})
+    lines += bytes_table("... at batch 4 with the Python Unpool layer (before)",
+                         {"batch_4": unpool["python_unpool_layer_bytes"]})
+    lines += bytes_table("... deploy net, one image with K = 3 labels (forward)",
+                         {"k_3": bench["deploy"]["python_layer_bytes_k3"]})
     deploy = bench["deploy"]
     lines += ["", "deploy, medians over rounds: K, rounds, ours and theirs (K one-label "
               "forwards) wall s | CPU s, speedup by CPU [95 % interval] | wall"]
@@ -490,6 +577,23 @@ def format_report(bench):
                          deploy["ours_cpu_s"][k], deploy["theirs_cpu_s"][k], deploy["speedup"][k])
                         + tuple(deploy["speedup_ci95"][k]) + (deploy["speedup_wall"][k],)))
     return "\n".join(lines)
+
+
+def bytes_table(title, columns):
+    """Lines: the title, then per Python layer one "forward + backward = total" MB cell per
+    column ({column name: python_layer_bytes result}), then the totals."""
+    lines = ["", title, "%-20s" % "layer" + "".join("%24s" % c for c in columns)]
+    names = []
+    for table in columns.values():
+        names += [name for name in table if name not in names]
+    for name in names:
+        lines.append("%-20s" % name + "".join(
+            "%24s" % ("%7.2f + %6.2f = %6.2f" % tuple(table[name][k] / MB for k in
+                                                      ("forward", "backward", "total"))
+                      if name in table else "") for table in columns.values()))
+    lines.append("%-20s" % "total" + "".join("%24.2f" % total_mb(table)
+                                             for table in columns.values()))
+    return lines
 
 
 def write_json(path, bench):
