@@ -9,8 +9,8 @@ same net with the Python Unpool layer (time ratio, bytes before/after); seg_depl
 K = 1, 2, 3 labels against K one-label forwards (and its bytes at K = 3); the data
 layer with 1 and 2 workers; LMDB builds of the built-in dataset at 330x330; comp6 evaluation
 of 1,449 generated PNG pairs; the peak RSS of one paper-size joint training step at batch 8.
-Needs the built-in dataset (`make builtin`) and about 10 GB of memory (the batch-8 joint
-step); 4.6 minutes measured on 2 cores shared with other jobs (load average about 4).
+Needs the built-in dataset (`make builtin`) and about 12 GB of memory (the batch-8 joint
+step); 7.5 minutes measured on 2 cores shared with other jobs (load average 3-6).
 """
 import argparse
 import os
