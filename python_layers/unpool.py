@@ -15,7 +15,7 @@ and the backward pass (like the authors' layer) hands the shared gradient to bot
 import numpy as np
 
 import caffe
-from layer_params import parse_params
+from layer_params import parse_params, report_errors
 
 
 def switch_offsets(batch, channels, out_hw):
@@ -48,6 +48,7 @@ def unpool_backward(dtop, index, out):
     return out
 
 
+@report_errors
 class Unpool(caffe.Layer):
     """Bottoms: x (N, C, h, w), mask (N or 1, C, h, w), ref (any, any, H, W); top (N, C, H, W).
 

@@ -10,17 +10,27 @@ Labels per image: the stage-0 classifier's classes with sigmoid >= --threshold a
 --classes candidates (the arg-max candidate if none), or the ground truth (--gt-labels,
 TransferNet-GT), or --labels. Writes OUT/<stem>.png (the folder tools/eval.py scores),
 OUT/prob/<stem>.npz with --save-prob, OUT/vis/<stem>.png with --vis. Images whose label PNG
-(and requested extras) exist are skipped (resume). Unreadable images are reported and
-skipped; the exit status is 1 if any image failed, with the list of failures.
+(and requested extras) exist are skipped (resume); temporaries of a killed earlier run are
+removed. Unreadable images, images without ground truth and ground truth holding class ids the
+network does not have are reported and skipped; the exit status is 1 if any image failed,
+with the list of failures. Weights that do not fit the nets and an output folder that cannot
+be written are errors before any output (exit status 2). Caffe's log is shown with --verbose.
 """
 import argparse
 import os
 import sys
 
-from tqdm import tqdm
+from transfernet.verbosity import quiet_caffe
 
-from data_prep.common import Skip, read_image
-from transfernet import inference, score
+quiet_caffe(sys.argv)  # before caffe is imported
+
+from tqdm import tqdm  # noqa: E402
+
+from data_prep.common import Skip, read_image  # noqa: E402
+from transfernet import atomic, inference, score  # noqa: E402
+
+# Reason under which an image whose ground truth holds ids the network lacks is skipped.
+UNKNOWN_CLASS_IDS = "class_ids_not_in_network"
 
 
 def parse_args(argv):
@@ -44,6 +54,7 @@ def parse_args(argv):
     parser.add_argument("--vis", action="store_true",
                         help="write a figure per image to OUT/vis/<stem>.png")
     parser.add_argument("--gpu", type=int, default=-1, help="GPU id (default -1: CPU)")
+    parser.add_argument("--verbose", action="store_true", help="show Caffe's log")
     args = parser.parse_args(argv)
     if args.list and not args.root:
         parser.error("--list needs --root")
@@ -59,15 +70,33 @@ def image_paths(args):
     return inference.list_file(args.list, args.root, args.ext)
 
 
-def labels_of(args, path, image, classifier, candidates):
+def labels_of(args, path, image, classifier, candidates, count):
+    """Class ids of an image (--labels, --gt-labels or the classifier); Skip if the ground
+    truth is missing or holds ids outside the network's [1, count]."""
     if args.labels:
         return args.labels
     if args.gt_labels:
         gt_path = os.path.join(args.gt_labels, inference.stem(path) + ".png")
         if not os.path.isfile(gt_path):
             raise Skip("missing_ground_truth", gt_path)
-        return inference.gt_labels(gt_path)
+        ids = inference.gt_labels(gt_path)
+        unknown = [i for i in ids if i > count]
+        if unknown:
+            raise Skip(UNKNOWN_CLASS_IDS, "%s holds class ids %s; the network has [1, %d]"
+                       % (gt_path, unknown, count))
+        return ids
     return inference.predict_labels(classifier, image, candidates, args.threshold)
+
+
+def prepare_out(args):
+    """Create the output folders, check they can be written, remove the temporaries a killed
+    earlier run left in them (OSError naming a folder that cannot be written)."""
+    folders = {os.path.dirname(p) for p in inference.output_paths(
+        args.out, "x", args.save_prob, args.vis).values()}
+    for folder in sorted(folders):
+        atomic.check_writable_folder(folder)
+        for path in atomic.remove_stale_temporaries(folder):
+            print("infer.py: removed %s (left by an interrupted run)" % path, file=sys.stderr)
 
 
 def main(argv=None):
@@ -91,6 +120,7 @@ def main(argv=None):
         if not (args.labels or args.gt_labels):
             classifier = inference.load_net(args.classifier_model, args.classifier_weights)
             inference.check_ids(table, classifier.blobs["prob"].shape[1], "--classes")
+        prepare_out(args)
     except (OSError, ValueError) as e:
         print("infer.py: error: %s" % e, file=sys.stderr)
         return 2
@@ -102,13 +132,14 @@ def main(argv=None):
             continue
         try:
             image = read_image(path)
-            class_ids = labels_of(args, path, image, classifier, table)
-        except (Skip, score.EvalError, OSError) as e:  # unreadable image or GT PNG
+            class_ids = labels_of(args, path, image, classifier, table,
+                                  inference.num_classes(net))
+            seg = inference.segment(net, image, class_ids, use_crf=args.crf)
+            inference.write_outputs(outputs, image, seg, table)
+        except (Skip, score.EvalError, OSError) as e:  # unreadable input, a failed write
             tqdm.write("infer.py: skipping %s: %s" % (path, e), file=sys.stderr)
             failures.append((path, str(e)))
             continue
-        seg = inference.segment(net, image, class_ids, use_crf=args.crf)
-        inference.write_outputs(outputs, image, seg, table)
         done += 1
     print("%d images: %d segmented, %d already done, %d failed; outputs in %s"
           % (len(paths), done, skipped, len(failures), args.out))

@@ -17,7 +17,7 @@ import os
 import cv2
 import numpy as np
 
-from transfernet import crf, nets, score, solvers
+from transfernet import crf, nets, score, solvers, weights
 from transfernet.atomic import atomic_path
 from transfernet.classes import BACKGROUND, CLASS_NAMES, IGNORE, VOC_CLASSES
 
@@ -40,13 +40,20 @@ Segmentation = collections.namedtuple("Segmentation", [
 ])
 
 
-def load_net(model, weights):
-    """A caffe.Net in TEST phase; FileNotFoundError naming a missing prototxt or caffemodel."""
+def load_net(model, weights_path):
+    """A caffe.Net of prototxt `model` in TEST phase with every parameter from the caffemodel
+    `weights_path`, checked before anything is copied (weights.check_complete);
+    FileNotFoundError naming a missing prototxt, weights.WeightsError for weights that do
+    not fit."""
     import caffe
-    for what, path in (("model", model), ("weights", weights)):
-        if not os.path.isfile(path):
-            raise FileNotFoundError("%s file not found: %s" % (what, path))
-    return caffe.Net(model, caffe.TEST, weights=weights)
+    if not os.path.isfile(model):
+        raise FileNotFoundError("model file not found: %s" % model)
+    param = weights.read_caffemodel(weights_path)  # the cheapest errors before the net
+    net = caffe.Net(model, caffe.TEST)
+    weights.check_complete(weights_path, param, weights.net_shapes(net), model)
+    del param  # a paper-size file is 0.5 GB; copy_from reads it again
+    net.copy_from(weights_path)
+    return net
 
 
 def input_size(net):
