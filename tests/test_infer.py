@@ -378,3 +378,36 @@ def test_cli_is_quiet_unless_verbose_and_counts_an_empty_image(weights, image_di
                     "--verbose")
     assert res.returncode == 1 and "Network initialization done." in res.stderr
     assert len(re.findall(r"^I\d{4} ", res.stderr, re.M)) > 500  # glog's info lines
+
+
+def test_cli_workers_write_the_same_bytes_and_report_failures_alike(weights, image_dir,
+                                                                     tmp_path):
+    folder, sizes = image_dir
+    for k in range(4):  # more images than 2 workers hold at once (2N ahead)
+        cv2.imwrite(str(folder / ("d%d.jpg" % k)), make_image(60 + 7 * k, 90, seed=20 + k))
+    runs = {}
+    for workers in (0, 2):
+        out = tmp_path / ("out%d" % workers)
+        (out / "vis" / "b.png").mkdir(parents=True)  # a failed write, in the worker
+        res = run_infer(weights, "--dir", str(folder), "--crf", "--save-prob", "--vis",
+                        "--workers", str(workers), "--out", str(out))
+        assert res.returncode == 1, res.stderr
+        assert "8 images: 6 segmented, 0 already done, 2 failed" in res.stdout
+        runs[workers] = (out, res.stderr[res.stderr.index("failed images:"):])
+    (out0, failed0), (out2, failed2) = runs[0], runs[2]
+    assert failed2 == failed0.replace(str(out0), str(out2))
+    assert "b.jpg  (write failed: Is a directory: %s)" % (out2 / "vis" / "b.png") in failed2
+    assert "broken.jpg  (unreadable_image:" in failed2
+    files = sorted(os.path.relpath(os.path.join(d, f), str(out0))
+                   for d, _, names in os.walk(str(out0)) for f in names)
+    assert len(files) == 6 * 3 + 1  # label PNG, npz, figure each; b's npz, written first
+    assert files == sorted(os.path.relpath(os.path.join(d, f), str(out2))
+                           for d, _, names in os.walk(str(out2)) for f in names)
+    for name in files:
+        assert (out0 / name).read_bytes() == (out2 / name).read_bytes(), name
+    # Resume with workers: the finished images are skipped, b is retried.
+    os.rmdir(str(out2 / "vis" / "b.png"))
+    res = run_infer(weights, "--dir", str(folder), "--crf", "--save-prob", "--vis",
+                    "--workers", "2", "--out", str(out2))
+    assert "8 images: 1 segmented, 6 already done, 1 failed" in res.stdout
+    assert cv2.imread(str(out2 / "vis" / "b.png")) is not None

@@ -56,6 +56,7 @@ def main(argv=None):
         step("joint", lambda: bench.bench_joint_layers(nets.PAPER, a.timing_iterations))
         step("deploy", lambda: bench.bench_deploy(nets.PAPER, repeats=a.deploy_repeats))
         step("rss", lambda: bench.peak_rss_joint(source, target, a.rss_batch, tmp))
+        step("infer_workers", lambda: bench.bench_infer_workers(os.path.join(tmp, "infer")))
     results["machine"]["loadavg_end"] = bench.loadavg()
     results["summary"] = bench.summary(results)
     results.update(results["summary"])

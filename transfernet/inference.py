@@ -164,27 +164,37 @@ def fg_scores(fg):
     return np.where(fg > 1.0 - fg, fg, 0).astype(np.float32)
 
 
+def forward(net, image, class_ids):
+    """Steps 1-2 of Sec. 5 for a BGR uint8 image: (class_ids, fg, alpha, s), the sorted
+    distinct ids and forward_labels' maps on the padded square. No labels: no forward pass,
+    empty maps."""
+    class_ids = np.asarray(sorted(set(int(c) for c in class_ids)), np.int64)
+    if not len(class_ids):
+        size = input_size(net)
+        empty = np.zeros((0, size // 16, size // 16), np.float32)
+        return class_ids, np.zeros((0, size, size), np.float32), empty, empty.copy()
+    return (class_ids,) + forward_labels(net, preprocess(image, input_size(net)), class_ids)
+
+
+def finish(image, class_ids, fg_square, alpha, s, use_crf=False):
+    """Steps 3-5 of Sec. 5 from forward()'s outputs: the Segmentation. Needs no network,
+    so another process can run it (tools/infer.py --workers)."""
+    height, width = image.shape[:2]
+    fg = np.clip(unpad(fg_square, height, width), 0, 1)
+    if use_crf:
+        scores = np.array([crf.dense_crf(image, f) for f in fg], np.float32).reshape(fg.shape)
+    else:
+        scores = fg_scores(fg)
+    labels = crf.combine_labels(scores, class_ids)
+    return Segmentation(class_ids, fg, scores, labels, alpha, s)
+
+
 def segment(net, image, class_ids, use_crf=False):
     """Segment a BGR uint8 image for its labels (Sec. 5); returns a Segmentation.
 
     No labels: an all-background map, no forward pass.
     """
-    height, width = image.shape[:2]
-    class_ids = np.asarray(sorted(set(int(c) for c in class_ids)), np.int64)
-    if not len(class_ids):
-        side = input_size(net) // 16
-        empty = np.zeros((0, height, width), np.float32)
-        return Segmentation(class_ids, empty, empty, np.full((height, width), BACKGROUND,
-                            np.uint8), np.zeros((0, side, side), np.float32),
-                            np.zeros((0, side, side), np.float32))
-    fg_square, alpha, s = forward_labels(net, preprocess(image, input_size(net)), class_ids)
-    fg = np.clip(unpad(fg_square, height, width), 0, 1)
-    if use_crf:
-        scores = np.stack([crf.dense_crf(image, f) for f in fg])
-    else:
-        scores = fg_scores(fg)
-    labels = crf.combine_labels(scores, class_ids)
-    return Segmentation(class_ids, fg, scores, labels, alpha, s)
+    return finish(image, *forward(net, image, class_ids), use_crf=use_crf)
 
 
 def gt_labels(label_png):
