@@ -210,6 +210,17 @@ def test_check_solver_says_what_comes_from_the_file_and_from_fillers(
         assert len(res.stderr.splitlines()) == 1
 
 
+def test_check_solver_names_a_solver_that_does_not_parse_or_lacks_its_net(tmp_path):
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text('net: "%s"\nbase_lr: {' % (tmp_path / "none.prototxt"))
+    with pytest.raises(ValueError, match="solver %s does not parse" % solver):
+        check_solver(str(solver))
+    missing = tmp_path / "none.prototxt"
+    solver.write_text('net: "%s"\nbase_lr: 0.1' % missing)
+    with pytest.raises(ValueError, match="its net '%s' is not a file" % missing):
+        check_solver(str(solver))
+
+
 def test_check_solver_refuses_a_file_that_initialises_no_layer(builtin_lmdbs, tmp_path):
     source, target = builtin_lmdbs
     cfg = nets.TINY._replace(source=source, target=target)

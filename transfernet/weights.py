@@ -1,4 +1,4 @@
-"""Caffemodels (binary NetParameter files): read, check against a net, load.
+"""Caffemodels (binary NetParameter files): read them, check them against a net.
 
 Caffe copies the layers of a caffemodel that it finds by name and silently keeps the fillers of
 every other layer, so another network's caffemodel (or one holding nothing) gives a net of
@@ -7,9 +7,10 @@ file is parsed first and compared with the net, layer by layer and blob by blob 
 rule: same blob count, same shapes, legacy 4-D num/channels/height/width shapes padded with
 leading 1s), and every problem is a WeightsError naming the file.
 
-Inference (transfernet.inference.load_net) needs every layer of the net with parameters in the file. A solver's
-`weights` may leave layers to their fillers (the joint stage's decoder, when it starts from the
-attention snapshot): check_solver says which layers come from the file and which from fillers.
+Inference (transfernet.inference.load_net) needs every layer of the net with parameters in the
+file. A solver's `weights` may leave layers to their fillers (the joint stage's decoder, when it
+starts from the attention snapshot): check_solver says which layers come from the file and which
+from fillers. Caffe's HDF5 weights (.h5) are not read: every snapshot here is a caffemodel.
 """
 import collections
 import os
@@ -137,10 +138,16 @@ def check_complete(path, param, expected, what):
 
 def solver_weights(solver_path):
     """(SolverParameter, [caffemodel paths of its `weights`]) of a solver prototxt (Caffe
-    also splits each entry at commas)."""
+    also splits each entry at commas); ValueError naming a solver that does not parse or
+    whose net prototxt is missing."""
     param = caffe_pb2.SolverParameter()
     with open(solver_path) as f:
-        text_format.Merge(f.read(), param)
+        try:
+            text_format.Merge(f.read(), param)
+        except text_format.ParseError as e:
+            raise ValueError("solver %s does not parse: %s" % (solver_path, e)) from None
+    if not os.path.isfile(param.net):
+        raise ValueError("solver %s: its net %r is not a file" % (solver_path, param.net))
     return param, [w for entry in param.weights for w in entry.split(",") if w]
 
 
