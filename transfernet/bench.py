@@ -25,6 +25,7 @@ import io
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -461,7 +462,8 @@ def bench_infer_workers(folder, count=12, rounds=2, workers=(0, 2), seed=0):
     `count` VOC-sized images, the tiny seg_deploy net with seeded filler weights, for each
     worker count, the runs of a round side by side; speedup: median over rounds of
     images/s with workers[-1] over images/s with workers[0]. infer.py times its image
-    loop (not its start-up)."""
+    loop (not its start-up). cores_used: CPU seconds of each run (its workers included) per
+    second of its wall time, which shows how much of the machine other work left it."""
     import caffe
     from transfernet import nets
     listing, images, gt = write_infer_inputs(folder, count, seed)
@@ -470,10 +472,11 @@ def bench_infer_workers(folder, count=12, rounds=2, workers=(0, 2), seed=0):
     weights = os.path.join(folder, "seg_deploy.caffemodel")
     caffe.Net(model, caffe.TEST).save(weights)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    rates = {w: [] for w in workers}
+    rates, cores = {w: [] for w in workers}, {w: [] for w in workers}
     for r in range(rounds):
         for w in workers:
             out = os.path.join(folder, "pred_round%d_workers%d" % (r, w))
+            start, cpu = time.perf_counter(), _children_cpu()
             proc = subprocess.run(
                 [sys.executable, "tools/infer.py", "--config", "tiny", "--weights", weights,
                  "--list", listing, "--root", images, "--gt-labels", gt, "--crf",
@@ -482,9 +485,15 @@ def bench_infer_workers(folder, count=12, rounds=2, workers=(0, 2), seed=0):
             if proc.returncode:
                 raise RuntimeError("tools/infer.py --workers %d failed (exit %d):\n%s"
                                    % (w, proc.returncode, proc.stderr[-3000:]))
+            cores[w].append((_children_cpu() - cpu) / (time.perf_counter() - start))
             rates[w].append(float(INFER_SPEED.search(proc.stdout).group(2)))
-    return {"images": count, "images_per_s": rates,
+    return {"images": count, "images_per_s": rates, "cores_used": cores,
             "speedup": median_ratio(rates[workers[0]], rates[workers[-1]])}
+
+
+def _children_cpu():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def summary(results):
