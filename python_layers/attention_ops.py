@@ -20,7 +20,7 @@ an image once and attends to K labels); the A gradient then sums over the K samp
 import numpy as np
 
 import caffe
-from layer_params import parse_params
+from layer_params import parse_params, report_errors
 
 
 def _as_matrix(A):
@@ -93,6 +93,7 @@ class _AttentionLayer(caffe.Layer):
                              % (type(self).__name__, len(bottom), len(top)))
 
 
+@report_errors
 class AttentionPool(_AttentionLayer):
     """Eq. 5. Bottoms: A (NA, D, H, W), alpha (N, 1, H, W) or (N, H*W); top: z (N, D)."""
 
@@ -113,6 +114,7 @@ class AttentionPool(_AttentionLayer):
             densify(A, dz, out=bottom[1].diff)
 
 
+@report_errors
 class Densify(_AttentionLayer):
     """Eq. 7. Bottoms: A (NA, D, H, W), z (N, D); top: s (N, 1, H, W)."""
 

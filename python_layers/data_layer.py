@@ -48,7 +48,7 @@ import cv2
 import lmdb
 import numpy as np
 
-from layer_params import REQUIRED, parse_params
+from layer_params import REQUIRED, parse_params, report_errors
 from transfernet import records
 
 DEFAULTS = {"source": None, "target": None, "source_fraction": 0.5, "batch_size": REQUIRED,
@@ -328,6 +328,7 @@ class InProcess:
         pass
 
 
+@report_errors
 class SourceTargetData(caffe.Layer):
     """Source/target sampling data layer; see the module docstring for param_str and tops."""
 

@@ -6,6 +6,7 @@ and declares them once as a dict of defaults:
     DEFAULTS = {"source": REQUIRED, "batch_size": REQUIRED, "crop": 320, "mirror": True,
                 "mean": [104.008, 116.669, 122.675], "target": None}
 
+    @report_errors
     class SourceTargetData(caffe.Layer):
         def setup(self, bottom, top):
             self.params = parse_params(self, self.param_str, DEFAULTS)
@@ -18,9 +19,15 @@ Rules: '' (or whitespace) means {}; the JSON must be an object; every key must b
 every REQUIRED key must be given; a value must have its default's JSON type (an int is accepted,
 and converted, where the default is a float; a bool is never an int; a default of None or
 REQUIRED accepts any value). Any violation raises ValueError("<LayerClass> param_str: ...").
+
+Every layer class is decorated with `report_errors`, so that its errors are seen under the
+`caffe` CLI too.
 """
 import copy
+import functools
 import json
+import os
+import sys
 
 REQUIRED = object()
 """Default marking a key that param_str must provide."""
@@ -71,3 +78,37 @@ def parse_params(layer, param_str, defaults):
         raise _error(name, "missing required key(s) %s" % ", ".join(map(repr, missing)))
     return {key: _check_type(name, key, given[key], default) if key in given
             else copy.deepcopy(default) for key, default in defaults.items()}
+
+
+LAYER_METHODS = ("setup", "reshape", "forward", "backward")
+
+
+def _embedded():
+    """Whether Python runs inside another program (the `caffe` CLI), not as the interpreter."""
+    return not os.path.basename(os.path.realpath("/proc/self/exe")).startswith("python")
+
+
+def report_errors(cls):
+    """Class decorator of a Python layer: an exception leaving setup, reshape, forward or
+    backward is printed to stderr, flushed, as "Error in Python layer <Layer>.<method>:
+    <Type>: <message>" before it propagates, when Python is embedded in the `caffe` CLI.
+    There the exception ends the process with only `terminate called after throwing an
+    instance of 'boost::python::error_already_set'`; under pycaffe it reaches the caller as
+    any Python exception and is not printed twice."""
+    def wrap(name, method):
+        @functools.wraps(method)
+        def reported(self, *args):
+            try:
+                return method(self, *args)
+            except Exception as exc:
+                if _embedded():
+                    print("Error in Python layer %s.%s: %s: %s" % (
+                        cls.__name__, name, type(exc).__name__, exc), file=sys.stderr,
+                        flush=True)
+                raise
+        return reported
+
+    for name in LAYER_METHODS:
+        setattr(cls, name, wrap(name, getattr(cls, name)))
+    cls.reports_errors = True
+    return cls

@@ -17,7 +17,7 @@ The output size H x W is taken from the pre-pooling blob, so any size works (odd
 import numpy as np
 
 import caffe
-from layer_params import parse_params
+from layer_params import parse_params, report_errors
 
 
 def switch_offsets(batch, channels, out_hw):
@@ -50,6 +50,7 @@ def unpool_backward(dtop, index, out):
     return out
 
 
+@report_errors
 class UnpoolConstants(caffe.Layer):
     """The constants of the stock-layer unpooling (transfernet.nets.unpool).
 
@@ -108,6 +109,7 @@ def slot_positions(height, width):
     return (rows[:, None, None] + cols[None]).astype(np.float32)
 
 
+@report_errors
 class Unpool(caffe.Layer):
     """Bottoms: x (N, C, h, w), mask (N or 1, C, h, w), ref (any, any, H, W); top (N, C, H, W).
 

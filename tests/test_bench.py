@@ -3,6 +3,7 @@
 No timings are asserted: the figures themselves come from `make bench`.
 """
 import json
+import os
 
 import numpy as np
 import pytest
@@ -182,6 +183,27 @@ def test_eval_pairs_are_voc_like_label_pngs(tmp_path):
         assert set(np.unique(gt)) <= set(range(21)) | {255}
         assert 255 not in pred and (gt == 255).any() and (gt != 0).any()
 
+
+
+def test_infer_inputs_are_voc_sized_with_two_or_three_labels(tmp_path):
+    import cv2
+    from transfernet.inference import gt_labels
+    listing, images, gt = bench.write_infer_inputs(str(tmp_path / "infer"), 4, seed=1)
+    ids = open(listing).read().split()
+    assert ids == ["000000", "000001", "000002", "000003"]
+    counts = set()
+    for image_id in ids:
+        assert cv2.imread(os.path.join(images, image_id + ".jpg")).shape == (375, 500, 3)
+        labels = gt_labels(os.path.join(gt, image_id + ".png"))
+        assert set(labels) <= set(range(1, 21))
+        counts.add(len(labels))
+    assert counts == {2, 3}
+    results = fixed_results()
+    results["infer_workers"] = {"speedup": 1.7}
+    summary = bench.summary(results)
+    assert summary["infer_crf_speedup_2workers"] == 1.7
+    assert bench.check_target("infer_crf_speedup_2workers", 1.7)
+    assert not bench.check_target("infer_crf_speedup_2workers", 1.5)
 
 # -- the layers' scratch buffers (issue 6, section 2) -----------------------------------
 

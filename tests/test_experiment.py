@@ -67,7 +67,13 @@ def test_train_stage_with_caffe_cli_writes_snapshot_and_log(tmp_path, tiny_data)
     assert experiment.train(run, "classifier", progress=messages.append) == record
     assert os.path.getmtime(experiment.final_snapshot(run, "classifier")) == mtime
     assert "done" in messages[-1]
+    assert "classifier: no initial weights: every layer from its filler" in messages
     experiment.train(run, "attention", progress=messages.append)
+    loaded = [m for m in messages if m.startswith("attention: weights %s: "
+                                                  % experiment.final_snapshot(run, "classifier"))]
+    assert len(loaded) == 1 and "conv5_3" in loaded[0]
+    fillers = [m for m in messages if m.startswith("attention: from fillers: ")]
+    assert len(fillers) == 1 and "feat_embed" in fillers[0] and "conv5_3" not in fillers[0]
     import caffe
     net = caffe.Net(experiment.model_file(run, "attention_train"), caffe.TEST,
                     weights=experiment.final_snapshot(run, "attention"))
@@ -84,11 +90,12 @@ def test_train_stage_with_caffe_cli_writes_snapshot_and_log(tmp_path, tiny_data)
 
 def test_train_stage_needs_previous_snapshot(tmp_path, tiny_data):
     run = experiment.prepare(str(tmp_path / "run"), short_config(*tiny_data))
-    with pytest.raises(RuntimeError, match="classifier_iter_%d" % ITERATIONS):
+    with pytest.raises(RuntimeError, match="classifier_iter_%d.caffemodel not found; it is the "
+                                           "final snapshot of the previous stage" % ITERATIONS):
         experiment.train(run, "attention", progress=lambda m: None)
 
 
-def test_train_stage_checks_datasets_and_keeps_failed_log(tmp_path, tiny_data):
+def test_train_stage_checks_datasets_weights_and_keeps_failed_log(tmp_path, tiny_data):
     cfg = short_config(tiny_data[0], str(tmp_path / "no-such-dataset"))
     run = experiment.prepare(str(tmp_path / "run"), cfg)
     with pytest.raises(ValueError, match="no-such-dataset"):
@@ -97,7 +104,16 @@ def test_train_stage_checks_datasets_and_keeps_failed_log(tmp_path, tiny_data):
     junk.write_bytes(b"not a caffemodel")
     cfg = short_config(*tiny_data)._replace(classifier_init=str(junk))
     run = experiment.prepare(str(tmp_path / "run2"), cfg)
-    with pytest.raises(RuntimeError, match="junk.caffemodel"):  # caffe's fatal line
+    with pytest.raises(RuntimeError, match="junk.caffemodel .* is not a caffemodel"):
+        experiment.train(run, "classifier", progress=lambda m: None)
+    assert not os.path.exists(experiment.log_file(run, "classifier", ".log.failed"))
+    # caffe itself fails: its fatal line is reported and the log kept
+    run = experiment.prepare(str(tmp_path / "run3"), short_config(*tiny_data))
+    with open(experiment.solver_file(run, "classifier")) as f:
+        solver = f.read()
+    with open(experiment.solver_file(run, "classifier"), "w") as f:
+        f.write(solver.replace('type: "Adam"', 'type: "NoSuchSolver"'))
+    with pytest.raises(RuntimeError, match="NoSuchSolver"):
         experiment.train(run, "classifier", progress=lambda m: None)
     assert os.path.isfile(experiment.log_file(run, "classifier", ".log.failed"))
     assert experiment.stage_done(run, "classifier") is None

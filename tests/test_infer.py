@@ -2,6 +2,7 @@
 selection, batched deploy, label maps, and the tools/infer.py command line."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -9,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from transfernet import crf, inference, score
+from transfernet import atomic, crf, inference, score
 
 from tiny_weights import CLS_MODEL, REPO, SEG_MODEL, make_image
 
@@ -280,3 +281,133 @@ def test_cli_on_builtin_val_with_gt_labels_is_scorable(weights, tmp_path):
     result = score.evaluate(str(out), str(voc / "SegmentationClass"), ids,
                             score.voc_class_table(), workers=1)
     assert 0 <= result["mean_iou"] <= 1
+
+
+def test_cli_skips_ground_truth_with_ids_the_network_lacks(weights, image_dir, tmp_path):
+    folder, sizes = image_dir
+    gt_dir = tmp_path / "gt"
+    for name, ids in (("a", (5, 200)), ("b", (12,)), ("c", (3,))):
+        gt = np.zeros(sizes[name], np.uint8)
+        for k, cid in enumerate(ids):
+            gt[5 + 10 * k:10 + 10 * k, 5:30] = cid
+        score.write_palette_png(str(gt_dir / (name + ".png")), gt)
+    out = tmp_path / "out"
+    res = run_infer(weights, "--dir", str(folder), "--gt-labels", str(gt_dir),
+                    "--out", str(out))
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    assert "4 images: 2 segmented, 0 already done, 2 failed" in res.stdout
+    assert ("%s/a.jpg  (class_ids_not_in_network: %s/a.png holds class ids [200]; the network "
+            "has [1, 80])" % (folder, gt_dir)) in res.stderr
+    assert sorted(os.listdir(out)) == ["b.png", "c.png"]
+
+
+def test_cli_checks_the_output_folders_before_any_work(weights, image_dir, tmp_path):
+    folder, _ = image_dir
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "vis").write_text("")
+    for out, extra, message in [
+            (a_file / "out", [], "cannot create output folder %s: %s is a file, not a folder"
+             % (a_file / "out", a_file)),
+            (a_file, [], "output folder %s exists and is a file, not a folder" % a_file),
+            (tmp_path / "out", ["--vis"], "output folder %s exists and is a file, not a folder"
+             % (tmp_path / "out" / "vis"))]:
+        res = run_infer(weights, "--dir", str(folder), "--labels", "3", "--out", str(out),
+                        *extra)
+        assert res.returncode == 2
+        assert res.stderr == "infer.py: error: %s\n" % message and res.stdout == ""
+    assert os.listdir(str(tmp_path / "out")) == ["vis"]
+
+
+def dead_pid():
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_cli_removes_a_killed_runs_temporaries_and_eval_ignores_them(weights, image_dir,
+                                                                      tmp_path):
+    folder, sizes = image_dir
+    listing = tmp_path / "val.txt"
+    listing.write_text("a\nc\n")
+    gt_dir = tmp_path / "gt"
+    for name in ("a", "c"):
+        score.write_palette_png(str(gt_dir / (name + ".png")), np.full(sizes[name], 3, np.uint8))
+    out = tmp_path / "out"
+    args = ["--list", str(listing), "--root", str(folder), "--labels", "3", "--vis",
+            "--out", str(out)]
+    assert run_infer(weights, *args).returncode == 0
+    # What a SIGKILL during the writes of c leaves: truncated temporaries, no c.png.
+    os.remove(str(out / "c.png"))
+    pid = dead_pid()
+    leftovers = [out / (".c.png.%d.tmpk2j3h4q0.png" % pid),
+                 out / "vis" / (".c.png.%d.tmpx8y9z0ab.png" % pid)]
+    for path in leftovers:
+        path.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    live = out / (".x.png.%d.tmpabcdefgh.png" % os.getpid())  # a live writer's: kept
+    live.write_bytes(b"")
+    assert all(atomic.is_temporary(str(p)) for p in leftovers + [live])
+    res = run_infer(weights, *args)
+    assert res.returncode == 0, res.stderr
+    for path in leftovers:
+        assert "infer.py: removed %s (left by an interrupted run)" % path in res.stderr
+        assert not path.exists()
+    assert live.exists()
+    assert "2 images: 1 segmented, 1 already done, 0 failed" in res.stdout
+    # tools/eval.py ignores hidden files (the live temporary, an older run's ".c.png.XXXX.png")
+    (out / ".c.png.k2j3h4q0.png").write_bytes(b"")
+    ev = subprocess.run([sys.executable, "tools/eval.py", "--pred", str(out), "--gt",
+                         str(gt_dir), "--list", str(listing)], cwd=REPO,
+                        capture_output=True, text=True)
+    assert ev.returncode == 0, ev.stderr
+    assert "2 images" in ev.stdout
+
+
+def test_cli_is_quiet_unless_verbose_and_counts_an_empty_image(weights, image_dir, tmp_path):
+    folder, _ = image_dir
+    (folder / "empty.jpg").write_bytes(b"")
+    res = run_infer(weights, "--dir", str(folder), "--out", str(tmp_path / "out"))
+    assert res.returncode == 1
+    assert "5 images: 3 segmented, 0 already done, 2 failed" in res.stdout
+    assert "%s/empty.jpg  (unreadable_image: %s/empty.jpg: empty file)" % (folder, folder) \
+        in res.stderr
+    assert not re.search(r"^[IWEF]\d{4} ", res.stderr, re.M) and "net.cpp" not in res.stderr
+    res = run_infer(weights, "--dir", str(folder), "--out", str(tmp_path / "out2"),
+                    "--verbose")
+    assert res.returncode == 1 and "Network initialization done." in res.stderr
+    assert len(re.findall(r"^I\d{4} ", res.stderr, re.M)) > 500  # glog's info lines
+
+
+def test_cli_workers_write_the_same_bytes_and_report_failures_alike(weights, image_dir,
+                                                                     tmp_path):
+    folder, sizes = image_dir
+    for k in range(4):  # more images than 2 workers hold at once (2N ahead)
+        cv2.imwrite(str(folder / ("d%d.jpg" % k)), make_image(60 + 7 * k, 90, seed=20 + k))
+    runs = {}
+    for workers in (0, 2):
+        out = tmp_path / ("out%d" % workers)
+        (out / "vis" / "b.png").mkdir(parents=True)  # a failed write, in the worker
+        res = run_infer(weights, "--dir", str(folder), "--crf", "--save-prob", "--vis",
+                        "--workers", str(workers), "--out", str(out))
+        assert res.returncode == 1, res.stderr
+        assert "8 images: 6 segmented, 0 already done, 2 failed" in res.stdout
+        runs[workers] = (out, res.stderr[res.stderr.index("failed images:"):])
+    (out0, failed0), (out2, failed2) = runs[0], runs[2]
+    assert failed2 == failed0.replace(str(out0), str(out2))
+    assert "b.jpg  (write failed: Is a directory: %s)" % (out2 / "vis" / "b.png") in failed2
+    assert "broken.jpg  (unreadable_image:" in failed2
+    files = sorted(os.path.relpath(os.path.join(d, f), str(out0))
+                   for d, _, names in os.walk(str(out0)) for f in names)
+    assert len(files) == 6 * 3 + 1  # label PNG, npz, figure each; b's npz, written first
+    assert files == sorted(os.path.relpath(os.path.join(d, f), str(out2))
+                           for d, _, names in os.walk(str(out2)) for f in names)
+    for name in files:
+        assert (out0 / name).read_bytes() == (out2 / name).read_bytes(), name
+    # Resume with workers: the finished images are skipped, b is retried.
+    os.rmdir(str(out2 / "vis" / "b.png"))
+    res = run_infer(weights, "--dir", str(folder), "--crf", "--save-prob", "--vis",
+                    "--workers", "2", "--out", str(out2))
+    assert "8 images: 1 segmented, 6 already done, 1 failed" in res.stdout
+    assert cv2.imread(str(out2 / "vis" / "b.png")) is not None

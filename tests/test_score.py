@@ -204,3 +204,35 @@ def test_cli_writes_json_csv_and_reports_errors(tmp_path):
     os.remove(os.path.join(pred, "im2.png"))
     run = subprocess.run(cmd, capture_output=True, text=True)
     assert run.returncode == 1 and "im2.png" in run.stderr
+
+
+def test_cli_checks_out_and_csv_before_evaluating(tmp_path):
+    pred, gt, lst = write_set(tmp_path, {"im1": (GT1, PRED1)})
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    (tmp_path / "taken.json").mkdir()
+    base = [sys.executable, "tools/eval.py", "--pred", pred, "--gt", gt, "--list", lst]
+    for extra, message in [
+            (["--out", str(tmp_path / "taken.json")],
+             "--out file %s is a folder; name a file" % (tmp_path / "taken.json")),
+            (["--out", str(a_file / "eval.json")],
+             "folder of the --out file %s exists and is a file, not a folder" % a_file),
+            (["--out", str(tmp_path / "ok.json"), "--csv", str(a_file / "e.csv")],
+             "folder of the --csv file %s exists and is a file, not a folder" % a_file)]:
+        run = subprocess.run(base + extra, capture_output=True, text=True)
+        assert run.returncode == 1
+        assert run.stderr == "eval.py: error: %s\n" % message and run.stdout == ""
+    assert not (tmp_path / "ok.json").exists()
+
+
+def test_hidden_files_are_not_predictions(tmp_path):
+    pred, gt, lst = write_set(tmp_path, {"im1": (GT1, PRED1)})
+    before = score.evaluate(pred, gt, ["im1"], TABLE, workers=1)
+    for name in (".im1.png.4711.tmpk2j3h4q0.png", ".im2.png.k2j3h4q0.png", "im3.png"):
+        with open(os.path.join(pred, name), "wb") as f:
+            f.write(b"\x89PNG truncated")
+    with pytest.raises(score.EvalError) as err:  # a visible extra file is one
+        score.evaluate(pred, gt, ["im1"], TABLE, workers=1)
+    assert str(err.value) == "1 extra predictions (not in the list) in %s: im3.png" % pred
+    os.remove(os.path.join(pred, "im3.png"))
+    assert score.evaluate(pred, gt, ["im1"], TABLE, workers=1) == before

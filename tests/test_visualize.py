@@ -167,6 +167,22 @@ def test_cli_bad_input_fails_clearly(tool, weights, image_path, tmp_path, capsys
     assert not os.path.exists(out)
 
 
+def test_cli_checks_out_before_the_figure(tool, weights, image_path, tmp_path,  # noqa: F811
+                                          capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    (tmp_path / "taken.png").mkdir()
+    for out, message in [(tmp_path / "taken.png", "--out file %s is a folder; name a file"
+                          % (tmp_path / "taken.png")),
+                         (a_file / "fig.png", "folder of the --out file %s exists and is a "
+                                              "file, not a folder" % a_file)]:
+        argv = ["--config", "tiny", "--weights", weights["seg"], "--image", image_path,
+                "--labels", "3", "--out", str(out)]
+        assert tool.main(argv) == 2
+        captured = capsys.readouterr()
+        assert captured.err == "visualize.py: error: %s\n" % message and captured.out == ""
+
+
 def test_cli_usage_errors(tool, image_path):
     for argv in (["--image", image_path, "--out", "x.jpg"],
                  ["--image", image_path, "--out", "x.png", "--pixel", "10"]):

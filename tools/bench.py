@@ -61,6 +61,7 @@ def main(argv=None):
         step("unpool", lambda: bench.bench_unpool(nets.PAPER, a.unpool_rounds))
         step("deploy", lambda: bench.bench_deploy(nets.PAPER, repeats=a.deploy_repeats))
         step("rss", lambda: bench.peak_rss_joint(source, target, a.rss_batch, tmp))
+        step("infer_workers", lambda: bench.bench_infer_workers(os.path.join(tmp, "infer")))
     results["machine"]["loadavg_end"] = bench.loadavg()
     results["summary"] = bench.summary(results)
     results.update(results["summary"])

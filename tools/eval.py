@@ -7,13 +7,15 @@
 Prints the per-class IoU table (class-table order: VOC = the paper's Table 1 columns) and
 writes --out (JSON: per_class {name: IoU or null}, mean_iou, pixel_accuracy, ... as
 fractions) and the same table as CSV (--csv, default: --out with .csv). Exit status 1 with
-the list of offending files on missing/extra predictions or size mismatches.
+the list of offending files on missing/extra predictions or size mismatches, or (before the
+evaluation) if --out or --csv cannot be written. Hidden files in --pred (such as the
+temporaries of an interrupted tools/infer.py) are not predictions.
 """
 import argparse
 import os
 import sys
 
-from transfernet import score
+from transfernet import atomic, score
 
 
 def main(argv=None):
@@ -28,7 +30,11 @@ def main(argv=None):
                              "(its classes + background are scored, other ids ignored)")
     parser.add_argument("--workers", type=int, default=2, help="PNG reading threads")
     args = parser.parse_args(argv)
+    csv_path = args.csv or (os.path.splitext(args.out)[0] + ".csv" if args.out else None)
     try:
+        for flag, path in (("--out", args.out), ("--csv", csv_path)):
+            if path:
+                atomic.check_writable_file(path, "%s file" % flag)
         table = (score.voc_class_table() if args.classes == "voc"
                  else score.load_class_table(args.classes))
         result = score.evaluate(args.pred, args.gt, score.read_list(args.list), table,
@@ -37,7 +43,6 @@ def main(argv=None):
         print("eval.py: error: %s" % e, file=sys.stderr)
         return 1
     print(score.format_table(result))
-    csv_path = args.csv or (os.path.splitext(args.out)[0] + ".csv" if args.out else None)
     if args.out:
         score.write_json(args.out, result)
         print("wrote %s" % args.out)

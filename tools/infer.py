@@ -10,17 +10,37 @@ Labels per image: the stage-0 classifier's classes with sigmoid >= --threshold a
 --classes candidates (the arg-max candidate if none), or the ground truth (--gt-labels,
 TransferNet-GT), or --labels. Writes OUT/<stem>.png (the folder tools/eval.py scores),
 OUT/prob/<stem>.npz with --save-prob, OUT/vis/<stem>.png with --vis. Images whose label PNG
-(and requested extras) exist are skipped (resume). Unreadable images are reported and
-skipped; the exit status is 1 if any image failed, with the list of failures.
+(and requested extras) exist are skipped (resume); temporaries of a killed earlier run are
+removed. Unreadable images, images without ground truth and ground truth holding class ids the
+network does not have are reported and skipped; the exit status is 1 if any image failed,
+with the list of failures. Weights that do not fit the nets and an output folder that cannot
+be written are errors before any output (exit status 2). Caffe's log is shown with --verbose.
+
+The main process reads the images and runs the networks, in order; with --workers N > 0 the
+CRF, the label maps and the writes of each image run in N forked processes (the same
+functions, so the same bytes as --workers 0), at most 2N images ahead of them.
 """
 import argparse
+import concurrent.futures
+import multiprocessing
 import os
 import sys
+import time
+from concurrent.futures.process import BrokenProcessPool
 
-from tqdm import tqdm
+from transfernet.verbosity import quiet_caffe
 
-from data_prep.common import Skip, read_image
-from transfernet import inference, score
+quiet_caffe(sys.argv)  # before caffe is imported
+
+from tqdm import tqdm  # noqa: E402
+
+from data_prep.common import Skip, read_image  # noqa: E402
+from transfernet import atomic, inference, score  # noqa: E402
+
+# Reason under which an image whose ground truth holds ids the network lacks is skipped.
+UNKNOWN_CLASS_IDS = "class_ids_not_in_network"
+MAX_WORKERS = 8
+DEFAULT_WORKERS = min(MAX_WORKERS, len(os.sched_getaffinity(0)))
 
 
 def parse_args(argv):
@@ -44,9 +64,16 @@ def parse_args(argv):
     parser.add_argument("--vis", action="store_true",
                         help="write a figure per image to OUT/vis/<stem>.png")
     parser.add_argument("--gpu", type=int, default=-1, help="GPU id (default -1: CPU)")
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
+                        help="processes for the CRF, label maps and writes (0: in the main "
+                             "process; default: the cores available, at most %d, here "
+                             "%%(default)s)" % MAX_WORKERS)
+    parser.add_argument("--verbose", action="store_true", help="show Caffe's log")
     args = parser.parse_args(argv)
     if args.list and not args.root:
         parser.error("--list needs --root")
+    if args.workers < 0:
+        parser.error("--workers must be >= 0, got %d" % args.workers)
     inference.resolve_model_arguments(args)
     return args
 
@@ -59,15 +86,111 @@ def image_paths(args):
     return inference.list_file(args.list, args.root, args.ext)
 
 
-def labels_of(args, path, image, classifier, candidates):
+def labels_of(args, path, image, classifier, candidates, count):
+    """Class ids of an image (--labels, --gt-labels or the classifier); Skip if the ground
+    truth is missing or holds ids outside the network's [1, count]."""
     if args.labels:
         return args.labels
     if args.gt_labels:
         gt_path = os.path.join(args.gt_labels, inference.stem(path) + ".png")
         if not os.path.isfile(gt_path):
             raise Skip("missing_ground_truth", gt_path)
-        return inference.gt_labels(gt_path)
+        ids = inference.gt_labels(gt_path)
+        unknown = [i for i in ids if i > count]
+        if unknown:
+            raise Skip(UNKNOWN_CLASS_IDS, "%s holds class ids %s; the network has [1, %d]"
+                       % (gt_path, unknown, count))
+        return ids
     return inference.predict_labels(classifier, image, candidates, args.threshold)
+
+
+def prepare_out(args):
+    """Create the output folders, check they can be written, remove the temporaries a killed
+    earlier run left in them (OSError naming a folder that cannot be written)."""
+    folders = {os.path.dirname(p) for p in inference.output_paths(
+        args.out, "x", args.save_prob, args.vis).values()}
+    for folder in sorted(folders):
+        atomic.check_writable_folder(folder)
+        for path in atomic.remove_stale_temporaries(folder):
+            print("infer.py: removed %s (left by an interrupted run)" % path, file=sys.stderr)
+
+
+def finish_image(outputs, image, forwarded, use_crf, table):
+    """Steps 3-5 of Sec. 5 and the writes of one image (in a worker with --workers); the
+    reason of a failed write, or None."""
+    seg = inference.finish(image, *forwarded, use_crf=use_crf)
+    try:
+        inference.write_outputs(outputs, image, seg, table)
+    except OSError as e:  # the target, not the temporary, names the file
+        return "write failed: %s: %s" % (e.strerror or e, e.filename2 or e.filename)
+    return None
+
+
+def _init_worker():
+    import cv2
+    cv2.setNumThreads(1)  # one process per core already
+
+
+def segment_all(args, paths, net, classifier, table):
+    """Segment and write every image not done yet; ({"done", "skipped"}, [(path, reason)]
+    in input order). The network runs here in order; finish_image in --workers processes."""
+    counts, failures = {"done": 0, "skipped": 0}, {}
+    bar = tqdm(total=len(paths), desc="infer", unit="img")
+
+    def record(index, path, reason):
+        if reason is None:
+            counts["done"] += 1
+        else:
+            tqdm.write("infer.py: skipping %s: %s" % (path, reason), file=sys.stderr)
+            failures[index] = (path, reason)
+        bar.update()
+
+    pool = (concurrent.futures.ProcessPoolExecutor(
+        args.workers, mp_context=multiprocessing.get_context("fork"),
+        initializer=_init_worker) if args.workers else None)
+    pending = {}  # future -> (index, path)
+
+    def collect(futures):
+        for future in futures:
+            index, path = pending.pop(future)
+            try:
+                reason = future.result()
+            except BrokenProcessPool:
+                reason = "a worker process died"
+            record(index, path, reason)
+
+    try:
+        for index, path in enumerate(paths):
+            outputs = inference.output_paths(args.out, path, args.save_prob, args.vis)
+            if all(os.path.exists(p) for p in outputs.values()):
+                counts["skipped"] += 1
+                bar.update()
+                continue
+            try:
+                image = read_image(path)
+                class_ids = labels_of(args, path, image, classifier, table,
+                                      inference.num_classes(net))
+                task = (outputs, image, inference.forward(net, image, class_ids), args.crf,
+                        table)
+            except (Skip, score.EvalError, OSError) as e:  # unreadable image or GT PNG
+                record(index, path, str(e))
+                continue
+            if pool is None:
+                record(index, path, finish_image(*task))
+                continue
+            while len(pending) >= 2 * args.workers:
+                collect(concurrent.futures.wait(
+                    pending, return_when=concurrent.futures.FIRST_COMPLETED).done)
+            try:
+                pending[pool.submit(finish_image, *task)] = (index, path)
+            except BrokenProcessPool:
+                record(index, path, "a worker process died")
+        collect(list(pending))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+        bar.close()
+    return counts, [failures[i] for i in sorted(failures)]
 
 
 def main(argv=None):
@@ -91,27 +214,16 @@ def main(argv=None):
         if not (args.labels or args.gt_labels):
             classifier = inference.load_net(args.classifier_model, args.classifier_weights)
             inference.check_ids(table, classifier.blobs["prob"].shape[1], "--classes")
+        prepare_out(args)
     except (OSError, ValueError) as e:
         print("infer.py: error: %s" % e, file=sys.stderr)
         return 2
-    failures, done, skipped = [], 0, 0
-    for path in tqdm(paths, desc="infer", unit="img"):
-        outputs = inference.output_paths(args.out, path, args.save_prob, args.vis)
-        if all(os.path.exists(p) for p in outputs.values()):
-            skipped += 1
-            continue
-        try:
-            image = read_image(path)
-            class_ids = labels_of(args, path, image, classifier, table)
-        except (Skip, score.EvalError, OSError) as e:  # unreadable image or GT PNG
-            tqdm.write("infer.py: skipping %s: %s" % (path, e), file=sys.stderr)
-            failures.append((path, str(e)))
-            continue
-        seg = inference.segment(net, image, class_ids, use_crf=args.crf)
-        inference.write_outputs(outputs, image, seg, table)
-        done += 1
-    print("%d images: %d segmented, %d already done, %d failed; outputs in %s"
-          % (len(paths), done, skipped, len(failures), args.out))
+    start = time.time()
+    counts, failures = segment_all(args, paths, net, classifier, table)
+    seconds = time.time() - start
+    print("%d images: %d segmented, %d already done, %d failed; outputs in %s (%.1f s, "
+          "%.2f images/s)" % (len(paths), counts["done"], counts["skipped"], len(failures),
+                              args.out, seconds, counts["done"] / max(seconds, 1e-9)))
     if failures:
         print("failed images:", file=sys.stderr)
         for path, reason in failures:

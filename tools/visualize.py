@@ -11,15 +11,18 @@ mapped onto the image, the pixels the label map gives the label. Then a row per 
 G = A A^T (Eq. 10) of the pixel's conv5_3 cell mapped onto the image, and that row on the
 feature map with the cell marked. Labels: --labels, or those of the stage-0 classifier
 (sigmoid >= --threshold among --classes, the arg-max one if none). Prints the path written.
+Weights that do not fit the nets and an --out that cannot be written are errors before the
+figure is computed (exit status 2). Caffe's log is shown with --verbose.
 """
 import argparse
-import os
 import sys
 
-os.environ.setdefault("GLOG_minloglevel", "2")  # before caffe loads: no net set-up log
+from transfernet.verbosity import quiet_caffe
+
+quiet_caffe(sys.argv)  # before caffe is imported
 
 from data_prep.common import Skip, read_image  # noqa: E402
-from transfernet import inference, visualize  # noqa: E402
+from transfernet import atomic, inference, visualize  # noqa: E402
 
 
 def parse_pixel(text):
@@ -40,6 +43,7 @@ def parse_args(argv):
     parser.add_argument("--pixel", type=parse_pixel, nargs="+", action="extend", default=[],
                         metavar="Y,X", help="image pixels whose Gram row to show")
     inference.add_model_arguments(parser)
+    parser.add_argument("--verbose", action="store_true", help="show Caffe's log")
     args = parser.parse_args(argv)
     if not args.out.lower().endswith(".png"):
         parser.error("--out must name a .png file, got %r" % args.out)
@@ -69,6 +73,7 @@ def main(argv=None):
             classifier = inference.load_net(args.classifier_model, args.classifier_weights)
             inference.check_ids(table, classifier.blobs["prob"].shape[1], "--classes")
             class_ids = inference.predict_labels(classifier, image, table, args.threshold)
+        atomic.check_writable_file(args.out, "--out file")
     except (Skip, OSError, ValueError) as e:
         print("visualize.py: error: %s" % e, file=sys.stderr)
         return 2

@@ -21,12 +21,16 @@ net at batch 4 with the stock unpooling and with the reference Python Unpool lay
 nets measured in the same run), and of the deploy net per image at K = 3;
 target: <= 13 MB at batch 4; the joint forward+backward time with the stock unpooling over
 the time with the Python Unpool;   target: <= 1.05.
+Issue 12, section 3: f. tools/infer.py --crf images/s with 0 and 2 worker processes;
+                                                   target: >= 1.6x with 2 workers
 """
 import contextlib
 import gc
 import io
 import json
 import os
+import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -46,6 +50,7 @@ TARGETS = {  # issue 6; (comparison, bound)
     "eval_seconds_1449": ("<=", 3.0),
     "python_layer_mb_joint_batch4": ("<=", 13.0),   # issue 12
     "stock_unpool_time_ratio": ("<=", 1.05),
+    "infer_crf_speedup_2workers": (">=", 1.6),  # issue 12
 }
 FLOAT_BYTES = 4          # every Caffe blob is float32
 EVAL_SIZE = (375, 500)   # (H, W) of the generated VOC-like label maps
@@ -492,6 +497,77 @@ def peak_rss_joint(source, target, batch, folder):
 
 # -- report -------------------------------------------------------------------------------
 
+# -- f. inference workers (issue 12, section 3) --------------------------------------------
+
+INFER_IMAGE_SIZE = (375, 500)  # (H, W): a VOC image
+INFER_SPEED = re.compile(r"\(([\d.]+) s, ([\d.]+) images/s\)")
+
+
+def write_infer_inputs(folder, count, seed=0):
+    """`count` 500x375 JPEG images, each with a ground-truth PNG of 2 or 3 VOC classes, and
+    their list; returns (list, image folder, ground-truth folder)."""
+    import cv2
+    from transfernet import score
+    rng = np.random.RandomState(seed)
+    images, gt = os.path.join(folder, "images"), os.path.join(folder, "gt")
+    os.makedirs(images)
+    os.makedirs(gt)
+    ids = ["%06d" % i for i in range(count)]
+    for image_id in ids:
+        image = rng.randint(0, 256, INFER_IMAGE_SIZE + (3,)).astype(np.uint8)
+        image = cv2.GaussianBlur(image, (0, 0), 4)
+        labels = np.zeros(INFER_IMAGE_SIZE, np.uint8)
+        for cls in rng.choice(np.arange(1, 21), rng.randint(2, 4), replace=False):
+            centre = (int(rng.randint(50, 450)), int(rng.randint(50, 325)))
+            axes = (int(rng.randint(30, 120)), int(rng.randint(30, 100)))
+            colour = tuple(int(c) for c in rng.randint(0, 256, 3))
+            cv2.ellipse(image, centre, axes, 0, 0, 360, colour, -1)
+            cv2.ellipse(labels, centre, axes, 0, 0, 360, int(cls), -1)
+        cv2.imwrite(os.path.join(images, image_id + ".jpg"), image)
+        score.write_palette_png(os.path.join(gt, image_id + ".png"), labels)
+    write_text(os.path.join(folder, "list.txt"), "".join(i + "\n" for i in ids))
+    return os.path.join(folder, "list.txt"), images, gt
+
+
+def bench_infer_workers(folder, count=12, rounds=2, workers=(0, 2), seed=0):
+    """images/s of tools/infer.py --crf with ground-truth labels (2-3 per image) on
+    `count` VOC-sized images, the tiny seg_deploy net with seeded filler weights, for each
+    worker count, the runs of a round side by side; speedup: median over rounds of
+    images/s with workers[-1] over images/s with workers[0]. infer.py times its image
+    loop (not its start-up). cores_used: CPU seconds of each run (its workers included) per
+    second of its wall time, which shows how much of the machine other work left it."""
+    import caffe
+    from transfernet import nets
+    listing, images, gt = write_infer_inputs(folder, count, seed)
+    caffe.set_random_seed(seed)
+    model = nets.model_path(nets.TINY, "seg_deploy")
+    weights = os.path.join(folder, "seg_deploy.caffemodel")
+    caffe.Net(model, caffe.TEST).save(weights)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    rates, cores = {w: [] for w in workers}, {w: [] for w in workers}
+    for r in range(rounds):
+        for w in workers:
+            out = os.path.join(folder, "pred_round%d_workers%d" % (r, w))
+            start, cpu = time.perf_counter(), _children_cpu()
+            proc = subprocess.run(
+                [sys.executable, "tools/infer.py", "--config", "tiny", "--weights", weights,
+                 "--list", listing, "--root", images, "--gt-labels", gt, "--crf",
+                 "--workers", str(w), "--out", out], cwd=root, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, universal_newlines=True)
+            if proc.returncode:
+                raise RuntimeError("tools/infer.py --workers %d failed (exit %d):\n%s"
+                                   % (w, proc.returncode, proc.stderr[-3000:]))
+            cores[w].append((_children_cpu() - cpu) / (time.perf_counter() - start))
+            rates[w].append(float(INFER_SPEED.search(proc.stdout).group(2)))
+    return {"images": count, "images_per_s": rates, "cores_used": cores,
+            "speedup": median_ratio(rates[workers[0]], rates[workers[-1]])}
+
+
+def _children_cpu():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def summary(results):
     """The headline figures (flat keys of bench.json) from the measurement results."""
     deploy, data = results["deploy"], results["data_layer"]
@@ -525,6 +601,8 @@ def summary(results):
         "stock_unpool_time_ratio": results["unpool"]["time_ratio"],
         "stock_unpool_time_ratio_wall": results["unpool"]["time_ratio_wall"],
     }
+    if "infer_workers" in results:
+        out["infer_crf_speedup_2workers"] = results["infer_workers"]["speedup"]
     return out
 
 

@@ -30,6 +30,7 @@ import time
 import numpy as np
 
 from transfernet import baselines, caffe_log, crf, inference, nets, records, score, solvers
+from transfernet.weights import check_solver, describe_fits
 from transfernet.atomic import write_text
 from transfernet.classes import BACKGROUND, CLASS_NAMES
 
@@ -217,9 +218,12 @@ def train(run, stage, force=False, progress=_stderr):
     logs/<stage>.log, parsed to .csv and plotted to .png); returns its timing record.
 
     A finished stage (final snapshot and record present) is not redone unless `force`;
-    training a stage invalidates the later stages and the run's predictions.
-    ValueError naming a dataset folder of the config that is not a dataset. RuntimeError
-    with caffe's error lines if it fails; the log is then left as .log.failed.
+    training a stage invalidates the later stages and the run's predictions. Before caffe
+    runs, the solver's initial weights are checked against the train net, and the layers
+    from the file and from fillers are reported (check_solver). ValueError naming a dataset
+    folder of the config that is not a dataset. RuntimeError naming initial weights that are
+    missing or do not fit, or with caffe's error lines if caffe fails; the log is then left
+    as .log.failed.
     """
     done = stage_done(run, stage)
     if done and not force:
@@ -228,10 +232,12 @@ def train(run, stage, force=False, progress=_stderr):
     for dataset in (run.cfg.source, run.cfg.target):
         if dataset is not None:
             records.read_meta(dataset)  # ValueError naming a missing dataset folder
-    weights = initial_weights(run, stage)
-    if weights and not os.path.exists(weights):
-        raise RuntimeError('%s: initial weights %s missing (train the previous stage first)'
-                           % (stage, weights))
+    try:  # before anything is removed: a missing or unfit file, a dataset the layer rejects
+        fits = check_solver(solver_file(run, stage))
+    except (OSError, ValueError) as e:
+        raise RuntimeError('%s: %s' % (stage, e)) from None
+    for line in describe_fits(fits):
+        progress('%s: %s' % (stage, line))
     folder = os.path.dirname(snapshot_prefix(run, stage))
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder)

@@ -17,7 +17,7 @@ import os
 import cv2
 import numpy as np
 
-from transfernet import crf, nets, score, solvers
+from transfernet import crf, nets, score, solvers, weights
 from transfernet.atomic import atomic_path
 from transfernet.classes import BACKGROUND, CLASS_NAMES, IGNORE, VOC_CLASSES
 
@@ -40,13 +40,20 @@ Segmentation = collections.namedtuple("Segmentation", [
 ])
 
 
-def load_net(model, weights):
-    """A caffe.Net in TEST phase; FileNotFoundError naming a missing prototxt or caffemodel."""
+def load_net(model, weights_path):
+    """A caffe.Net of prototxt `model` in TEST phase with every parameter from the caffemodel
+    `weights_path`, checked before anything is copied (weights.check_complete);
+    FileNotFoundError naming a missing prototxt, weights.WeightsError for weights that do
+    not fit."""
     import caffe
-    for what, path in (("model", model), ("weights", weights)):
-        if not os.path.isfile(path):
-            raise FileNotFoundError("%s file not found: %s" % (what, path))
-    return caffe.Net(model, caffe.TEST, weights=weights)
+    if not os.path.isfile(model):
+        raise FileNotFoundError("model file not found: %s" % model)
+    param = weights.read_caffemodel(weights_path)  # the cheapest errors before the net
+    net = caffe.Net(model, caffe.TEST)
+    weights.check_complete(weights_path, param, weights.net_shapes(net), model)
+    del param  # a paper-size file is 0.5 GB; copy_from reads it again
+    net.copy_from(weights_path)
+    return net
 
 
 def input_size(net):
@@ -157,27 +164,37 @@ def fg_scores(fg):
     return np.where(fg > 1.0 - fg, fg, 0).astype(np.float32)
 
 
+def forward(net, image, class_ids):
+    """Steps 1-2 of Sec. 5 for a BGR uint8 image: (class_ids, fg, alpha, s), the sorted
+    distinct ids and forward_labels' maps on the padded square. No labels: no forward pass,
+    empty maps."""
+    class_ids = np.asarray(sorted(set(int(c) for c in class_ids)), np.int64)
+    if not len(class_ids):
+        size = input_size(net)
+        empty = np.zeros((0, size // 16, size // 16), np.float32)
+        return class_ids, np.zeros((0, size, size), np.float32), empty, empty.copy()
+    return (class_ids,) + forward_labels(net, preprocess(image, input_size(net)), class_ids)
+
+
+def finish(image, class_ids, fg_square, alpha, s, use_crf=False):
+    """Steps 3-5 of Sec. 5 from forward()'s outputs: the Segmentation. Needs no network,
+    so another process can run it (tools/infer.py --workers)."""
+    height, width = image.shape[:2]
+    fg = np.clip(unpad(fg_square, height, width), 0, 1)
+    if use_crf:
+        scores = np.array([crf.dense_crf(image, f) for f in fg], np.float32).reshape(fg.shape)
+    else:
+        scores = fg_scores(fg)
+    labels = crf.combine_labels(scores, class_ids)
+    return Segmentation(class_ids, fg, scores, labels, alpha, s)
+
+
 def segment(net, image, class_ids, use_crf=False):
     """Segment a BGR uint8 image for its labels (Sec. 5); returns a Segmentation.
 
     No labels: an all-background map, no forward pass.
     """
-    height, width = image.shape[:2]
-    class_ids = np.asarray(sorted(set(int(c) for c in class_ids)), np.int64)
-    if not len(class_ids):
-        side = input_size(net) // 16
-        empty = np.zeros((0, height, width), np.float32)
-        return Segmentation(class_ids, empty, empty, np.full((height, width), BACKGROUND,
-                            np.uint8), np.zeros((0, side, side), np.float32),
-                            np.zeros((0, side, side), np.float32))
-    fg_square, alpha, s = forward_labels(net, preprocess(image, input_size(net)), class_ids)
-    fg = np.clip(unpad(fg_square, height, width), 0, 1)
-    if use_crf:
-        scores = np.stack([crf.dense_crf(image, f) for f in fg])
-    else:
-        scores = fg_scores(fg)
-    labels = crf.combine_labels(scores, class_ids)
-    return Segmentation(class_ids, fg, scores, labels, alpha, s)
+    return finish(image, *forward(net, image, class_ids), use_crf=use_crf)
 
 
 def gt_labels(label_png):

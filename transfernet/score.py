@@ -120,13 +120,15 @@ def _listing(title, names, limit=20):
 
 
 def check_files(pred_dir, gt_dir, ids):
-    """Raise EvalError listing missing predictions, missing ground truth and extra PNGs."""
+    """Raise EvalError listing missing predictions, missing ground truth and extra PNGs.
+    Hidden files are not predictions: atomic-write temporaries (e.g. of a killed
+    tools/infer.py) are hidden, and no image id starts with a dot."""
     problems = []
     missing_gt = [i + ".png" for i in ids
                   if not os.path.isfile(os.path.join(gt_dir, i + ".png"))]
     if missing_gt:
         problems.append(_listing("ground-truth files missing in " + gt_dir, missing_gt))
-    present = {f for f in os.listdir(pred_dir) if f.endswith(".png")}
+    present = {f for f in os.listdir(pred_dir) if f.endswith(".png") and not f.startswith(".")}
     wanted = {i + ".png" for i in ids}
     missing = sorted(wanted - present)
     extra = sorted(present - wanted)
