@@ -1,4 +1,5 @@
-"""The runtime matches requirements.txt, and pycaffe is the real, Python-layer-enabled Caffe."""
+"""The runtime matches its requirements file (requirements.txt; requirements-cuda.txt in the
+CUDA root), and pycaffe is the real, Python-layer-enabled Caffe."""
 import importlib.metadata
 import os
 import subprocess
@@ -8,12 +9,14 @@ import cv2
 import pytest
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REQUIREMENTS = ("requirements-cuda.txt" if os.environ.get("TRANSFERNET_CAFFE") == "cuda"
+                else "requirements.txt")  # runtime/run.sh sets the flavour
 
 
 def pinned_requirements():
-    """(name, version) for every `name==version` line of requirements.txt."""
+    """(name, version) for every `name==version` line of the runtime's requirements file."""
     pins = []
-    with open(os.path.join(TOP, "requirements.txt")) as f:
+    with open(os.path.join(TOP, REQUIREMENTS)) as f:
         for line in f:
             line = line.split("#")[0].strip()
             if line:
