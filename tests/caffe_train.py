@@ -43,7 +43,8 @@ def train_rows(argv):
 
 def caffe_train(solver_path, snapshot=None):
     """argv of `caffe train`."""
-    return ["caffe", "train", "-solver", solver_path] + (["-snapshot", snapshot] if snapshot else [])
+    return (["caffe", "train", "-solver", solver_path]
+            + (["-snapshot", snapshot] if snapshot else []))
 
 
 def train_py(solver_path, snapshot=None):
