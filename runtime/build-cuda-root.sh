@@ -27,8 +27,8 @@ esac
 caffe_version=1.0.0+git20180821.99bd997-8   # Debian 11's caffe source package
 
 # Caffe's build dependencies (Debian 11's debian/control, less docs), CUDA, g++-11 for nvcc,
-# and what pydensecrf2's sdist needs: all removed after the build, except the libraries that
-# caffe and pycaffe link (found with ldd).
+# and what pydensecrf2's sdist needs: removed after the build, except the libraries that
+# caffe and pycaffe link (found with ldd) and what the Python packages need.
 build_debs="nvidia-cuda-toolkit g++-11 cmake make dpkg-dev libboost-dev
 libboost-filesystem-dev libboost-system-dev libboost-thread-dev libboost-python-dev
 libgflags-dev libgoogle-glog-dev libhdf5-dev libleveldb-dev liblmdb-dev libopenblas-dev
@@ -149,19 +149,31 @@ mkdir -p "$tmp/usr/share/caffe-cuda"
 
 step "remove the build tree, compilers, headers, CUDA toolkit and driver; keep what caffe links"
 rm -rf "$tmp/usr/src/caffe"
+# Kept: the packages of the libraries caffe and pycaffe link, and the Python packages. A
+# build package that one of them depends on stays too (python3-scipy needs python3-pythran,
+# which needs python3-dev and libboost-dev): each candidate is removed only if apt's dry run
+# of its purge removes nothing kept.
 cat >"$tmp/tmp/linked-packages.sh" <<'EOF'
 ldd /usr/bin/caffe /usr/lib/python3/dist-packages/caffe/_caffe.so |
   awk '$2 == "=>" && $3 ~ /^\// {print $3}' | sort -u |
   while read -r lib; do dpkg -S "*/${lib##*/}" 2>/dev/null || true; done |
   sed 's/: .*//; s/, /\n/g' | sed 's/:.*//' | sort -u
 EOF
-in_root /bin/sh /tmp/linked-packages.sh >"$tmp/tmp/linked-packages" 2>>"$log" \
-  && grep -qx libcudart11.0 "$tmp/tmp/linked-packages" || fail "finding the linked packages"
-in_root apt-mark manual $(cat "$tmp/tmp/linked-packages") >>"$log" 2>&1 || fail "apt-mark"
-in_root apt-get purge -y -qq $build_debs $driver_debs >>"$log" 2>&1 || fail "apt-get purge"
+cat >"$tmp/tmp/removable.sh" <<'EOF'
+for pkg in "$@"; do
+  apt-get -s purge "$pkg" | sed -n 's/^Purg \([^ ]*\).*/\1/p' | grep -qxFf /tmp/keep || echo "$pkg"
+done
+EOF
+in_root /bin/sh /tmp/linked-packages.sh >"$tmp/tmp/keep" 2>>"$log" \
+  && grep -qx libcudart11.0 "$tmp/tmp/keep" || fail "finding the linked packages"
+echo $debs | tr ' ' '\n' >>"$tmp/tmp/keep"
+in_root apt-mark manual $(cat "$tmp/tmp/keep") >>"$log" 2>&1 || fail "apt-mark"
+removable=$(in_root /bin/sh /tmp/removable.sh $build_debs $driver_debs) || fail "apt-get -s purge"
+echo "removing: $removable" >>"$log"
+in_root apt-get purge -y -qq $removable >>"$log" 2>&1 || fail "apt-get purge"
 in_root apt-get autoremove --purge -y -qq >>"$log" 2>&1 || fail "apt-get autoremove"
 in_root apt-get clean >>"$log" 2>&1
-rm -f "$tmp/tmp/linked-packages.sh" "$tmp/tmp/linked-packages"
+rm -f "$tmp"/tmp/linked-packages.sh "$tmp"/tmp/removable.sh "$tmp"/tmp/keep
 in_root ldconfig
 # A guard for `caffe ... -gpu N` on a machine without an NVIDIA driver (Caffe aborts there
 # with a stack trace) and the folder run.sh binds the host's driver libraries into.
@@ -178,6 +190,7 @@ assert caffe.has_nccl(), "pycaffe has no NCCL"' >>"$log" 2>&1 || fail "import ch
 in_root readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 | grep -q openblas \
   || fail "OpenBLAS check"
 ! in_root /bin/sh -c 'ldconfig -p | grep -q "libcuda\.so\.1 "' || fail "driver removal check"
+in_root nvcc --version >/dev/null 2>&1 && fail "toolkit removal check"
 
 echo "$recipe" >"$tmp/.transfernet-complete"
 mv -T "$tmp" "$root"
