@@ -3,6 +3,12 @@
 # import caffe, otherwise the Debian 11 Caffe root (built on first use).
 
 RUN := runtime/run.sh
+# CAFFE=cuda runs every target in the CUDA Caffe root (runtime/build-cuda-root.sh) instead.
+CAFFE ?= cpu
+ifeq ($(filter cpu cuda,$(CAFFE)),)
+$(error CAFFE must be cpu or cuda, got '$(CAFFE)')
+endif
+export TRANSFERNET_CAFFE := $(CAFFE)
 PYTEST_ARGS ?= -q
 WORKERS ?= 2
 JOBS ?= 2
@@ -50,8 +56,9 @@ export TRANSFERNET_MOUNTS := $(subst $(eval) ,:,$(strip $(TRANSFERNET_MOUNTS) \
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
 
-env:  ## build the Caffe runtime if needed; print caffe's version and the pycaffe used
+env:  ## build the Caffe runtime if needed (CAFFE=cpu|cuda); print caffe's version and the pycaffe used
 	@$(RUN) 'echo "runtime: $$TRANSFERNET_RUNTIME"; caffe --version; \
+	  $(if $(filter cuda,$(CAFFE)),python3 -m transfernet.cuda;) \
 	  python3 -c "import caffe; print(\"pycaffe:\", caffe.__file__)"'
 
 run:  ## run CMD='...' with pycaffe and the project's modules, e.g. make run CMD='caffe --version'
@@ -87,6 +94,11 @@ infer:  ## segment the images of LIST with the final snapshots of CONFIG into PR
 
 eval:  ## comp6 mIoU of PRED against GT over LIST; table on stdout, JSON + CSV in EVAL_OUT
 	@$(RUN) 'python3 tools/eval.py --pred $(PRED) --gt $(GT) --list $(LIST) --classes $(CLASSES) --out $(EVAL_OUT)'
+
+.PHONY: gpu-check
+gpu-check: TRANSFERNET_CAFFE = $(if $(filter command line,$(origin CAFFE)),$(CAFFE),cuda)
+gpu-check: builtin  ## GPU self-check in the CUDA root: CPU vs GPU joint net, GPU timing; runs/gpu-check/gpu-check.json
+	@$(RUN) 'python3 tools/gpu_check.py --builtin data/builtin --out runs/gpu-check/gpu-check.json'
 
 bench: builtin  ## performance figures (table on stdout, runs/bench/bench.json); about 5 minutes
 	@$(RUN) 'python3 tools/bench.py --out runs/bench/bench.json --builtin data/builtin'

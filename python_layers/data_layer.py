@@ -27,8 +27,11 @@ param_str (JSON), e.g.
 
 Batch k is drawn from its own numpy RandomState seeded with (seed, k), so the stream of batches
 depends on `seed` only: not on `workers`, and not on the order in which workers finish.
-Worker w prepares batches w, w+W, w+2W, ... into shared-memory slots; the layer consumes them
-in order. Workers are daemon processes that also die with their parent (PR_SET_PDEATHSIG);
+In data-parallel training (tools/train.py --gpus, R = caffe.solver_count() solvers) the TRAIN
+layer of rank r = caffe.solver_rank() takes batches r, r+R, r+2R, ... of that stream: the ranks'
+batches are disjoint and together are the single-solver stream. Worker w prepares the layer's
+batches w, w+W, w+2W, ... into shared-memory slots; the layer consumes them in order.
+Workers are daemon processes that also die with their parent (PR_SET_PDEATHSIG);
 pycaffe never frees a Python layer, so call `layer.close()` to stop them before the process
 ends if needed (they are stopped at interpreter exit anyway).
 """
@@ -127,8 +130,11 @@ def load_config(param_str, phase, num_tops):
         fraction = 0.0
     elif datasets[1] is None:
         fraction = 1.0
+    train = phase == caffe.TRAIN
+    # Only the TRAIN net is replicated per solver; the TEST net runs on rank 0 alone.
+    rank, ranks = (caffe.solver_rank(), caffe.solver_count()) if train else (0, 1)
     return dict(params, datasets=datasets, source_fraction=fraction,
-                train=phase == caffe.TRAIN, seg=num_tops == 3,
+                train=train, rank=rank, ranks=ranks, seg=num_tops == 3,
                 mean=np.array(mean, np.float32).reshape(1, 3, 1, 1))
 
 
@@ -178,6 +184,11 @@ def _load(reader, cfg, domain, index, need_mask):
         raise ValueError("%s: %s dataset %s record %d: %s"
                          % (NAME, ("source", "target")[domain], dataset["path"], index, exc))
     return image, ids, mask
+
+
+def stream_index(cfg, n):
+    """Index in the seed's batch stream of this layer's n-th batch (rank r of R: r + n R)."""
+    return cfg["rank"] + n * cfg["ranks"]
 
 
 def fill_batch(reader, cfg, k, out):
@@ -231,7 +242,8 @@ def _die_with_parent(parent_pid):
 
 
 def _worker(cfg, w, workers, slots, free, ready, stop, parent_pid):
-    """Process w: fill batches w, w+W, ... into free slots, announce them on `ready`."""
+    """Process w: fill the layer's batches w, w+W, ... into free slots, announce them on
+    `ready`."""
     _die_with_parent(parent_pid)
     cv2.setNumThreads(1)
     try:
@@ -244,7 +256,7 @@ def _worker(cfg, w, workers, slots, free, ready, stop, parent_pid):
                 if os.getppid() != parent_pid:
                     return
                 continue
-            fill_batch(reader, cfg, k, slots[slot])
+            fill_batch(reader, cfg, stream_index(cfg, k), slots[slot])
             ready.put((slot, k))
             k += workers
     except Exception:  # reported to the layer, which raises it in forward()
@@ -321,7 +333,7 @@ class InProcess:
         return []
 
     def fill(self, out):
-        fill_batch(self.reader, self.cfg, self.count, out)
+        fill_batch(self.reader, self.cfg, stream_index(self.cfg, self.count), out)
         self.count += 1
 
     def close(self):

@@ -239,6 +239,41 @@ def test_stream_depends_on_seed_only(tmp_path, datasets):
     assert _same(reference, _stream(tmp_path, datasets, seed=7, workers=2))
 
 
+@pytest.fixture
+def solver_rank():
+    """set(rank, count): Caffe's solver rank and count as tools/train.py sets them in each of
+    its processes (multiprocess, which lets Python layers run with several solvers)."""
+    def set_rank(rank, count):
+        caffe.set_solver_count(count)
+        caffe.set_solver_rank(rank)
+        caffe.set_multiprocess(count > 1)
+    yield set_rank
+    set_rank(0, 1)
+
+
+def _test_stream(tmp_path, datasets, n, **kw):
+    net = _net(tmp_path, _params(datasets, **kw), phase=caffe.TEST)
+    try:
+        return _batches(net, n)
+    finally:
+        net.layers[0].close()
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2])
+def test_solver_ranks_take_disjoint_parts_whose_union_is_the_stream(tmp_path, datasets,
+                                                                    solver_rank, workers):
+    whole = _stream(tmp_path, datasets, n=6, seed=3)
+    whole_test = _test_stream(tmp_path, datasets, n=2, seed=3)
+    assert not any(_same([a], [b]) for i, a in enumerate(whole) for b in whole[:i])
+    parts = []
+    for rank in (0, 1):
+        solver_rank(rank, 2)
+        parts.append(_stream(tmp_path, datasets, n=3, seed=3, workers=workers))
+        # The TEST net is not replicated per solver: it keeps the whole stream.
+        assert _same(whole_test, _test_stream(tmp_path, datasets, n=2, seed=3, workers=workers))
+    assert _same(parts[0], whole[0::2]) and _same(parts[1], whole[1::2])
+
+
 def _alive(pid):
     try:
         with open("/proc/%d/stat" % pid) as f:

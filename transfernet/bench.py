@@ -194,8 +194,10 @@ def _clocks():
     return np.array([time.perf_counter(), time.process_time()])
 
 
-def time_layers(net, iterations, warmup=1):
-    """Mean wall and CPU seconds of net._forward(i, i) and net._backward(i, i) per layer."""
+def time_layers(net, iterations, warmup=1, sync=lambda: None):
+    """Mean wall and CPU seconds of net._forward(i, i) and net._backward(i, i) per layer.
+    sync() runs before the clock stops: a GPU net's kernels run asynchronously, so pass
+    transfernet.cuda.synchronize to charge each layer its own kernels."""
     n = len(net.layers)
     fwd, bwd = np.zeros((n, 2)), np.zeros((n, 2))
     for it in range(warmup + iterations):
@@ -203,10 +205,12 @@ def time_layers(net, iterations, warmup=1):
         for i in range(n):
             start = _clocks()
             net._forward(i, i)
+            sync()
             fwd[i] += keep * (_clocks() - start)
         for i in reversed(range(n)):
             start = _clocks()
             net._backward(i, i)
+            sync()
             bwd[i] += keep * (_clocks() - start)
     fwd, bwd = fwd / iterations, bwd / iterations
     return [{"name": name, "type": layer.type, "forward_s": f[0], "backward_s": b[0],

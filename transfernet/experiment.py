@@ -48,8 +48,9 @@ LABEL_SOURCES = ('predicted', 'gt')
 # (TransferNet, Sec. 5) and the thresholded s of the same forward (no transfer).
 METHODS = ('decoder', 'decoder_crf', 'no_transfer')
 _ITERATION = re.compile(r'Iteration (\d+)')
-# Error lines of a failed caffe run: glog fatal lines, Python exceptions of Python layers.
-_ERROR = re.compile(r'^(F\d{4} |[A-Za-z_.]*(Error|Exception)\b)')
+# Error lines of a failed caffe run: glog fatal lines (F1201 ..., or F20261201 ... from glog
+# 0.6 on Debian 12), Python exceptions of Python layers.
+_ERROR = re.compile(r'^(F(\d{4})?\d{4} |[A-Za-z_.]*(Error|Exception)\b)')
 POLL_SECONDS = 5
 
 
