@@ -2,7 +2,7 @@
 # Checks of runtime/run.sh and the Makefile front door, run from the host (`make test-runtime`):
 # folders outside the checkout that a target writes end up on the host, missing inputs and
 # unbindable outputs are clear errors, and commands reach the runtime exactly as typed.
-# Uses the built-in dataset (generated if needed) and a scratch folder outside the checkout:
+# Uses the built-in dataset (generated if needed, regenerated once) and a scratch folder outside the checkout:
 # inputs in $tmp/in, outputs in new folders under $tmp/out (which no input folder contains).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -83,6 +83,13 @@ check "make infer LIST=<missing>" 2 "infer: LIST=$tmp/none.txt does not exist" \
   make -s infer DATASET=builtin LIST="$tmp/none.txt"
 check "make eval GT=<missing>" 2 "eval: GT=$tmp/none does not exist" \
   make -s eval DATASET=builtin PRED="$gt" GT="$tmp/none"
+
+# The built-in dataset is regenerated when its marker records another generator version.
+marker=data/builtin/builtin.json
+sed -i 's/"version": [0-9]*/"version": 0/' "$marker"
+check "make builtin regenerates a tree of another generator version" 0 \
+  "data_prep.builtin: wrote data/builtin" make -s builtin
+check "make builtin keeps a current tree" 0 "data_prep.builtin: up to date" make -s builtin
 
 # Commands and argument lists reach the runtime's shell as typed.
 check "make run CMD with double quotes" 0 "^1 2$" make -s run CMD='python3 -c "print(1, 2)"'
