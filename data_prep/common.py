@@ -144,6 +144,7 @@ def _print_summary(out_dir, count, seconds, dropped, report, written):
                                           else " (first: %s)" % example[reason]))
     if report and written:
         print("  skipped inputs listed in %s" % os.path.join(out_dir, "report.tsv"))
+    sys.stdout.flush()  # before an error on stderr
 
 
 def exit_on_sigterm():
