@@ -22,6 +22,7 @@ if [ $# -ne 1 ]; then
   exit 2
 fi
 pypath="$top:$top/python_layers"
+PATH=$PATH:/usr/sbin:/sbin  # chroot, for users whose PATH lacks them
 
 if [ "${TRANSFERNET_USE_ROOT:-0}" != 1 ] && python3 -c 'import caffe' >/dev/null 2>&1; then
   cd "$top"
@@ -60,10 +61,18 @@ for name in TERM CI COLUMNS OMP_NUM_THREADS OPENBLAS_NUM_THREADS GLOG_minlogleve
   [ -n "${!name+x}" ] && passed+=("$name=${!name}")
 done
 
-exec unshare --mount --propagation private /bin/bash -c '
+# As a user other than root, a user namespace maps the user to root (the root's files are the
+# user's, runtime/build-root.sh); there /proc can be bound but not mounted anew.
+rootless=
+[ "$(id -u)" = 0 ] || rootless=1
+exec unshare ${rootless:+--user --map-root-user} --mount --propagation private /bin/bash -c '
   set -e
-  root=$1 binds=$2; shift 2
-  mount -t proc proc "$root/proc"
+  root=$1 binds=$2 rootless=$3; shift 3
+  if [ -n "$rootless" ]; then
+    mount --rbind /proc "$root/proc"
+  else
+    mount -t proc proc "$root/proc"
+  fi
   mount --rbind /dev "$root/dev"
   IFS=:
   for dir in $binds; do
@@ -71,6 +80,6 @@ exec unshare --mount --propagation private /bin/bash -c '
     mount --rbind "$dir" "$root$dir"
   done
   exec chroot "$root" /usr/bin/env -i "$@"
-' run "$root" "$binds" \
+' run "$root" "$binds" "$rootless" \
   PATH=/usr/local/bin:/usr/bin:/bin HOME=/root LANG=C.UTF-8 PYTHONPATH="$pypath" \
   "${passed[@]}" /bin/sh -c 'cd "$0" && exec /bin/sh -c "$1"' "$top" "$1"
