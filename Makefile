@@ -46,12 +46,21 @@ PRED ?= runs/$(CONFIG)/pred
 EVAL_OUT ?= $(PRED)/eval.json
 CLASSES ?= voc
 INFER_ARGS ?=
-# Dataset roots outside the checkout are bound into the Caffe root at their own paths.
-export TRANSFERNET_MOUNTS := $(subst $(eval) ,:,$(strip $(TRANSFERNET_MOUNTS) \
-  $(abspath $(COCO_ROOT) $(VOC_ROOT) $(SBD_ROOT) $(dir $(SOURCE_DB)) $(dir $(TARGET_DB)) \
-  $(dir $(LIST)) $(IMAGES) $(GT) $(PRED))))
+DATA_FOLDERS = $(COCO_ROOT) $(VOC_ROOT) $(SBD_ROOT) $(dir $(SOURCE_DB)) $(dir $(TARGET_DB))
 
-.PHONY: help env run test models check-models data data-source data-target builtin infer eval bench demo repro-mini
+# $(call q,TEXT): TEXT as one single-quoted shell word. Commands and argument lists (CMD,
+# PYTEST_ARGS, INFER_ARGS) are taken with $(value ...), so they reach the runtime's shell
+# exactly as typed, quotes and $ included.
+q = '$(subst ','\'',$1)'
+# $(call runtime,FOLDERS,COMMAND): COMMAND in the runtime, with the FOLDERS outside the checkout
+# that it reads or writes bound into the Caffe root (runtime/run.sh, TRANSFERNET_MOUNTS; `make
+# run` binds the DATA_FOLDERS, for training).
+runtime = TRANSFERNET_MOUNTS=$(call q,$(subst $(eval) ,:,$(strip $(TRANSFERNET_MOUNTS) \
+  $(abspath $1)))) $(RUN) $(call q,$2)
+# $(call exists,VARIABLE ...): stop, naming the variable, if the input path it holds is missing.
+exists = $(foreach v,$1,$(if $(wildcard $($v)),,$(error $@: $v=$($v) does not exist)))
+
+.PHONY: help env run test test-runtime models check-models data data-source data-target builtin infer eval bench demo repro-mini
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -62,11 +71,14 @@ env:  ## build the Caffe runtime if needed (CAFFE=cpu|cuda); print caffe's versi
 	  python3 -c "import caffe; print(\"pycaffe:\", caffe.__file__)"'
 
 run:  ## run CMD='...' with pycaffe and the project's modules, e.g. make run CMD='caffe --version'
-	@test -n "$(CMD)" || { echo "usage: make run CMD='caffe --version'" >&2; exit 2; }
-	@$(RUN) '$(CMD)'
+	@test -n $(call q,$(value CMD)) || { echo "usage: make run CMD='caffe --version'" >&2; exit 2; }
+	@$(call runtime,$(DATA_FOLDERS),$(value CMD))
 
 test:  ## run the whole test suite with the real Caffe (PYTEST_ARGS='-k unpool' to select)
-	@$(RUN) 'python3 -m pytest $(PYTEST_ARGS)'
+	@$(call runtime,,python3 -m pytest $(value PYTEST_ARGS))
+
+test-runtime:  ## check runtime/run.sh and the Makefile from the host (folders, inputs, quoting)
+	@runtime/test-run.sh
 
 models:  ## regenerate models/ and solvers/ from transfernet/nets.py
 	@$(RUN) 'python3 tools/generate_models.py'
@@ -77,23 +89,26 @@ check-models:  ## fail if a committed prototxt differs from the generator's outp
 data: data-source data-target  ## build the source and target LMDBs (DATASET=paper|builtin)
 
 data-source: $(if $(filter builtin,$(DATASET)),builtin)  ## COCO-60 source LMDB from COCO_ROOT (RATIO, SEED for subsets)
-	@$(RUN) 'python3 -m data_prep.coco --root $(COCO_ROOT) --out $(SOURCE_DB) --size $(RECORD_SIZE) \
-	  --ratio $(RATIO) --seed $(SEED) --workers $(WORKERS)'
+	@$(call runtime,$(COCO_ROOT) $(dir $(SOURCE_DB)),python3 -m data_prep.coco --root $(COCO_ROOT) \
+	  --out $(SOURCE_DB) --size $(RECORD_SIZE) --ratio $(RATIO) --seed $(SEED) --workers $(WORKERS))
 
 data-target: $(if $(filter builtin,$(DATASET)),builtin)  ## VOC (+ SBD if SBD_ROOT exists) image-label target LMDB
-	@$(RUN) 'python3 -m data_prep.voc --voc-root $(VOC_ROOT) --out $(TARGET_DB) --size $(RECORD_SIZE) \
-	  $(if $(wildcard $(SBD_ROOT)/train.txt),--sbd-root $(SBD_ROOT)) --workers $(WORKERS)'
+	@$(call runtime,$(VOC_ROOT) $(SBD_ROOT) $(dir $(TARGET_DB)),python3 -m data_prep.voc \
+	  --voc-root $(VOC_ROOT) --out $(TARGET_DB) --size $(RECORD_SIZE) \
+	  $(if $(wildcard $(SBD_ROOT)/train.txt),--sbd-root $(SBD_ROOT)) --workers $(WORKERS))
 
-builtin: data/builtin/builtin.json  ## generate the built-in dataset (COCO- and VOC-format trees) once
-
-data/builtin/builtin.json:
+builtin:  ## generate the built-in dataset (COCO- and VOC-format trees) unless it is current
 	@$(RUN) 'python3 -m data_prep.builtin --out data/builtin --workers $(WORKERS)'
 
 infer:  ## segment the images of LIST with the final snapshots of CONFIG into PRED (INFER_ARGS='--crf')
-	@$(RUN) 'python3 tools/infer.py --config $(CONFIG) --list $(LIST) --root $(IMAGES) --out $(PRED) $(INFER_ARGS)'
+	@$(call exists,LIST IMAGES)$(call runtime,$(dir $(LIST)) $(IMAGES) $(GT) $(PRED), \
+	  python3 tools/infer.py --config $(CONFIG) --list $(LIST) --root $(IMAGES) --out $(PRED) \
+	  $(value INFER_ARGS))
 
 eval:  ## comp6 mIoU of PRED against GT over LIST; table on stdout, JSON + CSV in EVAL_OUT
-	@$(RUN) 'python3 tools/eval.py --pred $(PRED) --gt $(GT) --list $(LIST) --classes $(CLASSES) --out $(EVAL_OUT)'
+	@$(call exists,PRED GT LIST)$(call runtime,$(PRED) $(GT) $(dir $(LIST)) $(dir $(EVAL_OUT)), \
+	  python3 tools/eval.py --pred $(PRED) --gt $(GT) --list $(LIST) --classes $(CLASSES) \
+	  --out $(EVAL_OUT))
 
 .PHONY: gpu-check
 gpu-check: TRANSFERNET_CAFFE = $(if $(filter command line,$(origin CAFFE)),$(CAFFE),cuda)

@@ -34,6 +34,7 @@ import scipy.io
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from data_prep import common
 from transfernet import classes, records
 from transfernet.atomic import write_text
 
@@ -69,6 +70,8 @@ VERSION = 5  # of the rendering: 2 = calm backgrounds, class hues, outlined obje
 AIRPLANE_FRACTION = 0.1
 CROWD_FRACTION = 0.25
 EMPTY_EVERY = 50
+MARKER = "builtin.json"  # the settings and VERSION of the trees beside it
+BUILDING = ".building"   # where the trees are built before they are swapped in
 MIN_VISIBLE = 0.35
 VOC_BORDER = 3  # width in pixels of the 255 band drawn along VOC object boundaries
 MIN_RADIUS, MAX_RADIUS = 0.25, 0.5  # object size, fraction of the image's shorter side
@@ -296,6 +299,10 @@ def voc_image(job):
     png.save(os.path.join(root, "SegmentationClass", name + ".png"))
 
 
+def _trees(sbd):
+    return ["coco", "VOCdevkit"] + (["benchmark_RELEASE"] if sbd else [])
+
+
 def _write_list(path, names):
     with open(path, "w") as f:
         f.write("".join(n + "\n" for n in names))
@@ -305,11 +312,27 @@ def generate(out, seed=0, source_images=600, target_train=400, target_val=100, s
              workers=2):
     """Write <out>/coco, <out>/VOCdevkit/VOC2012 and (sbd > 0) <out>/benchmark_RELEASE.
 
-    Each tree is built under <out>/.building and swapped in when complete.
+    Each tree is built under <out>/.building and swapped in when complete; out/builtin.json,
+    the settings marker `ensure` checks, is removed first and written last, so an
+    interrupted run leaves no marker and the next `ensure` generates again.
     SBD: `sbd` new images in train.txt, plus (as in the real SBD) the first three VOC val
     names in train.txt and the first three VOC train names in val.txt.
     """
-    build = os.path.join(out, ".building")
+    marker = os.path.join(out, MARKER)
+    if os.path.exists(marker):
+        os.remove(marker)
+    build = os.path.join(out, BUILDING)
+    try:
+        params = _generate(out, build, seed, source_images, target_train, target_val, sbd,
+                           workers)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)
+        raise
+    write_text(marker, json.dumps(params, indent=1, sort_keys=True))
+    return params
+
+
+def _generate(out, build, seed, source_images, target_train, target_val, sbd, workers):
     if os.path.exists(build):
         shutil.rmtree(build)
     coco, voc = os.path.join(build, "coco"), os.path.join(build, "VOCdevkit", "VOC2012")
@@ -351,33 +374,38 @@ def generate(out, seed=0, source_images=600, target_train=400, target_val=100, s
     if sbd:
         _write_list(os.path.join(sbd_dir, "train.txt"), sbd_new + voc_val[:3])
         _write_list(os.path.join(sbd_dir, "val.txt"), voc_train[:3])
-    trees = ["coco", "VOCdevkit"] + (["benchmark_RELEASE"] if sbd else [])
-    for tree in trees:
+    for tree in _trees(sbd):
         records.swap_in(os.path.join(build, tree), os.path.join(out, tree))
     if not sbd and os.path.exists(os.path.join(out, "benchmark_RELEASE")):
         shutil.rmtree(os.path.join(out, "benchmark_RELEASE"))
     shutil.rmtree(build)
-    params = {"version": VERSION, "seed": seed, "source_images": source_images,
-              "target_train": target_train, "target_val": target_val, "sbd": sbd}
-    write_text(os.path.join(out, "builtin.json"), json.dumps(params, indent=1, sort_keys=True))
-    return params
+    return {"version": VERSION, "seed": seed, "source_images": source_images,
+            "target_train": target_train, "target_val": target_val, "sbd": sbd}
 
 
 def ensure(out, workers=2, **settings):
     """Generate into `out` (generate's keyword settings: seed, image counts, sbd) unless
-    out/builtin.json already records the same settings and generator VERSION; returns True if
-    it generated."""
+    out/builtin.json already records the same settings and generator VERSION and the trees are
+    there; returns True if it generated. A leftover <out>/.building is removed either way."""
     bound = inspect.signature(generate).bind(out, **settings)
     bound.apply_defaults()
     wanted = dict(bound.arguments, version=VERSION)
     del wanted["out"], wanted["workers"]
-    marker = os.path.join(out, "builtin.json")
-    if os.path.exists(marker):
-        with open(marker) as f:
-            if json.load(f) == wanted:
-                return False
+    if _recorded(out) == wanted and all(os.path.isdir(os.path.join(out, tree))
+                                        for tree in _trees(wanted["sbd"])):
+        shutil.rmtree(os.path.join(out, BUILDING), ignore_errors=True)
+        return False
     generate(out, workers=workers, **settings)
     return True
+
+
+def _recorded(out):
+    """The settings out/builtin.json records, or None."""
+    try:
+        with open(os.path.join(out, MARKER)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
 
 
 def main(argv=None):
@@ -390,9 +418,11 @@ def main(argv=None):
     p.add_argument("--sbd", type=int, default=0, help="extra SBD-style images (0: no SBD tree)")
     p.add_argument("--workers", type=int, default=2, help="worker processes")
     a = p.parse_args(argv)
-    params = generate(a.out, a.seed, a.source_images, a.target_train, a.target_val, a.sbd,
-                      a.workers)
-    print("data_prep.builtin: wrote %s (%s)" % (a.out, json.dumps(params, sort_keys=True)),
+    common.exit_on_sigterm()
+    generated = ensure(a.out, a.workers, seed=a.seed, source_images=a.source_images,
+                       target_train=a.target_train, target_val=a.target_val, sbd=a.sbd)
+    print("data_prep.builtin: %s %s (%s)" % ("wrote" if generated else "up to date:", a.out,
+                                             json.dumps(_recorded(a.out), sort_keys=True)),
           file=sys.stderr)
 
 

@@ -13,12 +13,13 @@ The image's labels are the ids left in the label map after resizing.
   python3 -m data_prep.coco --root data/coco --out data/lmdb/coco60 [--ratio 0.5 --seed 1]
 """
 import argparse
+import json
 import os
+import reprlib
 import sys
 
 import numpy as np
 from pycocotools import mask as mask_utils
-from pycocotools.coco import COCO
 
 from data_prep import common
 from transfernet import classes, records
@@ -33,6 +34,14 @@ PASCAL_CATEGORY = "pascal_category"
 NO_ANNOTATION = "no_annotation"
 NOT_SAMPLED = "not_sampled_ratio"
 NO_OBJECT_PIXELS = "no_object_pixels_after_resize"
+MALFORMED_IMAGE = "malformed_image_entry"
+MALFORMED_ANNOTATION = "malformed_annotation"
+
+# The fields the builder reads from an instances JSON and each of its entries, with their types.
+INSTANCES_FIELDS = {"images": list, "annotations": list, "categories": list}
+IMAGE_FIELDS = {"id": int, "file_name": str, "height": int, "width": int}
+ANNOTATION_FIELDS = {"id": int, "image_id": int, "category_id": int, "segmentation": (list, dict)}
+CATEGORY_FIELDS = {"id": int, "name": str}
 
 
 def instance_mask(segmentation, height, width, what):
@@ -102,12 +111,74 @@ def encode_one(task):
         records.encode_mask(labels), ids
 
 
-def select_images(coco, ratio, seed):
+def field_problem(entry, fields):
+    """What is wrong with a JSON entry given its required {field: type}, or None."""
+    if not isinstance(entry, dict):
+        return "is a %s, not an object" % type(entry).__name__
+    for name, kind in fields.items():
+        if name not in entry:
+            return "has no %r" % name
+        if not isinstance(entry[name], kind) or isinstance(entry[name], bool):
+            return "has %r = %s" % (name, reprlib.repr(entry[name]))
+    return None
+
+
+def load_instances(path):
+    """The instances JSON as a dict; ValueError naming the file if it does not parse, lacks
+    its images / annotations / categories lists or has a malformed category."""
+    try:
+        with open(path, "rb") as f:
+            dataset = json.load(f)
+    except ValueError as e:  # json.JSONDecodeError, UnicodeDecodeError
+        raise ValueError("%s is not valid JSON: %s" % (path, e)) from None
+    problem = field_problem(dataset, INSTANCES_FIELDS)
+    if problem:
+        raise ValueError("%s %s: a COCO instances JSON has 'images', 'annotations' and "
+                         "'categories' lists" % (path, problem))
+    for i, cat in enumerate(dataset["categories"]):
+        problem = field_problem(cat, CATEGORY_FIELDS)
+        if problem:
+            raise ValueError("%s: categories[%d] %s" % (path, i, problem))
+    return dataset
+
+
+def index_instances(dataset):
+    """({image id: image entry}, {image id: [annotation]}, skipped rows) of an instances JSON.
+
+    A malformed image entry or annotation is a (reason, item, detail) row; an image with a
+    malformed annotation is skipped whole (a bbox-only instance would be painted background).
+    """
+    skipped, images = [], {}
+    for i, info in enumerate(dataset["images"]):
+        problem = field_problem(info, IMAGE_FIELDS)
+        if problem:
+            skipped.append((MALFORMED_IMAGE, "images[%d]" % i, "image entry %s" % problem))
+        else:
+            images[info["id"]] = info
+    anns, broken = {img_id: [] for img_id in images}, {}
+    for i, ann in enumerate(dataset["annotations"]):
+        problem = field_problem(ann, ANNOTATION_FIELDS)
+        if problem is None:
+            anns.setdefault(ann["image_id"], []).append(ann)
+            continue
+        detail = "annotations[%d] %s" % (i, problem)
+        img_id = ann.get("image_id") if isinstance(ann, dict) else None
+        if isinstance(img_id, int) and img_id in images:
+            broken.setdefault(img_id, detail)
+        else:
+            skipped.append((MALFORMED_ANNOTATION, "annotations[%d]" % i, detail))
+    for img_id, detail in sorted(broken.items()):
+        skipped.append((MALFORMED_ANNOTATION, images.pop(img_id)["file_name"], detail))
+        del anns[img_id]
+    return images, anns, skipped
+
+
+def select_images(images, anns, ratio, seed):
     """(kept image ids in id order, {reason: count}) after the PASCAL / empty / ratio filters."""
     dropped = {PASCAL_CATEGORY: 0, NO_ANNOTATION: 0, NOT_SAMPLED: 0}
     candidates = []
-    for img_id in sorted(coco.imgs):
-        cats = {a["category_id"] for a in coco.imgToAnns.get(img_id, [])}
+    for img_id in sorted(images):
+        cats = {a["category_id"] for a in anns[img_id]}
         if cats & classes.PASCAL_COCO_IDS:
             dropped[PASCAL_CATEGORY] += 1
         elif not cats:
@@ -127,18 +198,19 @@ def select_images(coco, ratio, seed):
 def build_source(root, out_dir, annotations=DEFAULT_ANNOTATIONS, images=DEFAULT_IMAGES,
                  size=records.DEFAULT_SIZE, ratio=1.0, seed=0, workers=2):
     """Build the source dataset from a COCO root; returns its meta dict."""
+    records.remove_partial(out_dir)
     common.require_files("MS-COCO", root, [annotations, images + "/"], DOWNLOAD)
     ann_path = os.path.join(root, annotations)
-    coco = COCO(ann_path)
-    classes.check_coco_categories(coco.dataset.get("categories", []), ann_path)
-    kept, dropped = select_images(coco, ratio, seed)
+    dataset = load_instances(ann_path)
+    classes.check_coco_categories(dataset["categories"], ann_path)
+    infos, anns, skipped = index_instances(dataset)
+    kept, dropped = select_images(infos, anns, ratio, seed)
     tasks = []
     for img_id in kept:
-        info = coco.imgs[img_id]
+        info = infos[img_id]
         tasks.append((info["file_name"], (os.path.join(root, images, info["file_name"]),
-                                          info["height"], info["width"],
-                                          coco.imgToAnns[img_id], size)))
-    listed = sorted(c["id"] for c in coco.dataset["categories"] if c["id"] in classes.COCO60_ID)
+                                          info["height"], info["width"], anns[img_id], size)))
+    listed = sorted(c["id"] for c in dataset["categories"] if c["id"] in classes.COCO60_ID)
     meta = {
         "kind": "source", "size": size, "num_classes": classes.NUM_CLASSES,
         "classes": {str(classes.COCO60_ID[c]): classes.COCO_NAME_BY_ID[c] for c in listed},
@@ -146,9 +218,10 @@ def build_source(root, out_dir, annotations=DEFAULT_ANNOTATIONS, images=DEFAULT_
         "dropped": dropped,
         "params": {"root": os.path.abspath(root), "annotations": annotations,
                    "images": images, "ratio": ratio, "seed": seed, "size": size,
-                   "images_in_json": len(coco.imgs)},
+                   "images_in_json": len(dataset["images"])},
     }
-    return common.build(out_dir, tasks, encode_one, meta, workers=workers, desc="coco")
+    return common.build(out_dir, tasks, encode_one, meta, workers=workers, desc="coco",
+                        skipped=skipped)
 
 
 def main(argv=None):
@@ -162,6 +235,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0, help="seed of the --ratio subset")
     p.add_argument("--workers", type=int, default=2, help="worker processes")
     a = p.parse_args(argv)
+    common.exit_on_sigterm()
     try:
         build_source(a.root, a.out, a.annotations, a.images, a.size, a.ratio, a.seed, a.workers)
     except (FileNotFoundError, ValueError) as e:

@@ -1,6 +1,7 @@
 """Shared pieces of the dataset builders: image reading, the parallel build loop, skip reports."""
 import multiprocessing
 import os
+import signal
 import sys
 import time
 
@@ -86,17 +87,22 @@ def _guarded(fn_task):
         return ("skip", s.reason, s.detail)
 
 
-def build(out_dir, tasks, fn, meta, workers=2, map_size=records.DEFAULT_MAP_SIZE, desc="build"):
+def build(out_dir, tasks, fn, meta, workers=2, map_size=records.DEFAULT_MAP_SIZE, desc="build",
+          skipped=()):
     """Run fn over tasks in worker processes (ordered) and write the dataset atomically.
 
     tasks: list of (item_name, task); fn(task) -> (image_value, mask_value or None, class_ids)
-    or raises Skip. meta["dropped"] gains one count per skip reason; skipped items go to
-    report.tsv; meta["class_counts"] counts images per class id. Prints a summary.
+    or raises Skip. skipped: (reason, item, detail) rows of inputs found bad before the build.
+    meta["dropped"] gains one count per skip reason; skipped items go to report.tsv;
+    meta["class_counts"] counts images per class id. Prints a summary, also when no record
+    is left (then ValueError naming the parameters).
     """
     meta = dict(meta)
     dropped = meta.setdefault("dropped", {})
     class_counts = {}
-    report = []
+    report = list(skipped)
+    for reason, _, _ in report:
+        dropped[reason] = dropped.get(reason, 0) + 1
     start = time.time()
 
     def produce():
@@ -113,13 +119,43 @@ def build(out_dir, tasks, fn, meta, workers=2, map_size=records.DEFAULT_MAP_SIZE
             yield result[1], result[2]
         meta["class_counts"] = dict(sorted(class_counts.items(), key=lambda kv: int(kv[0])))
 
-    count = records.write_dataset(out_dir, produce(), meta, map_size=map_size, report=report)
-    seconds = time.time() - start
+    try:
+        count = records.write_dataset(out_dir, produce(), meta, map_size=map_size, report=report)
+    except records.EmptyDataset:
+        _print_summary(out_dir, 0, time.time() - start, dropped, report, written=False)
+        raise ValueError("%s: no records to write: every input was dropped (counts above); "
+                         "parameters: %s" % (out_dir, ", ".join(
+                             "%s=%s" % kv for kv in sorted(meta.get("params", {}).items()))))
+    _print_summary(out_dir, count, time.time() - start, dropped, report, written=True)
+    return records.read_meta(out_dir)
+
+
+def _print_summary(out_dir, count, seconds, dropped, report, written):
+    """Kept count, rate and one line per drop reason; where report.tsv is if it was written,
+    else the first skipped input of each reason."""
     print("%s: kept %d images (%.0f records/s, %.1f s)" % (out_dir, count, count / seconds,
                                                            seconds))
+    example = {}
+    for reason, item, detail in report:
+        example.setdefault(reason, detail if item in detail else "%s: %s" % (item, detail))
     for reason, n in sorted(dropped.items()):
         if n:
-            print("  dropped %d: %s" % (n, reason))
-    if report:
+            print("  dropped %d: %s%s" % (n, reason, "" if written or reason not in example
+                                          else " (first: %s)" % example[reason]))
+    if report and written:
         print("  skipped inputs listed in %s" % os.path.join(out_dir, "report.tsv"))
-    return records.read_meta(out_dir)
+    sys.stdout.flush()  # before an error on stderr
+
+
+def exit_on_sigterm():
+    """Turn SIGTERM into SystemExit, so a killed build removes its partial output as Ctrl-C
+    does. Worker processes forked later keep SIGTERM's default action (Pool.terminate)."""
+    main = os.getpid()
+
+    def handler(signum, frame):
+        if os.getpid() != main:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)

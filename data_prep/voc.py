@@ -43,10 +43,15 @@ def read_voc_label(path):
 def read_sbd_label(path):
     """uint8 HxW class-index map of an SBD cls/*.mat (GTcls.Segmentation)."""
     try:
-        gt = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)["GTcls"]
-        return np.asarray(gt.Segmentation, dtype=np.uint8)
-    except (OSError, KeyError, AttributeError, ValueError, TypeError) as e:
-        raise common.Skip(common.UNREADABLE_MASK, "%s: %s" % (path, e))
+        mat = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
+    except Exception as e:  # a broken file raises MatReadError, ValueError, IndexError, ...
+        raise common.Skip(common.UNREADABLE_MASK, "%s: not a readable .mat file (%s: %s)"
+                          % (path, type(e).__name__, e))
+    try:
+        return np.asarray(mat["GTcls"].Segmentation, dtype=np.uint8)
+    except (KeyError, AttributeError, ValueError, TypeError) as e:
+        raise common.Skip(common.UNREADABLE_MASK, "%s: no GTcls.Segmentation (%s: %s)"
+                          % (path, type(e).__name__, e))
 
 
 def encode_one(task):
@@ -91,6 +96,7 @@ def train_aug_tasks(voc_root, sbd_root, size):
 
 def build_target(voc_root, out_dir, sbd_root=None, size=records.DEFAULT_SIZE, workers=2):
     """Build the target dataset (train_aug, or VOC train without SBD); returns its meta."""
+    records.remove_partial(out_dir)
     common.require_files("PASCAL VOC 2012", voc_root, VOC_FILES, VOC_DOWNLOAD)
     if sbd_root:
         common.require_files("SBD", sbd_root, SBD_FILES, SBD_DOWNLOAD)
@@ -117,6 +123,7 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=records.DEFAULT_SIZE, help="warp size")
     p.add_argument("--workers", type=int, default=2, help="worker processes")
     a = p.parse_args(argv)
+    common.exit_on_sigterm()
     try:
         build_target(a.voc_root, a.out, a.sbd_root or None, a.size, a.workers)
     except (FileNotFoundError, ValueError) as e:

@@ -6,12 +6,19 @@
 # The root lives outside the checkout, in $TRANSFERNET_ROOT (default: a folder under
 # ~/.cache/transfernet named after a hash of this recipe, so a changed recipe builds a new
 # root). It is built under a temporary name and renamed when complete: an interrupted
-# build is never used, and re-running starts it again. Needs root (debootstrap, chroot).
+# build is never used, and re-running starts it again.
+# As root: debootstrap, then apt-get in a chroot. As any other user: mmdebstrap, run as root
+# of a user namespace that maps the user to root and the user's subordinate uid/gid range to
+# the packages' own users (unshare --map-auto; mmdebstrap's own --mode=unshare maps root to a
+# subordinate uid instead, which cannot enter a home folder of mode 700 or 750); then every
+# file is given to the user, so the root is entered with only the user's own uid mapped to
+# root (runtime/run.sh; no range needed to run it).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(dirname "$here")
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+PATH=$PATH:/usr/sbin:/sbin  # chroot, for users whose PATH lacks them
 
 # Debian 11 packages: Caffe, OpenBLAS (Caffe otherwise runs on the ~17x slower reference
 # BLAS), the Python libraries, and a compiler for the dense CRF's sdist.
@@ -31,40 +38,75 @@ if [ -f "$root/.transfernet-complete" ]; then
   echo "$root"
   exit 0
 fi
-if [ "$(id -u)" != 0 ]; then
-  echo "build-root: building the Caffe root needs root (debootstrap, chroot);" \
-       "run as root, or bring your own pycaffe (see README.md)" >&2
-  exit 1
+ways_out="or let a root user build the root once and point TRANSFERNET_ROOT at it,"\
+" or bring your own pycaffe (README.md, The Caffe runtime)"
+if [ "$(id -u)" = 0 ]; then
+  rootless=
+  if ! command -v debootstrap >/dev/null; then
+    echo "build-root: installing debootstrap" >&2
+    apt-get update -qq >&2 && apt-get install -y -qq debootstrap >&2
+  fi
+else
+  rootless=1
+  user=$(id -un)
+  if ! unshare --user --map-root-user true 2>/dev/null; then
+    echo "build-root: this machine does not let $user create user namespaces" \
+         "(unshare --user failed; e.g. kernel.unprivileged_userns_clone=0), which building" \
+         "and entering the Caffe root without root needs: $ways_out" >&2
+    exit 1
+  fi
+  if ! command -v mmdebstrap >/dev/null || ! command -v newuidmap >/dev/null \
+     || ! unshare --map-auto --map-root-user true 2>/dev/null; then
+    echo "build-root: building the Caffe root as $user needs mmdebstrap and newuidmap" \
+         "(apt-get install mmdebstrap uidmap) and a subordinate uid and gid range for $user" \
+         "in /etc/subuid and /etc/subgid (an administrator, e.g.: usermod --add-subuids" \
+         "100000-165535 --add-subgids 100000-165535 $user); $ways_out" >&2
+    exit 1
+  fi
 fi
-if ! command -v debootstrap >/dev/null; then
-  echo "build-root: installing debootstrap" >&2
-  apt-get update -qq >&2 && apt-get install -y -qq debootstrap >&2
-fi
+# Removes a partial root: as a user, inside a user namespace with the user's uid range, since
+# mmdebstrap's files belong to it until they are handed over.
+remove() {
+  ${rootless:+unshare --map-auto --map-root-user} rm -rf --one-file-system "$@"
+}
 
 mkdir -p "$(dirname "$root")"
 tmp="$root.partial.$$"
-trap 'rm -rf --one-file-system "$tmp"' EXIT
+trap 'remove "$tmp"' EXIT
 log="$tmp.log"
 start=$(date +%s)
 step() { echo "build-root: [$(( $(date +%s) - start ))s] $*" >&2; }
 
-step "debootstrap bullseye into $tmp (log: $log)"
-debootstrap --variant=minbase bullseye "$tmp" "$mirror" >"$log" 2>&1 \
-  || { tail -20 "$log" >&2; echo "build-root: debootstrap failed" >&2; exit 1; }
-
-# Runs a command in the root being built, in a private mount namespace (mounts vanish with it).
+# Runs a command in the root being built, in a private mount namespace (mounts vanish with it;
+# as a user, in a user namespace too, where /proc can be bound but not mounted anew).
 in_root() {
-  unshare --mount --propagation private /bin/sh -c '
-    mount -t proc proc "$1/proc" && mount --rbind /dev "$1/dev" && shift 1 &&
+  unshare ${rootless:+--user --map-root-user} --mount --propagation private /bin/sh -c '
+    if [ -n "$2" ]; then mount --rbind /proc "$1/proc"; else mount -t proc proc "$1/proc"; fi &&
+    mount --rbind /dev "$1/dev" && shift 2 &&
     exec chroot "$0" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
-      HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"' "$tmp" "$tmp" "$@"
+      HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"' "$tmp" "$tmp" "$rootless" "$@"
 }
 
-step "apt-get install Caffe and the Python packages"
-in_root apt-get update -qq >>"$log" 2>&1
-in_root apt-get install -y -qq --no-install-recommends $debs >>"$log" 2>&1 \
-  || { tail -20 "$log" >&2; echo "build-root: apt-get install failed" >&2; exit 1; }
-in_root apt-get clean >>"$log" 2>&1
+if [ -z "$rootless" ]; then
+  step "debootstrap bullseye into $tmp (log: $log)"
+  debootstrap --variant=minbase bullseye "$tmp" "$mirror" >"$log" 2>&1 \
+    || { tail -20 "$log" >&2; echo "build-root: debootstrap failed" >&2; exit 1; }
+  step "apt-get install Caffe and the Python packages"
+  in_root apt-get update -qq >>"$log" 2>&1
+  in_root apt-get install -y -qq --no-install-recommends $debs >>"$log" 2>&1 \
+    || { tail -20 "$log" >&2; echo "build-root: apt-get install failed" >&2; exit 1; }
+  in_root apt-get clean >>"$log" 2>&1
+else
+  step "mmdebstrap bullseye with Caffe and the Python packages into $tmp, in a user" \
+       "namespace (log: $log)"
+  # A PID namespace of its own lets it mount /proc in the root (sysfs stays unmounted: a
+  # warning in the log, not needed by apt or dpkg).
+  unshare --map-auto --map-root-user --mount --pid --fork \
+    mmdebstrap --mode=root --variant=minbase --include="$(echo $debs | tr ' ' ,)" \
+    bullseye "$tmp" "$mirror" >"$log" 2>&1 \
+    || { tail -20 "$log" >&2; echo "build-root: mmdebstrap failed" >&2; exit 1; }
+  unshare --map-auto --map-root-user chown -hR 0:0 "$tmp"  # every file to the user
+fi
 
 step "pip: fetch the cp39 wheels and sdists on the host"
 dl="$tmp/tmp/transfernet-wheels"

@@ -1,9 +1,12 @@
 """Dataset builders on the built-in dataset (real COCO JSON / VOC / SBD formats, real LMDB)."""
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import cv2
 import lmdb
@@ -359,3 +362,191 @@ def test_read_image_undecodable_is_a_skip(tmp_path, content, why):
         common.read_image(path)
     assert err.value.reason == common.UNREADABLE_IMAGE
     assert path in err.value.detail and why in err.value.detail
+
+
+def _kept_annotation(data, image_id):
+    return next(a for a in data["annotations"] if a["image_id"] == image_id and not a["iscrowd"])
+
+
+def test_coco_malformed_entries_and_empty_image_skipped_counted_reported(raw, gt, tmp_path):
+    root = str(tmp_path / "coco")
+    shutil.copytree(os.path.join(raw, "coco"), root)
+    json_path = os.path.join(root, "annotations", "instances_train2014.json")
+    with open(json_path) as f:
+        data = json.load(f)
+    kept = _expected_source_ids(gt)
+    name = {im["id"]: im["file_name"] for im in data["images"]}
+    del _kept_annotation(data, kept[0])["segmentation"]  # bbox only
+    del _kept_annotation(data, kept[1])["id"]
+    orphan = dict(_kept_annotation(data, kept[2]), id=10 ** 6)
+    del orphan["image_id"]
+    data["annotations"].append(orphan)  # belongs to no image: reported on its own
+    entry = next(im for im in data["images"] if im["id"] == kept[3])
+    del entry["height"]
+    with open(json_path, "w") as f:
+        json.dump(data, f)
+    open(os.path.join(root, "train2014", name[kept[4]]), "wb").close()  # 0 bytes
+
+    out = str(tmp_path / "source")
+    meta = coco.build_source(root, out, size=SIZE, workers=2)
+    assert meta["count"] == len(kept) - 4
+    assert meta["dropped"]["malformed_annotation"] == 3
+    assert meta["dropped"]["malformed_image_entry"] == 1
+    assert meta["dropped"]["unreadable_image"] == 1
+    rows = {(r, item): detail for r, item, detail in _report(out)}
+    orphan_item = "annotations[%d]" % (len(data["annotations"]) - 1)
+    image_item = "images[%d]" % data["images"].index(entry)
+    assert sorted(rows) == sorted([
+        ("malformed_annotation", name[kept[0]]), ("malformed_annotation", name[kept[1]]),
+        ("malformed_annotation", orphan_item), ("malformed_image_entry", image_item),
+        ("unreadable_image", name[kept[4]])])
+    assert "has no 'segmentation'" in rows[("malformed_annotation", name[kept[0]])]
+    assert "has no 'id'" in rows[("malformed_annotation", name[kept[1]])]
+    assert "has no 'image_id'" in rows[("malformed_annotation", orphan_item)]
+    assert "has no 'height'" in rows[("malformed_image_entry", image_item)]
+    assert "empty file" in rows[("unreadable_image", name[kept[4]])]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b'{"images": [', r"is not valid JSON: Expecting value: line 1 column 13"),
+    (b"", r"is not valid JSON"),
+    (b"[]", r"is a list, not an object"),
+    (b'{"images": [], "annotations": []}', r"has no 'categories': a COCO instances JSON has"),
+    (b'{"images": {}, "annotations": [], "categories": []}', r"has 'images' = \{\}"),
+    (b'{"images": [], "annotations": [], "categories": [{"id": 13}]}',
+     r": categories\[0\] has no 'name'"),
+])
+def test_coco_unusable_json_is_one_error_naming_file(tmp_path, content, message):
+    root = tmp_path / "coco"
+    (root / "annotations").mkdir(parents=True)
+    (root / "train2014").mkdir()
+    path = root / "annotations" / "instances_train2014.json"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ".*" + message):
+        coco.build_source(str(root), str(tmp_path / "out"))
+    cli = subprocess.run([sys.executable, "-m", "data_prep.coco", "--root", str(root), "--out",
+                          str(tmp_path / "out")], capture_output=True, text=True)
+    assert cli.returncode == 1 and "Traceback" not in cli.stderr
+    assert re.search("^data_prep.coco: " + re.escape(str(path)) + ".*" + message, cli.stderr)
+    assert not os.path.exists(str(tmp_path / "out"))
+
+
+def test_voc_sbd_empty_and_broken_files_skipped_counted(raw, tmp_path):
+    root = str(tmp_path / "VOC2012")
+    shutil.copytree(os.path.join(raw, "VOCdevkit", "VOC2012"), root)
+    sbd_root = str(tmp_path / "sbd")
+    shutil.copytree(os.path.join(raw, "benchmark_RELEASE", "dataset"), sbd_root)
+    open(os.path.join(root, "JPEGImages", "2012_000000.jpg"), "wb").close()
+    open(os.path.join(root, "SegmentationClass", "2012_000001.png"), "wb").close()
+    open(os.path.join(sbd_root, "cls", "2011_000000.mat"), "wb").close()
+    mat = os.path.join(sbd_root, "cls", "2011_000001.mat")
+    with open(mat, "rb") as f:
+        head = f.read(100)  # header only: scipy raises IndexError on it
+    with open(mat, "wb") as f:
+        f.write(head)
+    out = str(tmp_path / "target")
+    meta = voc.build_target(root, out, sbd_root=sbd_root, size=SIZE)
+    assert meta["count"] == N_TRAIN + N_SBD - 4
+    assert meta["dropped"] == {"unreadable_image": 1, "unreadable_mask": 3}
+    rows = {item: detail for _, item, detail in _report(out)}
+    assert "empty file" in rows["2012_000000"]
+    assert "Mat file appears to be empty" in rows["2011_000000"]
+    assert "not a readable .mat file" in rows["2011_000001"]
+    assert sorted(rows) == ["2011_000000", "2011_000001", "2012_000000", "2012_000001"]
+
+
+def test_build_with_no_records_prints_counts_and_parameters(raw, gt, tmp_path):
+    out = str(tmp_path / "source")
+    cli = subprocess.run([sys.executable, "-m", "data_prep.coco", "--root",
+                          os.path.join(raw, "coco"), "--out", out, "--size", "32",
+                          "--ratio", "0.001", "--workers", "1"], capture_output=True, text=True)
+    n = len(_expected_source_ids(gt))
+    assert cli.returncode == 1 and "Traceback" not in cli.stderr
+    assert "%s: kept 0 images" % out in cli.stdout
+    assert "dropped %d: not_sampled_ratio" % n in cli.stdout
+    assert "dropped %d: no_annotation" % (N_SOURCE // builtin.EMPTY_EVERY) in cli.stdout
+    assert re.search(r"no records to write: every input was dropped \(counts above\); "
+                     r"parameters: .*ratio=0\.001, .*seed=0, size=32", cli.stderr)
+    assert not os.path.exists(out) and not os.path.exists(out + ".partial")
+
+
+def _wait_for(path, proc):
+    while not os.path.exists(path):
+        assert proc.poll() is None, "finished before %s appeared" % path
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_interrupted_builtin_generation_is_cleaned_and_redone(tmp_path, sig):
+    out = str(tmp_path / "b")
+    small = dict(seed=3, source_images=4, target_train=2, target_val=1)
+    assert builtin.ensure(out, **small)
+    proc = subprocess.Popen([sys.executable, "-m", "data_prep.builtin", "--out", out,
+                             "--seed", "4", "--source-images", "400", "--workers", "1"])
+    # Once the workers run (a SIGTERM while the pool forks them can be lost: Python ignores
+    # exceptions raised in its at-fork callbacks, and the generation then simply completes).
+    _wait_for(os.path.join(out, ".building", "coco", "train2014",
+                           "COCO_train2014_%012d.jpg" % 1), proc)
+    proc.send_signal(sig)
+    assert proc.wait() == (143 if sig == signal.SIGTERM else -signal.SIGKILL)
+    # SIGTERM: cleaned up at once; SIGKILL: left, then cleaned up by the next run. Either way
+    # the settings marker went first, so the next ensure regenerates.
+    assert os.path.exists(os.path.join(out, ".building")) == (sig == signal.SIGKILL)
+    assert not os.path.exists(os.path.join(out, "builtin.json"))
+    assert builtin.ensure(out, **small)
+    assert sorted(os.listdir(out)) == ["VOCdevkit", "builtin.json", "coco"]
+
+
+def test_leftover_building_folder_removed_when_dataset_current(tmp_path):
+    out = str(tmp_path / "b")
+    small = dict(seed=3, source_images=4, target_train=2, target_val=1)
+    builtin.ensure(out, **small)
+    os.makedirs(os.path.join(out, ".building", "coco"))
+    assert not builtin.ensure(out, **small)
+    assert sorted(os.listdir(out)) == ["VOCdevkit", "builtin.json", "coco"]
+
+
+def test_builtin_cli_regenerates_a_stale_tree(tmp_path):
+    out = str(tmp_path / "b")
+    args = [sys.executable, "-m", "data_prep.builtin", "--out", out, "--source-images", "4",
+            "--target-train", "2", "--target-val", "1", "--workers", "1"]
+    assert "data_prep.builtin: wrote" in subprocess.run(args, capture_output=True, text=True,
+                                                        check=True).stderr
+    assert "up to date" in subprocess.run(args, capture_output=True, text=True,
+                                          check=True).stderr
+    marker = os.path.join(out, "builtin.json")
+    with open(marker) as f:
+        params = json.load(f)
+    with open(marker, "w") as f:
+        json.dump(dict(params, version=builtin.VERSION - 1), f)  # an older generator's tree
+    assert "data_prep.builtin: wrote" in subprocess.run(args, capture_output=True, text=True,
+                                                        check=True).stderr
+    with open(marker) as f:
+        assert json.load(f) == params
+    shutil.rmtree(os.path.join(out, "coco"))  # a tree deleted by hand
+    assert "data_prep.builtin: wrote" in subprocess.run(args, capture_output=True, text=True,
+                                                        check=True).stderr
+
+
+def test_leftover_partial_lmdb_removed_by_next_build(raw, tmp_path):
+    out = str(tmp_path / "target")
+    os.makedirs(out + ".partial")  # as a SIGKILLed build leaves it
+    with pytest.raises(FileNotFoundError):  # even a build that fails early removes it
+        voc.build_target(os.path.join(raw, "VOCdevkit", "VOC2012"), out, size=SIZE,
+                         sbd_root=str(tmp_path / "nosbd"))
+    assert os.listdir(str(tmp_path)) == []
+    os.makedirs(os.path.join(out + ".partial", "images"))
+    voc.build_target(os.path.join(raw, "VOCdevkit", "VOC2012"), out, size=SIZE)
+    assert os.listdir(str(tmp_path)) == ["target"]
+
+
+def test_sigterm_during_lmdb_build_removes_partial(raw, tmp_path):
+    out = str(tmp_path / "source")
+    proc = subprocess.Popen([sys.executable, "-m", "data_prep.coco", "--root",
+                             os.path.join(raw, "coco"), "--out", out, "--size", "330",
+                             "--workers", "2"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    _wait_for(os.path.join(out + ".partial", "images"), proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143
+    assert os.listdir(str(tmp_path)) == []

@@ -1,13 +1,16 @@
 """Record format: encode/decode round trips, the LMDB writer's keys, map growth, atomicity."""
 import json
 import os
+import re
 
+import caffe
 import cv2
 import lmdb
 import numpy as np
 import pytest
 from caffe.proto import caffe_pb2
 
+import data_layer
 from transfernet import records
 
 
@@ -145,3 +148,26 @@ def test_is_current_checks_size_age_and_params(tmp_path):
     os.utime(str(marker), None)
     os.utime(os.path.join(out, "meta.json"), (1, 1))
     assert not records.is_current(out, 20, str(marker))  # older than the marker
+
+
+def test_empty_dataset_is_reported_as_empty(tmp_path):
+    out = str(tmp_path / "empty")  # as an older writer left a build that kept nothing
+    os.makedirs(os.path.join(out, "images"))
+    lmdb.open(os.path.join(out, "images")).close()
+    with open(os.path.join(out, "meta.json"), "w") as f:
+        json.dump({"kind": "target", "size": 20, "count": 0, "num_classes": 80}, f)
+    with pytest.raises(ValueError, match=re.escape(out) + r" is an empty dataset \(0 records\): "
+                       "rebuild it with `make data`"):
+        records.read_meta(out)
+    # The training data layer (real pycaffe layer code) passes the same message on.
+    params = json.dumps({"target": out, "batch_size": 2, "resize": 20, "crop": 20})
+    with pytest.raises(ValueError) as err:
+        data_layer.load_config(params, caffe.TRAIN, 2)
+    assert "is an empty dataset" in str(err.value) and "says count" not in str(err.value)
+    assert not records.is_current(out, 20, os.path.join(out, "meta.json"))
+
+
+def test_empty_build_raises_empty_dataset(tmp_path):
+    with pytest.raises(records.EmptyDataset, match="no records to write"):
+        records.write_dataset(str(tmp_path / "e"), iter(()), {"kind": "target", "size": 20})
+    assert os.listdir(str(tmp_path)) == []

@@ -135,6 +135,10 @@ class _Writer:
         self.env.close()
 
 
+class EmptyDataset(ValueError):
+    """write_dataset was given no records (every input was dropped)."""
+
+
 def _write_json(path, obj):
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -155,6 +159,14 @@ def swap_in(built, out_dir):
         shutil.rmtree(old)
 
 
+def remove_partial(out_dir):
+    """Remove <out_dir>.partial, the leftover of a build that was killed before it could."""
+    partial = os.path.abspath(out_dir).rstrip(os.sep) + ".partial"
+    if os.path.exists(partial):
+        shutil.rmtree(partial)
+    return partial
+
+
 def write_dataset(out_dir, records, meta, map_size=DEFAULT_MAP_SIZE, report=None):
     """Write records [(image_value, mask_value or None), ...] as a dataset folder.
 
@@ -164,12 +176,10 @@ def write_dataset(out_dir, records, meta, map_size=DEFAULT_MAP_SIZE, report=None
     `report`, a list of (reason, item, detail) rows, goes to report.tsv if non-empty.
     The dataset is built in the sibling folder <out_dir>.partial and renamed to out_dir only
     when complete: an interrupted or failed build leaves a previous out_dir intact.
-    Returns the number of records.
+    Returns the number of records; EmptyDataset if there are none.
     """
     out_dir = os.path.abspath(out_dir).rstrip(os.sep)
-    partial = out_dir + ".partial"
-    if os.path.exists(partial):
-        shutil.rmtree(partial)
+    partial = remove_partial(out_dir)
     os.makedirs(partial)
     writers = {}
     try:
@@ -188,7 +198,7 @@ def write_dataset(out_dir, records, meta, map_size=DEFAULT_MAP_SIZE, report=None
                 writers["masks"].put(key(count), mask_value)
             count += 1
         if count == 0:
-            raise ValueError("write_dataset %s: no records to write" % out_dir)
+            raise EmptyDataset("write_dataset %s: no records to write" % out_dir)
         for name in list(writers):
             writers.pop(name).close()
         meta = dict(meta, count=count, kept=count)
@@ -219,6 +229,9 @@ def read_meta(dataset_dir):
     for field in ("kind", "size", "count"):
         if field not in meta:
             raise ValueError("%s: meta.json lacks %r" % (path, field))
+    if meta["count"] == 0:
+        raise ValueError("%s is an empty dataset (0 records): rebuild it with `make data`, "
+                         "whose summary lists why inputs were dropped" % dataset_dir)
     return meta
 
 
