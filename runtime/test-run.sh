@@ -62,7 +62,7 @@ check "runtime/run.sh TRANSFERNET_MOUNTS=<new folder>" 0 "^written$" \
   env TRANSFERNET_MOUNTS="$tmp/out/x" runtime/run.sh \
   "mkdir -p $tmp/out/x && touch $tmp/out/x/f && echo written"
 on_host "  ... the file is on the host" "$tmp/out/x/f"
-mkdir -p "$tmp/out/elsewhere" && ln -sfn "$tmp/out/elsewhere" "$link"
+mkdir -p "$tmp/out/elsewhere" runs && ln -sfn "$tmp/out/elsewhere" "$link"
 check "runtime/run.sh through a symlink out of the checkout" 0 "^written$" \
   env TRANSFERNET_MOUNTS="$PWD/$link/out" runtime/run.sh \
   "mkdir -p $link/out && touch $link/out/f && echo written"
