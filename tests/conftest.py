@@ -3,7 +3,9 @@ import os
 
 import pytest
 
-os.environ.setdefault("GLOG_minloglevel", "2")
+from transfernet.verbosity import QUIET
+
+os.environ.setdefault("GLOG_minloglevel", QUIET)
 
 import caffe  # noqa: E402  (the real pycaffe: tests never run without it)
 

@@ -18,7 +18,9 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("GLOG_minloglevel", "2")
+from transfernet.verbosity import QUIET
+
+os.environ.setdefault("GLOG_minloglevel", QUIET)
 
 import caffe  # noqa: E402
 

@@ -26,7 +26,9 @@ import os
 import sys
 import time
 
-os.environ['GLOG_minloglevel'] = '2'  # quiet net set-up in this process (before caffe loads)
+from transfernet.verbosity import QUIET
+
+os.environ['GLOG_minloglevel'] = QUIET  # quiet net set-up in this process (before caffe loads)
 # One BLAS thread trains the mini nets as fast as two: --jobs runs share the cores instead.
 os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
 

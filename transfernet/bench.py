@@ -38,6 +38,7 @@ import time
 
 import numpy as np
 
+from transfernet import verbosity
 from transfernet.atomic import write_text
 
 TARGETS = {  # issue 6; (comparison, bound)
@@ -490,7 +491,7 @@ def peak_rss_joint(source, target, batch, folder):
     data layer's worker processes are not included)."""
     code = ("from transfernet import bench; bench.joint_step(%r, %r, %d, %r)"
             % (source, target, batch, folder))
-    env = dict(os.environ, GLOG_minloglevel="2")
+    env = dict(os.environ, GLOG_minloglevel=verbosity.QUIET)
     proc = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, universal_newlines=True, env=env)
     if proc.returncode:
