@@ -60,7 +60,7 @@ runtime = TRANSFERNET_MOUNTS=$(call q,$(subst $(eval) ,:,$(strip $(TRANSFERNET_M
 # $(call exists,VARIABLE ...): stop, naming the variable, if the input path it holds is missing.
 exists = $(foreach v,$1,$(if $(wildcard $($v)),,$(error $@: $v=$($v) does not exist)))
 
-.PHONY: help env run test test-runtime models check-models data data-source data-target builtin infer eval bench demo repro-mini
+.PHONY: help env run test test-runtime models check-models data data-source data-target builtin infer eval gpu-check bench demo repro-mini
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -110,12 +110,11 @@ eval:  ## comp6 mIoU of PRED against GT over LIST; table on stdout, JSON + CSV i
 	  python3 tools/eval.py --pred $(PRED) --gt $(GT) --list $(LIST) --classes $(CLASSES) \
 	  --out $(EVAL_OUT))
 
-.PHONY: gpu-check
 gpu-check: TRANSFERNET_CAFFE = $(if $(filter command line,$(origin CAFFE)),$(CAFFE),cuda)
 gpu-check: builtin  ## GPU self-check in the CUDA root: CPU vs GPU joint net, GPU timing; runs/gpu-check/gpu-check.json
 	@$(RUN) 'python3 tools/gpu_check.py --builtin data/builtin --out runs/gpu-check/gpu-check.json'
 
-bench: builtin  ## performance figures (table on stdout, runs/bench/bench.json); about 5 minutes
+bench: builtin  ## performance figures (table on stdout, runs/bench/bench.json); about 5.5 minutes on 2 quiet cores
 	@$(RUN) 'python3 tools/bench.py --out runs/bench/bench.json --builtin data/builtin'
 
 demo:  ## the method end to end on the built-in dataset (tiny nets, real caffe train); runs/demo/report.md
