@@ -2,8 +2,9 @@
 # Checks of runtime/run.sh and the Makefile front door, run from the host (`make test-runtime`):
 # folders outside the checkout that a target writes end up on the host, missing inputs and
 # unbindable outputs are clear errors, and commands reach the runtime exactly as typed.
-# Uses the built-in dataset (generated if needed, regenerated once) and a scratch folder outside the checkout:
-# inputs in $tmp/in, outputs in new folders under $tmp/out (which no input folder contains).
+# Uses the built-in dataset (generated if needed, regenerated once) and a scratch folder
+# outside the checkout: inputs in $tmp/in, outputs in new folders under $tmp/out (which no
+# input folder contains).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tmp=${TMPDIR:-/tmp}/transfernet-test-run
