@@ -18,7 +18,8 @@ from caffe_train import run_caffe_train
 from gradcheck import assert_per_label_equal, deploy_batched_and_per_label, net_from_prototxt
 from test_models import ROOT, committed, layer, one_hot
 from tiny_weights import randomize
-from transfernet import baselines, inference, nets, solvers
+from transfernet import baselines, experiment, inference, nets, solvers, surgery
+from transfernet.weights import WeightsError
 
 ITERATIONS = 150
 WINDOW = 30  # iterations averaged at the start and at the end of training
@@ -48,7 +49,8 @@ def test_generated_files_and_comments():
             stale = ('320', '20x20', '512x') if cfg is nets.TINY else ('96x96', '6x6')
             for value in stale:
                 assert value not in comments, (cfg.name, net, value)
-    assert 'class score maps 80x20x20' in committed('models/paper/baselinenet_train.prototxt')
+    assert 'class score maps 80x4x4' in committed('models/paper/baselinenet_train.prototxt')
+    assert 'class score maps 80x2x2' in committed('models/tiny/baselinenet_train.prototxt')
     assert 'conv5_3 (64x6x6)' in committed('models/tiny/decouplednet_deploy.prototxt')
     with pytest.raises(ValueError, match="unknown baseline net 'baselinenet_test'"):
         baselines.build(nets.TINY, 'baselinenet_test')
@@ -66,7 +68,9 @@ def test_solvers_are_the_joint_stage_from_the_stage_0_encoder(cfg, baseline):
                   'max_iter', 'random_seed'):
         assert getattr(param, field) == getattr(joint, field), field
     assert param.net == 'models/%s/%s_train.prototxt' % (cfg.name, baseline)
-    assert list(param.weights) == [solvers.final_snapshot(cfg, 'classifier')]
+    stage0 = solvers.final_snapshot(cfg, 'classifier')
+    assert list(param.weights) == [stage0 if baseline == 'decouplednet'
+                                   else stage0.replace('.caffemodel', '_fcn.caffemodel')]
     assert param.snapshot_prefix == '%s/%s/%s' % (cfg.snapshot_dir, baseline, baseline)
     assert os.path.isdir(os.path.join(ROOT, os.path.dirname(param.snapshot_prefix)))
     assert baselines.final_snapshot(cfg, baseline) == '%s_iter_%d.caffemodel' % (
@@ -85,8 +89,10 @@ def test_solvers_are_the_joint_stage_from_the_stage_0_encoder(cfg, baseline):
 # paper architecture -------------------------------------------------------------------------
 
 PAPER_BLOBS = {
-    'baselinenet': {'conv5_3_scaled': (1, 512, 20, 20), 'score_map': (1, 80, 20, 20),
-                    'cls_score': (1, 80, 1, 1), 'class_map': (1, 1, 20, 20), 's': (1, 1, 20, 20),
+    'baselinenet': {'conv5_3': (1, 512, 20, 20), 'pool5': (1, 512, 10, 10),
+                    'fc6': (1, 4096, 4, 4), 'fc7': (1, 4096, 4, 4),
+                    'fc8_transfer': (1, 80, 4, 4), 'cls_score': (1, 80, 1, 1),
+                    'class_map': (1, 1, 4, 4), 's': (1, 1, 20, 20),
                     'unpool4': (1, 512, 40, 40), 'seg_score': (1, 2, 320, 320)},
     'decouplednet': {'conv5_3_scaled': (1, 512, 20, 20), 'cls_fc1': (1, 512),
                      'cls_score': (1, 80), 'relu_mask': (1, 512), 'score_weight': (1, 512),
@@ -95,8 +101,8 @@ PAPER_BLOBS = {
                      'seg_score': (1, 2, 320, 320)},
 }
 PAPER_PARAMS = {
-    'baselinenet': {'cls_conv1': [(512, 512, 1, 1), (512,)],
-                    'score_map': [(80, 512, 1, 1), (80,)], 's_fc': [(400, 400), (400,)],
+    'baselinenet': {'fc6': [(4096, 512, 7, 7), (4096,)], 'fc7': [(4096, 4096, 1, 1), (4096,)],
+                    'fc8_transfer': [(80, 4096, 1, 1), (80,)], 's_fc': [(400, 16), (400,)],
                     'deconv5_1': [(1, 512, 3, 3), (512,)]},
     'decouplednet': {'cls_fc1': [(512, 204800), (512,)], 'cls_score': [(80, 512), (80,)],
                      'score_weight': [(80, 512)], 'feat_grad_flat': [(512, 204800)],
@@ -147,8 +153,8 @@ def forward_train(baseline, labels, seed):
 def test_baselinenet_selects_the_chosen_class_map():
     labels = [4, 61]
     net = forward_train('baselinenet', labels, seed=10)
-    maps = net.blobs['score_map'].data
-    assert maps.shape == (2, 80, 6, 6)
+    maps = net.blobs['fc8_transfer'].data
+    assert maps.shape == (2, 80, 2, 2)
     np.testing.assert_allclose(net.blobs['cls_score'].data[:, :, 0, 0], maps.mean(axis=(2, 3)),
                                rtol=1e-5, atol=1e-6)
     chosen = maps[np.arange(2), np.array(labels) - 1]
@@ -195,8 +201,11 @@ def test_training_step_reaches_every_learned_layer(baseline):
     net.blobs['data'].data[...] = rng.randn(2, 3, 96, 96) * 50
     net.blobs['label'].data[...] = one_hot([3, 60])
     net.blobs['seg_label'].data[...] = rng.choice([0, 1, 255], size=(2, 1, 96, 96))
-    out = net.forward()  # small initial scores (0.01 Gaussians): about chance
-    assert out['cls_loss'] == pytest.approx(math.log(80), rel=0.1)
+    out = net.forward()
+    if baseline == 'decouplednet':  # small initial scores (0.01 Gaussians): about chance
+        assert out['cls_loss'] == pytest.approx(math.log(80), rel=0.1)
+    else:  # the classifier's MSRA fillers (its training starts from the classifier's weights)
+        assert math.log(80) * 0.9 < out['cls_loss'] < 3 * math.log(80)
     assert out['seg_loss'] == pytest.approx(math.log(2), abs=1e-2)
     net.backward()
     for name, blobs in net.params.items():
@@ -204,6 +213,68 @@ def test_training_step_reaches_every_learned_layer(baseline):
             assert not blobs[0].diff.any(), name  # frozen encoder
         else:
             assert blobs[0].diff.any() and np.all(np.isfinite(blobs[0].diff)), name
+
+
+# FCN's surgery of the stage-0 classifier ------------------------------------------------------
+
+def saved_classifier(tmp_path, cfg, seed):
+    """A tiny classifier_deploy net with random O(1) weights, and its caffemodel's path."""
+    net = net_from_prototxt(str(nets.classifier_deploy(cfg)))
+    randomize(net, seed)
+    path = str(tmp_path / 'classifier.caffemodel')
+    net.save(path)
+    return net, path
+
+
+def test_surgery_copies_the_classifier_and_gives_its_scores(tmp_path):
+    """The convolutional fc6-fc8 hold the classifier's weights; at the classifier's own crop
+    BaselineNet's score map is 1x1 and equals the classifier's scores."""
+    cfg = nets.TINY
+    classifier, path = saved_classifier(tmp_path, cfg, seed=60)
+    run = subprocess.run([sys.executable, 'tools/surgery.py', '--config', 'tiny', '--weights',
+                          path], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    out = str(tmp_path / 'classifier_fcn.caffemodel')
+    assert run.stdout.splitlines() == [
+        'fc6: (512, 256) -> (512, 64, 2, 2)', 'fc7: (512, 512) -> (512, 512, 1, 1)',
+        'fc8_transfer: (80, 512) -> (80, 512, 1, 1)', 'wrote %s' % out]
+    same_crop = cfg._replace(crop=cfg.classifier_crop, resize=cfg.classifier_resize)
+    assert baselines.score_map_side(same_crop) == 1 and baselines.score_map_side(cfg) == 2
+    fcn = net_from_prototxt(str(baselines.build(same_crop, 'baselinenet_deploy')))
+    fcn.copy_from(out)
+    for name in ('conv1_1', 'conv5_3', 'fc6', 'fc7', 'fc8_transfer'):
+        for mine, theirs in zip(fcn.params[name], classifier.params[name]):
+            np.testing.assert_array_equal(mine.data.reshape(theirs.data.shape), theirs.data,
+                                          err_msg=name)
+    image = random_image(61, side=cfg.classifier_crop)
+    classifier.blobs['data'].data[...] = image
+    classifier.forward()
+    scores = classifier.blobs['fc8_transfer'].data.copy()
+    fcn.blobs['data'].data[...] = image
+    fcn.blobs['label'].data[...] = one_hot([7])
+    fcn.forward()
+    assert fcn.blobs['fc8_transfer'].data.shape == (1, 80, 1, 1)
+    assert np.abs(scores).max() > 1e-2
+    np.testing.assert_allclose(fcn.blobs['fc8_transfer'].data[:, :, 0, 0], scores, rtol=1e-4,
+                               atol=1e-5 * np.abs(scores).max())
+
+
+def test_surgery_refuses_weights_of_another_net_or_crop(tmp_path):
+    seg = net_from_prototxt(committed(nets.model_path(nets.TINY, 'seg_deploy')))
+    seg.save(str(tmp_path / 'seg.caffemodel'))
+    with pytest.raises(WeightsError, match=r'seg.caffemodel has no layer fc6: not a stage-0'):
+        surgery.write_fcn_weights(nets.TINY, str(tmp_path / 'seg.caffemodel'))
+    _, path = saved_classifier(tmp_path, nets.TINY._replace(classifier_crop=96), seed=62)
+    with pytest.raises(WeightsError, match=r'layer fc6 has weight shape \(512, 576\), 294912 '
+                                           r'values; its convolution form \(512, 64, 2, 2\)'):
+        surgery.write_fcn_weights(nets.TINY, path)
+    assert not os.path.exists(surgery.fcn_path(path))
+    run = subprocess.run([sys.executable, 'tools/surgery.py', '--config', 'tiny', '--weights',
+                          str(tmp_path / 'none.caffemodel')], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 2 and run.stdout == ''
+    assert run.stderr.splitlines() == ['surgery.py: error: weights file %s not found'
+                                       % (tmp_path / 'none.caffemodel')]
 
 
 # deploy ---------------------------------------------------------------------------------------
@@ -287,3 +358,28 @@ def test_caffe_train_lowers_both_losses(baseline, tmp_path, builtin_lmdbs):
         assert np.all(np.isfinite(values)), loss
         first, last = values[:WINDOW].mean(), values[-WINDOW:].mean()
         assert last < 0.9 * first, '%s did not fall: %.4f -> %.4f' % (loss, first, last)
+
+
+def test_baselinenet_run_trains_from_the_surgered_stage_0_snapshot(tmp_path, builtin_lmdbs):
+    """experiment.train writes the fully convolutional classifier before caffe starts, and the
+    baseline's fc6-fc8 come from it, the decoder and s_fc from their fillers."""
+    source, target = builtin_lmdbs
+    cfg = nets.TINY._replace(source=source, target=target, snapshot=2, stages=dict(
+        nets.TINY.stages, joint=nets.Stage(batch=2, iter_size=1, max_iter=2, base_lr=1e-4)))
+    run = experiment.prepare(str(tmp_path / 'run'), cfg, 0, baseline='baselinenet')
+    stage0 = experiment.final_snapshot(run, 'classifier')
+    os.makedirs(os.path.dirname(stage0), exist_ok=True)  # prepare makes the stages' folders
+    classifier, saved = saved_classifier(tmp_path, cfg, seed=63)
+    os.replace(saved, stage0)
+    messages = []
+    experiment.train(run, 'joint', progress=messages.append)
+    fcn = surgery.fcn_path(stage0)
+    assert 'joint: fc6, fc7, fc8_transfer as convolutions (FCN surgery) in %s' % fcn in messages
+    loaded = [m for m in messages if m.startswith('joint: weights %s: ' % fcn)]
+    assert len(loaded) == 1 and 'fc6, fc7, fc8_transfer' in loaded[0]
+    fillers = [m for m in messages if m.startswith('joint: from fillers:')][0]
+    assert 's_fc' in fillers and 'deconv5_1' in fillers and 'fc6' not in fillers
+    trained = inference.load_net(experiment.model_file(run, 'baselinenet_deploy'),
+                                 experiment.final_snapshot(run, 'joint'))
+    np.testing.assert_array_equal(trained.params['conv3_1'][0].data,
+                                  classifier.params['conv3_1'][0].data)  # frozen encoder

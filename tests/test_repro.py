@@ -44,17 +44,18 @@ def _fixed_results(seed=0):
 def test_plan_runs_subsets_and_order():
     specs = repro.plan(seed=3)
     names = [s.name for s in specs]
-    assert names == ['transfernet_r100_s3', 'baselinenet', 'decouplednet',
-                     'transfernet_r100_s4', 'transfernet_r050_s3', 'transfernet_r050_s4',
-                     'transfernet_r025_s3', 'transfernet_r025_s4', 'transfernet_r010_s3',
-                     'transfernet_r010_s4']
+    assert names[:5] == ['transfernet_r100_s3', 'baselinenet', 'decouplednet',
+                         'transfernet_r100_s4', 'transfernet_r100_s5']
+    assert names[5:] == ['transfernet_r%03d_s%d' % (r, k) for r in (50, 25, 10, 5, 1)
+                         for k in (3, 4, 5)]  # Figure 4: 6 ratios x 3 subsets
+    assert repro.RATIOS == (1.0, 0.5, 0.25, 0.1, 0.05, 0.01) and repro.SUBSETS == 3
     assert specs[0].labels == ('predicted', 'gt')  # TransferNet-GT
     assert all(s.labels == ('predicted',) for s in specs[1:])
     assert [(s.method, s.ratio, s.seed) for s in specs[1:3]] == [
         ('baselinenet', 1.0, 3), ('decouplednet', 1.0, 3)]
     for ratio in repro.RATIOS:
         seeds = [s.seed for s in specs if s.method == 'transfernet' and s.ratio == ratio]
-        assert seeds == [3, 4]
+        assert seeds == [3, 4, 5]
     assert [s.name for s in repro.plan(0, ratios=(1.0, 0.5), subsets=3)][3:] == [
         'transfernet_r100_s1', 'transfernet_r100_s2', 'transfernet_r050_s0',
         'transfernet_r050_s1', 'transfernet_r050_s2']
@@ -137,12 +138,12 @@ def test_collect_methods_and_ratio_study():
     assert methods['BaselineNet']['mean_iou'] == 0.3
     assert methods['DecoupledNet-dagger']['seed'] == 0
     study = collected['ratio_study']
-    assert sorted(study, key=float) == ['0.1', '0.25', '0.5', '1']
+    assert sorted(study, key=float) == ['0.01', '0.05', '0.1', '0.25', '0.5', '1']
     half = study['0.5']
-    assert half['mean_iou'] == pytest.approx(0.255)  # 0.25 and 0.26
-    assert half['std'] == pytest.approx(0.005)
-    assert (half['min'], half['max']) == (pytest.approx(0.25), pytest.approx(0.26))
-    assert [r['seed'] for r in half['runs']] == [0, 1]
+    assert half['mean_iou'] == pytest.approx(0.26)  # 0.25, 0.26 and 0.27
+    assert half['std'] == pytest.approx(0.01 * (2 / 3) ** 0.5)
+    assert (half['min'], half['max']) == (pytest.approx(0.25), pytest.approx(0.27))
+    assert [r['seed'] for r in half['runs']] == [0, 1, 2]
     assert half['runs'][1]['run'] == 'transfernet_r050_s1'
     partial = repro.collect(_fixed_results()[:3])
     assert 'TransferNet-GT' in partial['methods'] and list(partial['ratio_study']) == ['1']
@@ -172,8 +173,9 @@ def test_paper_markdown_restricts_table1():
 
 def test_ratio_markdown_rows():
     lines = repro.ratio_markdown(repro.collect(_fixed_results())['ratio_study']).splitlines()
-    assert lines[2] == '| 100 % | 2 | 50.5 | 0.5 | 50.0 | 51.0 | 0: 50.0, 1: 51.0 |'
-    assert lines[5].startswith('| 10 % | 2 | 5.5 |')
+    assert lines[2] == '| 100 % | 3 | 51.0 | 0.8 | 50.0 | 52.0 | 0: 50.0, 1: 51.0, 2: 52.0 |'
+    assert lines[5].startswith('| 10 % | 3 | 6.0 |')
+    assert lines[7].startswith('| 1 % | 3 | 1.5 |')
 
 
 def _png_size(path):
@@ -216,7 +218,7 @@ def test_write_outputs_results_json_schema(tmp_path):
         assert sorted(st) == ['max', 'mean_iou', 'min', 'runs', 'std']
         assert len(st['runs']) == repro.SUBSETS
         assert all(sorted(r) == ['mean_iou', 'per_class', 'run', 'seed'] for r in st['runs'])
-    assert doc['ratios'] == [1.0, 0.5, 0.25, 0.1] and doc['subsets'] == 2
+    assert doc['ratios'] == [1.0, 0.5, 0.25, 0.1, 0.05, 0.01] and doc['subsets'] == 3
     assert sorted(os.listdir(out)) == ['ratio.png', 'report.md', 'results.json', 'table.md']
     with open(os.path.join(out, 'report.md')) as f:
         report = f.read()
@@ -246,6 +248,9 @@ def test_baseline_run_starts_from_stage0_and_infers_with_its_deploy_net(tmp_path
         'net': experiment.model_file(run, 'decouplednet_train'),
         'weights': experiment.final_snapshot(run, 'classifier')}
     assert experiment.deploy_net(run) == 'decouplednet_deploy'
+    fcn = experiment.prepare(str(tmp_path / 'fcn'), cfg, 0, baseline='baselinenet')
+    assert _solver_fields(fcn, 'joint')['weights'] == experiment.final_snapshot(
+        fcn, 'classifier').replace('.caffemodel', '_fcn.caffemodel')
     with pytest.raises(ValueError, match='baseline'):
         experiment.prepare(run.dir, cfg, 0, baseline='baselinenet')
     with pytest.raises(ValueError, match='unknown baseline'):
@@ -279,10 +284,11 @@ def test_config_scales_reach_every_net_and_config(tmp_path):
                               target='data/builtin-mini/lmdb/target', input_scale=0.25,
                               feature_scale=7.0)
     run = experiment.prepare(str(tmp_path / 'b'), cfg, 0, baseline='baselinenet')
-    for net in ('attention_train', 'joint_train', 'seg_deploy', 'baselinenet_train',
-                'baselinenet_deploy'):  # data_scaled, then conv5_3_scaled
+    for net in ('attention_train', 'joint_train', 'seg_deploy'):  # data_scaled, conv5_3_scaled
         assert _power_scales(experiment.model_file(run, net)) == [0.25, 7.0], net
-    for net in ('classifier_train', 'classifier_deploy'):
+    # BaselineNet's head is the classifier's: on pool5 of the unscaled conv5_3
+    for net in ('classifier_train', 'classifier_deploy', 'baselinenet_train',
+                'baselinenet_deploy'):
         assert _power_scales(experiment.model_file(run, net)) == [0.25], net
     with open(os.path.join(run.dir, 'config.json')) as f:
         assert json.load(f)['feature_scale'] == 7.0

@@ -34,7 +34,8 @@ def randomize(net, seed):
 def calibrate(net, layer):
     """Scale the last layer so that its outputs (their difference for the 2-way softmax)
     have std 2 on a test image: probabilities spread over (0, 1) instead of saturating."""
-    net.blobs["data"].data[...] = inference.preprocess(make_image(96, 96, seed=9), 96)
+    side = net.blobs["data"].shape[2]
+    net.blobs["data"].data[...] = inference.preprocess(make_image(96, 96, seed=9), side)
     if "label" in net.blobs:
         net.blobs["label"].data[...] = np.eye(net.blobs["label"].shape[1])[2]
     net.forward()

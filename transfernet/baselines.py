@@ -7,13 +7,20 @@ joint-stage solver (Adam, same learning rate, batch, iter_size and iterations), 
 the same stage-0 classifier snapshot. Only the decoder input s (N,1,h,w) is built differently
 (Appendix B: "different approaches to construct the input to the decoder s_l"):
 
-BaselineNet (Fig. 7b, FCN-style; f_att = f_cls). f_cls applied at every position of A as 1x1
-convolutions (cls_conv1 + ReLU, score_map: num_classes maps (N,C,h,w)); their global average
-is cls_score, trained with the classification loss. The chosen class's map is selected with
-the one-hot label, class_map[n] = sum_c label[n, c] score_map[n, c], by the Densify layer (the
-same contraction as Eq. 7, with the class maps as A and the label as z); a fully connected
-layer (s_fc, h*w -> h*w) turns it into s. The paper's 4x4 map is its encoder's grid; ours is
-conv5_3's h x w.
+BaselineNet (Fig. 7b, FCN-style; f_att = f_cls). The stage-0 classifier made fully convolutional
+(FCN's net surgery, transfernet.surgery): pool5 of the (unscaled) conv5_3, fc6 as a convolution
+whose kernel is the classifier's pool5 (7x7), fc7 and fc8_transfer as 1x1 convolutions, their
+weights the classifier's reshaped. The segmentation input is larger than the classifier's
+(320 against 224), so they give class score maps (N,C,4,4) over pool5 (10x10) instead of
+scores; their global average is cls_score, trained with the classification loss. The chosen
+class's map is selected with the one-hot label, class_map[n] = sum_c label[n, c]
+fc8_transfer[n, c] (the Densify layer: the contraction of Eq. 7, with the class maps as A and
+the label as z), and a fully connected layer (s_fc, 16 -> 400 values) turns it into s (20x20)
+(Appendix B: "a two-dimensional (4 x 4) score map of the selected class ... converts it to the
+input to the decoder through a fully-connected layer"). Sec. 6.3 blames this map's sparsity and
+low resolution for BaselineNet's results. The tiny and mini configs keep that geometry (their
+classifiers see 64 and 80 px, their segmentation nets 96 and 112: 2x2 maps against conv5_3's
+6x6 and 7x7).
 
 DecoupledNet-dagger (Fig. 7c, Hong et al. 2015). A VGG-style classifier on the flattened A,
 cls_score = W2 relu(W1 vec(A) + b1) + b2 (cls_fc1, cls_score), trained with the same loss.
@@ -55,7 +62,7 @@ there is no alpha.
 from caffe import NetSpec, layers as L, params as P
 from google.protobuf import text_format
 
-from transfernet import nets, solvers
+from transfernet import nets, solvers, surgery
 from transfernet.nets import (CLS_HIDDEN, GAUSSIAN, LEARN, LEARN_FAST, ZERO,
                               channels, feature_size)
 
@@ -81,15 +88,15 @@ def _shared(name, spec):
 
 
 def _baselinenet(n, cfg, train):
-    """Fig. 7b: class score maps, the chosen class's map, a fully connected layer -> s."""
+    """Fig. 7b: the classifier's class score maps, the chosen class's map, a fully connected
+    layer -> s."""
     side = feature_size(cfg)
-    n.cls_conv1 = _conv(n.conv5_3_scaled, channels(cfg, CLS_HIDDEN), 1)
-    n.cls_conv_relu1 = L.ReLU(n.cls_conv1, in_place=True)
-    n.score_map = _conv(n.cls_conv_relu1, cfg.num_classes, 1, param=LEARN_FAST)
+    n.pool5 = L.Pooling(n.conv5_3, pool=P.Pooling.MAX, kernel_size=2, stride=2)
+    nets.classifier_fc(n, cfg, n.pool5, convolutional=True)
     if train:
-        n.cls_score = L.Pooling(n.score_map, pool=P.Pooling.AVE, global_pooling=True)
+        n.cls_score = L.Pooling(n.fc8_transfer, pool=P.Pooling.AVE, global_pooling=True)
         nets.classification_loss(n)
-    n.class_map = L.Python(n.score_map, n.label,
+    n.class_map = L.Python(n.fc8_transfer, n.label,
                            python_param=dict(module='attention_ops', layer='Densify'))
     n.s_fc = nets.inner_product(n.class_map, side * side)
     n.s = L.Reshape(n.s_fc, shape=dict(dim=[0, 1, side, side]))
@@ -98,6 +105,7 @@ def _baselinenet(n, cfg, train):
 def _decouplednet(n, cfg, train):
     """Fig. 7c: classifier on A, closed-form class-score gradient, bridge(A * grad) -> s."""
     side, depth = feature_size(cfg), channels(cfg, 512)
+    nets.scaled_features(n, cfg)
     n.cls_fc1 = nets.inner_product(n.conv5_3_scaled, channels(cfg, CLS_HIDDEN),
                                    param=[_shared('cls_fc1_w', LEARN[0]), LEARN[1]])
     n.cls_relu1 = L.ReLU(n.cls_fc1, in_place=True)
@@ -135,6 +143,16 @@ def _decouplednet(n, cfg, train):
 HEADS = {'baselinenet': _baselinenet, 'decouplednet': _decouplednet}
 
 
+def score_map_side(cfg):
+    """Side of BaselineNet's class score maps: the classifier's fc6 kernel (its pool5) slid
+    over the segmentation input's pool5 (4 = 10 - 7 + 1 in the paper)."""
+    side = nets.pool5_side(cfg.crop) - nets.pool5_side(cfg.classifier_crop) + 1
+    if side < 1:
+        raise ValueError('config %r: the classifier crop %d is larger than the segmentation '
+                         'crop %d' % (cfg.name, cfg.classifier_crop, cfg.crop))
+    return side
+
+
 def _split(net):
     if net not in NETS:
         raise ValueError('unknown baseline net %r; expected one of %s' % (net, ', '.join(NETS)))
@@ -147,7 +165,6 @@ def train(cfg, baseline, batch=None, input_layers=False):
     nets.inputs(n, cfg, ('data', 'label', 'seg_label'), batch or cfg.stages[STAGE].batch,
                 cfg.crop, cfg.resize, input_layers, multilabel=False)
     nets.encoder(n, cfg, n.data, frozen=True, masks=True)
-    nets.scaled_features(n, cfg)
     HEADS[baseline](n, cfg, train=True)
     nets.decoder(n, cfg, densify=False)
     nets.segmentation_loss(n)
@@ -158,7 +175,6 @@ def deploy(cfg, baseline, num_labels=1):
     """seg_deploy's interface: data (1,3,S,S), label (K,C) -> seg_prob (K,2,S,S)."""
     n = nets.deploy_inputs(cfg, num_labels)
     nets.encoder(n, cfg, n.data, frozen=True, masks=True)
-    nets.scaled_features(n, cfg)
     HEADS[baseline](n, cfg, train=False)
     nets.decoder(n, cfg, densify=False, broadcast=True)
     n.seg_prob = L.Softmax(n.seg_score)
@@ -175,9 +191,13 @@ def header(cfg, net):
     """Comment lines at the top of a generated baseline prototxt, true for this config."""
     baseline, kind = _split(net)
     side, depth = feature_size(cfg), channels(cfg, 512)
+    pool5, kernel = nets.pool5_side(cfg.crop), nets.pool5_side(cfg.classifier_crop)
+    maps = score_map_side(cfg)
     heads = {
-        'baselinenet': 'class score maps %dx%dx%d (1x1 convs over conv5_3), chosen class map '
-                       '-> fully connected -> s' % (cfg.num_classes, side, side),
+        'baselinenet': 'the classifier as convolutions over pool5 (%dx%dx%d; fc6 %dx%d) -> class '
+                       'score maps %dx%dx%d, chosen class map (%d values) -> fully connected -> '
+                       's (%dx%d)' % (depth, pool5, pool5, kernel, kernel, cfg.num_classes, maps,
+                                      maps, maps * maps, side, side),
         'decouplednet': 'classifier on conv5_3 (%dx%dx%d), its class-score gradient in closed '
                         'form, bridge(A * grad) -> s' % (depth, side, side),
     }[baseline]
@@ -209,6 +229,14 @@ def final_snapshot(cfg, baseline):
                                       cfg.stages[STAGE].max_iter)
 
 
+def initial_weights(baseline, classifier_weights):
+    """What the baseline's training starts from, given the stage-0 snapshot: that snapshot,
+    for BaselineNet in its fully convolutional form (transfernet.surgery writes it)."""
+    if baseline == 'baselinenet':
+        return surgery.fcn_path(classifier_weights)
+    return classifier_weights
+
+
 def solver(cfg, baseline):
     """The joint stage's Adam solver on the baseline's training net, from stage 0's encoder."""
     if baseline not in BASELINES:
@@ -217,7 +245,7 @@ def solver(cfg, baseline):
     param = solvers.solver(cfg, STAGE)
     param.net = nets.model_path(cfg, baseline + '_train')
     param.snapshot_prefix = snapshot_prefix(cfg, baseline)
-    param.weights[:] = [solvers.final_snapshot(cfg, 'classifier')]
+    param.weights[:] = [initial_weights(baseline, solvers.final_snapshot(cfg, 'classifier'))]
     return param
 
 
@@ -228,7 +256,10 @@ def solver_header(cfg, baseline):
              '%s: the joint stage\'s solver (Adam lr %g, batch %d x iter_size %d per update, '
              '%d iterations).' % (DESCRIPTION[baseline], st.base_lr, st.batch, st.iter_size,
                                   st.max_iter),
-             'Starts from %s (the encoder).' % solvers.final_snapshot(cfg, 'classifier'),
+             'Starts from %s%s.' % (solver(cfg, baseline).weights[0], {
+                 'baselinenet': ' (the stage-0 snapshot made fully convolutional: python3 '
+                                'tools/surgery.py --config %s)' % cfg.name,
+                 'decouplednet': ' (the encoder)'}[baseline]),
              'Run from the checkout root (%s/ is committed, empty). No solver_mode: the -gpu '
              'flag decides.' % snapshot_prefix(cfg, baseline).rsplit('/', 1)[0]]
     return ''.join('# %s\n' % line for line in lines)

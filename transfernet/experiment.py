@@ -29,7 +29,8 @@ import time
 
 import numpy as np
 
-from transfernet import baselines, caffe_log, crf, inference, nets, records, score, solvers
+from transfernet import (baselines, caffe_log, crf, inference, nets, records, score, solvers,
+                         surgery)
 from transfernet.weights import check_solver, describe_fits
 from transfernet.atomic import write_text
 from transfernet.classes import BACKGROUND, CLASS_NAMES
@@ -175,7 +176,7 @@ def initial_weights(run, stage):
     if stage == solvers.STAGES[0]:
         return run.cfg.classifier_init
     if run.baseline and stage == baselines.STAGE:
-        return final_snapshot(run, solvers.STAGES[0])
+        return baselines.initial_weights(run.baseline, final_snapshot(run, solvers.STAGES[0]))
     return final_snapshot(run, solvers.STAGES[solvers.STAGES.index(stage) - 1])
 
 
@@ -234,6 +235,10 @@ def train(run, stage, force=False, progress=_stderr):
         if dataset is not None:
             records.read_meta(dataset)  # ValueError naming a missing dataset folder
     try:  # before anything is removed: a missing or unfit file, a dataset the layer rejects
+        if run.baseline == 'baselinenet' and stage == baselines.STAGE:
+            out, changed = surgery.write_fcn_weights(run.cfg, final_snapshot(run, 'classifier'))
+            progress('%s: %s as convolutions (FCN surgery) in %s' % (
+                stage, ', '.join(name for name, _, _ in changed), out))
         fits = check_solver(solver_file(run, stage))
     except (OSError, ValueError) as e:
         raise RuntimeError('%s: %s' % (stage, e)) from None

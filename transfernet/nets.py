@@ -54,7 +54,10 @@ PAPER = Config(
 
 TINY = PAPER._replace(
     name='tiny', width=0.125, crop=96, resize=104,
-    classifier_crop=96, classifier_resize=104,
+    # The paper's geometry: the classifier sees the image smaller (224 against 320), so its
+    # fc6 (pool5 2x2 here, 7x7 there) slides over the segmentation nets' pool5 (3x3, 10x10)
+    # as a convolution: BaselineNet's class score maps are 2x2 (4x4), coarser than conv5_3.
+    classifier_crop=64, classifier_resize=70,
     source='data/builtin/lmdb/source', target='data/builtin/lmdb/target',  # data_prep.builtin
     source_fraction=0.75,  # more masks for the decoder trained from Gaussians
     # From scratch: pixels / 64 give conv1_1 O(1) inputs (the first sigmoid cross-entropy is
@@ -122,6 +125,13 @@ def feature_size(cfg):
         raise ValueError('config %r: crop %d is not a multiple of 16 (four exact 2x2 '
                          'poolings are needed for unpooling)' % (cfg.name, cfg.crop))
     return cfg.crop // 16
+
+
+def pool5_side(crop):
+    """Side of pool5 for a crop: five 2x2/2 poolings, rounding up as Caffe does (5 -> 3)."""
+    for _ in range(5):
+        crop = (crop + 1) // 2
+    return crop
 
 
 def model_path(cfg, net):
@@ -338,14 +348,32 @@ def _classifier(cfg, batch, input_layers, train):
     n = NetSpec()
     inputs(n, cfg, ('data', 'label') if train else ('data',), batch, cfg.classifier_crop,
            cfg.classifier_resize, input_layers, multilabel=True)
-    x = encoder(n, cfg, n.data, frozen=False, pool5=True)
+    classifier_fc(n, cfg, encoder(n, cfg, n.data, frozen=False, pool5=True))
+    return n
+
+
+def classifier_fc(n, cfg, x, convolutional=False):
+    """The stage-0 classifier's fc6, fc7 (ReLU, dropout) and fc8_transfer on pool5 x.
+
+    convolutional: FCN's form (Long et al., CVPR 2015) for BaselineNet (Appendix B): fc6 a
+    convolution with the classifier's pool5 as its kernel, fc7 and fc8_transfer 1x1
+    convolutions. Their weights are the classifier's reshaped (transfernet.surgery), and over a
+    larger pool5 they give class score maps instead of scores.
+    """
+    def layer(x, num_output, kernel, param, filler):
+        if convolutional:
+            return L.Convolution(x, num_output=num_output, kernel_size=kernel, param=param,
+                                 weight_filler=filler, bias_filler=ZERO)
+        return L.InnerProduct(x, num_output=num_output, param=param, weight_filler=filler,
+                              bias_filler=ZERO)
+    kernel = pool5_side(cfg.classifier_crop)
     for fc in (6, 7):
-        n['fc%d' % fc] = L.InnerProduct(x, num_output=channels(cfg, FC_DIM), param=LEARN,
-                                        weight_filler=ENCODER_FILLER, bias_filler=ZERO)
+        n['fc%d' % fc] = layer(x, channels(cfg, FC_DIM), kernel if fc == 6 else 1, LEARN,
+                               ENCODER_FILLER)
         n['relu%d' % fc] = L.ReLU(n['fc%d' % fc], in_place=True)
         x = n['drop%d' % fc] = L.Dropout(n['relu%d' % fc], dropout_ratio=0.5, in_place=True)
-    n.fc8_transfer = inner_product(x, cfg.num_classes, param=LEARN_FAST)
-    return n
+    n.fc8_transfer = layer(x, cfg.num_classes, 1, LEARN_FAST, GAUSSIAN)
+    return n.fc8_transfer
 
 
 def attention_train(cfg, batch=None, input_layers=False):
@@ -420,7 +448,7 @@ def header(cfg, net):
                  % (c5, side, side, side * side, c5, cfg.feature_scale, factors, cfg.num_classes))
     cc = cfg.classifier_crop
     classifier = ('Input %dx%d (resize %d); pool5 %dx%d; fc6/fc7 %d; fc8_transfer %d.'
-                  % (cc, cc, cfg.classifier_resize, cc // 32, cc // 32,
+                  % (cc, cc, cfg.classifier_resize, pool5_side(cc), pool5_side(cc),
                      channels(cfg, FC_DIM), cfg.num_classes))
     text = {
         'classifier_train': 'Stage 0: VGG-16 fine-tuned for multi-label classification '
