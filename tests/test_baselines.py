@@ -18,7 +18,7 @@ from caffe_train import run_caffe_train
 from gradcheck import assert_per_label_equal, deploy_batched_and_per_label, net_from_prototxt
 from test_models import ROOT, committed, layer, one_hot
 from tiny_weights import randomize
-from transfernet import baselines, experiment, inference, nets, solvers, surgery
+from transfernet import baselines, config, experiment, inference, nets, solvers, surgery
 from transfernet.weights import WeightsError
 
 ITERATIONS = 150
@@ -31,7 +31,7 @@ def build_net(cfg, net, phase=caffe.TEST, batch=1):
 
 
 def committed_deploy(baseline):
-    return net_from_prototxt(committed(nets.model_path(nets.TINY, baseline + '_deploy')))
+    return net_from_prototxt(committed(config.TINY.layout.model(baseline + '_deploy')))
 
 
 def random_image(seed, side=96):
@@ -41,27 +41,27 @@ def random_image(seed, side=96):
 # generated files --------------------------------------------------------------------------
 
 def test_generated_files_and_comments():
-    for cfg in (nets.PAPER, nets.TINY):
+    for cfg in (config.PAPER, config.TINY):
         for net in baselines.NETS:
-            text = committed(nets.model_path(cfg, net))
+            text = committed(cfg.layout.model(net))
             assert text == baselines.prototxt(cfg, net)
             comments = ''.join(l for l in text.splitlines(True) if l.startswith('#'))
-            stale = ('320', '20x20', '512x') if cfg is nets.TINY else ('96x96', '6x6')
+            stale = ('320', '20x20', '512x') if cfg is config.TINY else ('96x96', '6x6')
             for value in stale:
                 assert value not in comments, (cfg.name, net, value)
     assert 'class score maps 80x4x4' in committed('models/paper/baselinenet_train.prototxt')
     assert 'class score maps 80x2x2' in committed('models/tiny/baselinenet_train.prototxt')
     assert 'conv5_3 (64x6x6)' in committed('models/tiny/decouplednet_deploy.prototxt')
     with pytest.raises(ValueError, match="unknown baseline net 'baselinenet_test'"):
-        baselines.build(nets.TINY, 'baselinenet_test')
+        baselines.build(config.TINY, 'baselinenet_test')
     with pytest.raises(ValueError, match="unknown baseline 'fcn'"):
-        baselines.solver(nets.TINY, 'fcn')
+        baselines.solver(config.TINY, 'fcn')
 
 
-@pytest.mark.parametrize('cfg', [nets.PAPER, nets.TINY], ids=['paper', 'tiny'])
+@pytest.mark.parametrize('cfg', [config.PAPER, config.TINY], ids=['paper', 'tiny'])
 @pytest.mark.parametrize('baseline', baselines.BASELINES)
 def test_solvers_are_the_joint_stage_from_the_stage_0_encoder(cfg, baseline):
-    text = committed(solvers.solver_path(cfg, baseline))
+    text = committed(cfg.layout.solver(baseline))
     param = text_format.Merge(text, caffe_pb2.SolverParameter())
     joint = solvers.solver(cfg, 'joint')
     for field in ('type', 'base_lr', 'momentum', 'momentum2', 'lr_policy', 'iter_size',
@@ -71,9 +71,9 @@ def test_solvers_are_the_joint_stage_from_the_stage_0_encoder(cfg, baseline):
     stage0 = solvers.final_snapshot(cfg, 'classifier')
     assert list(param.weights) == [stage0 if baseline == 'decouplednet'
                                    else stage0.replace('.caffemodel', '_fcn.caffemodel')]
-    assert param.snapshot_prefix == '%s/%s/%s' % (cfg.snapshot_dir, baseline, baseline)
+    assert param.snapshot_prefix == '%s/%s/%s' % (cfg.layout.snapshots, baseline, baseline)
     assert os.path.isdir(os.path.join(ROOT, os.path.dirname(param.snapshot_prefix)))
-    assert baselines.final_snapshot(cfg, baseline) == '%s_iter_%d.caffemodel' % (
+    assert cfg.layout.snapshot(baseline, joint.max_iter) == '%s_iter_%d.caffemodel' % (
         param.snapshot_prefix, joint.max_iter)
     train = text_format.Merge(committed(param.net), caffe_pb2.NetParameter())
     joint_net = text_format.Merge(committed(joint.net), caffe_pb2.NetParameter())
@@ -114,7 +114,7 @@ PAPER_PARAMS = {
 @pytest.mark.parametrize('kind', ['train', 'deploy'])
 @pytest.mark.parametrize('baseline', baselines.BASELINES)
 def test_paper_shapes(baseline, kind):
-    net = build_net(nets.PAPER, '%s_%s' % (baseline, kind), caffe.TRAIN)
+    net = build_net(config.PAPER, '%s_%s' % (baseline, kind), caffe.TRAIN)
     try:
         for blob, shape in PAPER_BLOBS[baseline].items():
             if kind == 'deploy' and blob == 'cls_score':
@@ -140,7 +140,7 @@ def test_paper_shapes(baseline, kind):
 # what the heads compute ---------------------------------------------------------------------
 
 def forward_train(baseline, labels, seed):
-    net = build_net(nets.TINY, baseline + '_train', batch=len(labels))
+    net = build_net(config.TINY, baseline + '_train', batch=len(labels))
     randomize(net, seed)
     net.blobs['data'].data[...] = np.concatenate([random_image(seed + k)
                                                   for k in range(len(labels))])
@@ -196,7 +196,7 @@ def test_decouplednet_gradient_is_the_class_score_gradient():
 @pytest.mark.parametrize('baseline', baselines.BASELINES)
 def test_training_step_reaches_every_learned_layer(baseline):
     caffe.set_random_seed(0)
-    net = build_net(nets.TINY, baseline + '_train', caffe.TRAIN, batch=2)
+    net = build_net(config.TINY, baseline + '_train', caffe.TRAIN, batch=2)
     rng = np.random.RandomState(0)
     net.blobs['data'].data[...] = rng.randn(2, 3, 96, 96) * 50
     net.blobs['label'].data[...] = one_hot([3, 60])
@@ -229,7 +229,7 @@ def saved_classifier(tmp_path, cfg, seed):
 def test_surgery_copies_the_classifier_and_gives_its_scores(tmp_path):
     """The convolutional fc6-fc8 hold the classifier's weights; at the classifier's own crop
     BaselineNet's score map is 1x1 and equals the classifier's scores."""
-    cfg = nets.TINY
+    cfg = config.TINY
     classifier, path = saved_classifier(tmp_path, cfg, seed=60)
     run = subprocess.run([sys.executable, 'tools/surgery.py', '--config', 'tiny', '--weights',
                           path], cwd=ROOT, capture_output=True, text=True, timeout=120)
@@ -238,15 +238,18 @@ def test_surgery_copies_the_classifier_and_gives_its_scores(tmp_path):
     assert run.stdout.splitlines() == [
         'fc6: (512, 256) -> (512, 64, 2, 2)', 'fc7: (512, 512) -> (512, 512, 1, 1)',
         'fc8_transfer: (80, 512) -> (80, 512, 1, 1)', 'wrote %s' % out]
-    same_crop = cfg._replace(crop=cfg.classifier_crop, resize=cfg.classifier_resize)
-    assert baselines.score_map_side(same_crop) == 1 and baselines.score_map_side(cfg) == 2
+    arch, data = cfg.architecture, cfg.data
+    same_crop = cfg._replace(architecture=arch._replace(crop=arch.classifier_crop),
+                             data=data._replace(resize=data.classifier_resize))
+    assert (baselines.score_map_side(same_crop.architecture) == 1
+            and baselines.score_map_side(arch) == 2)
     fcn = net_from_prototxt(str(baselines.build(same_crop, 'baselinenet_deploy')))
     fcn.copy_from(out)
     for name in ('conv1_1', 'conv5_3', 'fc6', 'fc7', 'fc8_transfer'):
         for mine, theirs in zip(fcn.params[name], classifier.params[name]):
             np.testing.assert_array_equal(mine.data.reshape(theirs.data.shape), theirs.data,
                                           err_msg=name)
-    image = random_image(61, side=cfg.classifier_crop)
+    image = random_image(61, side=arch.classifier_crop)
     classifier.blobs['data'].data[...] = image
     classifier.forward()
     scores = classifier.blobs['fc8_transfer'].data.copy()
@@ -260,14 +263,15 @@ def test_surgery_copies_the_classifier_and_gives_its_scores(tmp_path):
 
 
 def test_surgery_refuses_weights_of_another_net_or_crop(tmp_path):
-    seg = net_from_prototxt(committed(nets.model_path(nets.TINY, 'seg_deploy')))
+    seg = net_from_prototxt(committed(config.TINY.layout.model('seg_deploy')))
     seg.save(str(tmp_path / 'seg.caffemodel'))
     with pytest.raises(WeightsError, match=r'seg.caffemodel has no layer fc6: not a stage-0'):
-        surgery.write_fcn_weights(nets.TINY, str(tmp_path / 'seg.caffemodel'))
-    _, path = saved_classifier(tmp_path, nets.TINY._replace(classifier_crop=96), seed=62)
+        surgery.write_fcn_weights(config.TINY, str(tmp_path / 'seg.caffemodel'))
+    _, path = saved_classifier(tmp_path, config.TINY._replace(
+        architecture=config.TINY.architecture._replace(classifier_crop=96)), seed=62)
     with pytest.raises(WeightsError, match=r'layer fc6 has weight shape \(512, 576\), 294912 '
                                            r'values; its convolution form \(512, 64, 2, 2\)'):
-        surgery.write_fcn_weights(nets.TINY, path)
+        surgery.write_fcn_weights(config.TINY, path)
     assert not os.path.exists(surgery.fcn_path(path))
     run = subprocess.run([sys.executable, 'tools/surgery.py', '--config', 'tiny', '--weights',
                           str(tmp_path / 'none.caffemodel')], cwd=ROOT, capture_output=True,
@@ -298,7 +302,7 @@ def trained_weights(tmp_path_factory):
     folder = tmp_path_factory.mktemp('baseline_weights')
     paths = {}
     for seed, baseline in enumerate(baselines.BASELINES):
-        net = build_net(nets.TINY, baseline + '_train')
+        net = build_net(config.TINY, baseline + '_train')
         randomize(net, seed=30 + seed)
         paths[baseline] = str(folder / (baseline + '.caffemodel'))
         net.save(paths[baseline])
@@ -307,10 +311,10 @@ def trained_weights(tmp_path_factory):
 
 @pytest.mark.parametrize('baseline', baselines.BASELINES)
 def test_deploy_loads_training_weights_and_matches_train(baseline, trained_weights):
-    train = build_net(nets.TINY, baseline + '_train')
+    train = build_net(config.TINY, baseline + '_train')
     train.copy_from(trained_weights[baseline])
-    deploy = inference.load_net(os.path.join(ROOT, nets.model_path(
-        nets.TINY, baseline + '_deploy')), trained_weights[baseline])
+    deploy = inference.load_net(os.path.join(ROOT, config.TINY.layout.model(
+        baseline + '_deploy')), trained_weights[baseline])
     for name, blobs in deploy.params.items():
         for mine, theirs in zip(blobs, train.params[name]):
             np.testing.assert_array_equal(mine.data, theirs.data, err_msg=name)
@@ -327,7 +331,7 @@ def test_deploy_loads_training_weights_and_matches_train(baseline, trained_weigh
 def test_tools_infer_runs_the_baseline_deploy_net(baseline, trained_weights, tmp_path):
     image = (np.random.RandomState(50).rand(70, 90, 3) * 255).astype(np.uint8)
     cv2.imwrite(str(tmp_path / 'img.png'), image)
-    model = nets.model_path(nets.TINY, baseline + '_deploy')
+    model = config.TINY.layout.model(baseline + '_deploy')
     run = subprocess.run(
         [sys.executable, 'tools/infer.py', '--config', 'tiny', '--model', model,
          '--weights', trained_weights[baseline], '--image', str(tmp_path / 'img.png'),
@@ -349,7 +353,7 @@ def test_tools_infer_runs_the_baseline_deploy_net(baseline, trained_weights, tmp
 @pytest.mark.parametrize('baseline', baselines.BASELINES)
 def test_caffe_train_lowers_both_losses(baseline, tmp_path, builtin_lmdbs):
     source, target = builtin_lmdbs
-    cfg = nets.TINY._replace(source=source, target=target)
+    cfg = config.TINY.with_data(source=source, target=target)
     rows = run_caffe_train(tmp_path, baselines.build(cfg, baseline + '_train'),
                            baselines.solver(cfg, baseline), ITERATIONS)
     assert [r['iteration'] for r in rows][:ITERATIONS] == list(range(ITERATIONS))
@@ -364,8 +368,10 @@ def test_baselinenet_run_trains_from_the_surgered_stage_0_snapshot(tmp_path, bui
     """experiment.train writes the fully convolutional classifier before caffe starts, and the
     baseline's fc6-fc8 come from it, the decoder and s_fc from their fillers."""
     source, target = builtin_lmdbs
-    cfg = nets.TINY._replace(source=source, target=target, snapshot=2, stages=dict(
-        nets.TINY.stages, joint=nets.Stage(batch=2, iter_size=1, max_iter=2, base_lr=1e-4)))
+    schedule = config.TINY.schedule._replace(snapshot=2, stages=dict(
+        config.TINY.schedule.stages,
+        joint=config.Stage(batch=2, iter_size=1, max_iter=2, base_lr=1e-4)))
+    cfg = config.TINY.with_data(source=source, target=target)._replace(schedule=schedule)
     run = experiment.prepare(str(tmp_path / 'run'), cfg, 0, baseline='baselinenet')
     stage0 = experiment.final_snapshot(run, 'classifier')
     os.makedirs(os.path.dirname(stage0), exist_ok=True)  # prepare makes the stages' folders

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from data_prep import builtin, coco, voc
-from transfernet import caffe_log, experiment, nets
+from transfernet import caffe_log, config, experiment, nets
 
 ITERATIONS = 20
 
@@ -18,15 +18,17 @@ def tiny_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("builtin")
     builtin.generate(str(root), seed=2, source_images=24, target_train=12, target_val=2)
     source, target = str(root / "lmdb" / "source"), str(root / "lmdb" / "target")
-    coco.build_source(str(root / "coco"), source, size=nets.TINY.resize)
-    voc.build_target(str(root / "VOCdevkit" / "VOC2012"), target, size=nets.TINY.resize)
+    coco.build_source(str(root / "coco"), source, size=config.TINY.data.resize)
+    voc.build_target(str(root / "VOCdevkit" / "VOC2012"), target, size=config.TINY.data.resize)
     return source, target
 
 
 def short_config(source, target):
-    stages = {k: v._replace(max_iter=ITERATIONS) for k, v in nets.TINY.stages.items()}
-    return nets.TINY._replace(source=source, target=target, stages=stages, snapshot=ITERATIONS,
-                              display=5)
+    """The tiny config on these LMDBs with a short schedule (a new Schedule value)."""
+    schedule = config.Schedule(stages={k: v._replace(max_iter=ITERATIONS)
+                                       for k, v in config.TINY.schedule.stages.items()},
+                               snapshot=ITERATIONS, display=5)
+    return config.TINY.with_data(source=source, target=target)._replace(schedule=schedule)
 
 
 def test_prepare_writes_nets_and_chained_solvers(tmp_path, tiny_data):
@@ -102,7 +104,8 @@ def test_train_stage_checks_datasets_weights_and_keeps_failed_log(tmp_path, tiny
         experiment.train(run, "classifier", progress=lambda m: None)
     junk = tmp_path / "junk.caffemodel"
     junk.write_bytes(b"not a caffemodel")
-    cfg = short_config(*tiny_data)._replace(classifier_init=str(junk))
+    cfg = short_config(*tiny_data)
+    cfg = cfg._replace(layout=cfg.layout._replace(classifier_init=str(junk)))
     run = experiment.prepare(str(tmp_path / "run2"), cfg)
     with pytest.raises(RuntimeError, match="junk.caffemodel .* is not a caffemodel"):
         experiment.train(run, "classifier", progress=lambda m: None)
@@ -157,7 +160,7 @@ def test_metrics_and_report_on_fixed_inputs(tmp_path):
                          "gt_no_transfer"}
     assert rows["gt_decoder"]["title"] == "TransferNet-GT"
     assert "confusion" not in rows["gt_decoder"]
-    cfg = nets.TINY
+    cfg = config.TINY
     metrics = {"config": experiment.describe(cfg, 0), "results": rows,
                "training": {"classifier": {"seconds": 12.0}},
                "labels": {"exact": 0.5, "precision": 0.75, "recall": 1.0, "images": 3}}
@@ -166,7 +169,7 @@ def test_metrics_and_report_on_fixed_inputs(tmp_path):
     with open(path) as f:
         loaded = json.load(f)
     assert loaded["results"]["predicted_decoder"]["mean_iou"] == pytest.approx(0.6)
-    assert loaded["config"]["stages"]["joint"]["max_iter"] == cfg.stages["joint"].max_iter
+    assert loaded["config"]["stages"]["joint"]["max_iter"] == cfg.schedule.stages["joint"].max_iter
     report = str(tmp_path / "report.md")
     experiment.write_report(report, metrics, "T", plots=["logs/joint.png"],
                             figures=["figures/a.png"])
@@ -183,7 +186,7 @@ def test_metrics_and_report_on_fixed_inputs(tmp_path):
             "TransferNet-GT 66.7%,") in text
     assert "- predicted labels: decoder 60.0 vs no transfer 30.0 mIoU (+30.0 points)" in lines
     assert "- ground-truth labels: decoder 80.0 vs no transfer 30.0 mIoU (+50.0 points)" in lines
-    assert "| classifier | %d | 8 x 1 |" % cfg.stages["classifier"].max_iter in text
+    assert "| classifier | %d | 8 x 1 |" % cfg.schedule.stages["classifier"].max_iter in text
     assert "| joint |" in text and "| n/a |" in text  # joint has no timing record
     assert "exact label set 50.0%, precision 75.0%, recall 100.0%" in text
     assert "![joint](logs/joint.png)" in lines and "![a](figures/a.png)" in lines
@@ -191,7 +194,7 @@ def test_metrics_and_report_on_fixed_inputs(tmp_path):
 
 def test_report_joint_seed_table():
     rows = experiment.result_rows({("predicted", "decoder"): fake_result([0.9, 0.6, 0.3])})
-    metrics = {"config": experiment.describe(nets.TINY, 0), "results": rows, "training": {},
+    metrics = {"config": experiment.describe(config.TINY, 0), "results": rows, "training": {},
                "joint_seeds": {"10": {"predicted_decoder": 0.4, "predicted_no_transfer": 0.3,
                                       "gt_decoder": 0.5, "gt_no_transfer": 0.25},
                                "2": {"predicted_decoder": 0.2, "predicted_no_transfer": 0.3,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tools import gpu_check
-from transfernet import nets
+from transfernet import config
 
 
 def test_without_a_gpu_it_says_so_and_exits_nonzero(tmp_path):
@@ -22,9 +22,9 @@ def test_without_a_gpu_it_says_so_and_exits_nonzero(tmp_path):
 
 def test_cpu_gpu_check_runs_both_passes_from_the_same_weights_and_batch(tmp_path,
                                                                       builtin_lmdbs):
-    cfg = nets.TINY._replace(source=builtin_lmdbs[0], target=builtin_lmdbs[1])
+    cfg = config.TINY.with_data(source=builtin_lmdbs[0], target=builtin_lmdbs[1])
     inputs = gpu_check.one_batch(cfg, 2)
-    assert inputs["data"].shape == (2, 3, cfg.crop, cfg.crop)
+    assert inputs["data"].shape == (2, 3, cfg.architecture.crop, cfg.architecture.crop)
     assert set(np.unique(inputs["seg_label"])) <= {0, 1, 255}
     proto = gpu_check.write_joint_inputs(cfg, 2, str(tmp_path))
     comparison, results, _ = gpu_check.check_cpu_gpu(

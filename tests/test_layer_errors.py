@@ -9,14 +9,14 @@ import subprocess
 import pytest
 
 import caffe
-from transfernet import baselines, nets, solvers
+from transfernet import baselines, config, nets, solvers
 from transfernet.atomic import write_text
 
 
 def python_layers():
     """{(module, layer)} of every Python layer in every generated net of every config."""
     found = set()
-    for cfg in nets.CONFIGS.values():
+    for cfg in config.CONFIGS.values():
         protos = [nets.build(cfg, net) for net in nets.NETS] + [
             baselines.build(cfg, net) for net in baselines.NETS]
         found |= {(l.python_param.module, l.python_param.layer)
@@ -36,7 +36,7 @@ def test_every_python_layer_of_the_generated_nets_reports_its_errors():
 def caffe_train(tmp_path, net):
     """`caffe train` (the CLI, in a subprocess) of NetParameter `net` for one iteration."""
     write_text(str(tmp_path / "net.prototxt"), str(net))
-    solver = solvers.solver(nets.TINY, "classifier")
+    solver = solvers.solver(config.TINY, "classifier")
     solver.net, solver.snapshot_prefix = str(tmp_path / "net.prototxt"), str(tmp_path / "s")
     solver.max_iter = 1
     write_text(str(tmp_path / "solver.prototxt"), str(solver))
@@ -47,7 +47,7 @@ def caffe_train(tmp_path, net):
 
 def test_caffe_train_shows_the_data_layer_message(tmp_path):
     missing = str(tmp_path / "no_such_lmdb")
-    net = nets.build(nets.TINY._replace(source=missing, target=None), "classifier_train")
+    net = nets.build(config.TINY.with_data(source=missing, target=None), "classifier_train")
     run = caffe_train(tmp_path, net)
     assert run.returncode != 0
     assert "terminate called after throwing an instance of 'boost::python::error_already_set'"\
@@ -60,7 +60,7 @@ def test_caffe_train_shows_the_data_layer_message(tmp_path):
 def test_pycaffe_raises_layer_errors_to_the_caller_unprinted(tmp_path, capfd):
     missing = str(tmp_path / "no_such_lmdb")
     write_text(str(tmp_path / "net.prototxt"), str(nets.build(
-        nets.TINY._replace(source=missing, target=None), "classifier_train")))
+        config.TINY.with_data(source=missing, target=None), "classifier_train")))
     with pytest.raises(ValueError, match="source dataset %s does not exist" % missing):
         caffe.Net(str(tmp_path / "net.prototxt"), caffe.TRAIN)
     assert "Error in Python layer" not in capfd.readouterr().err

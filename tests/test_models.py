@@ -21,7 +21,7 @@ from google.protobuf import text_format
 
 from gradcheck import assert_per_label_equal, deploy_batched_and_per_label, net_from_prototxt
 from tiny_weights import randomize
-from transfernet import baselines, nets, solvers
+from transfernet import baselines, config, nets, solvers
 from transfernet.atomic import write_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -92,11 +92,11 @@ def committed(path):
 
 
 def committed_net(cfg, net):
-    return text_format.Merge(committed(nets.model_path(cfg, net)), caffe_pb2.NetParameter())
+    return text_format.Merge(committed(cfg.layout.model(net)), caffe_pb2.NetParameter())
 
 
 def committed_solver(cfg, stage):
-    return text_format.Merge(committed(solvers.solver_path(cfg, stage)),
+    return text_format.Merge(committed(cfg.layout.solver(stage)),
                              caffe_pb2.SolverParameter())
 
 
@@ -157,7 +157,7 @@ PYTHON_LAYERS = {('data_layer', 'SourceTargetData'), ('attention_ops', 'Attentio
 def test_committed_nets_unpool_with_stock_layers():
     """No committed net runs the reference Unpool layer; every unpooled blob unpool1..4 is
     made by stock layers, and its constants come with propagate_down false."""
-    for cfg in (nets.PAPER, nets.TINY):
+    for cfg in (config.PAPER, config.TINY):
         for net in nets.NETS + baselines.NETS:
             proto = committed_net(cfg, net)
             python = {(lay.python_param.module, lay.python_param.layer)
@@ -169,12 +169,12 @@ def test_committed_nets_unpool_with_stock_layers():
                     constants = layer(proto, 'unpool%d_positions' % block)
                     assert list(constants.propagate_down) == [False, False]
     with pytest.raises(ValueError, match="unknown unpool_kind 'numpy'"):
-        nets.joint_train(nets.TINY, unpool_kind='numpy')
+        nets.joint_train(config.TINY, unpool_kind='numpy')
 
 
 def test_tiny_comments_carry_tiny_sizes():
     for net in nets.NETS:
-        comments = ''.join(line for line in committed(nets.model_path(nets.TINY, net))
+        comments = ''.join(line for line in committed(config.TINY.layout.model(net))
                            .splitlines(True) if line.startswith('#'))
         for stale in ('320', '224', '20x20', '1024', '4096'):
             assert stale not in comments, (net, stale)
@@ -188,7 +188,7 @@ def test_tiny_comments_carry_tiny_sizes():
 @pytest.mark.parametrize('phase', [caffe.TRAIN, caffe.TEST], ids=['TRAIN', 'TEST'])
 @pytest.mark.parametrize('net_name', nets.NETS)
 def test_paper_net_shapes_and_parameters(net_name, phase):
-    net = build_net(nets.PAPER, net_name, phase, **train_kwargs(net_name))
+    net = build_net(config.PAPER, net_name, phase, **train_kwargs(net_name))
     try:
         for blob, shape in PAPER_BLOBS[net_name].items():
             assert net.blobs[blob].data.shape == shape, blob
@@ -224,7 +224,7 @@ def learning(proto, name):
 
 @pytest.mark.parametrize('net_name', ['attention_train', 'joint_train', 'seg_deploy'])
 def test_encoder_frozen_in_stage_1_and_2(net_name):
-    for cfg in (nets.PAPER, nets.TINY):
+    for cfg in (config.PAPER, config.TINY):
         proto = committed_net(cfg, net_name)
         convs = [lay.name for lay in proto.layer if lay.name.startswith('conv')
                  and lay.type == 'Convolution']
@@ -241,14 +241,14 @@ def test_encoder_frozen_in_stage_1_and_2(net_name):
 
 
 def test_classifier_encoder_trainable():
-    proto = committed_net(nets.PAPER, 'classifier_train')
+    proto = committed_net(config.PAPER, 'classifier_train')
     assert learning(proto, 'conv1_1') == [(1, 1), (2, 0)]
     assert layer(proto, 'cls_loss').type == 'SigmoidCrossEntropyLoss'
     assert list(layer(proto, 'cls_loss').bottom) == ['fc8_transfer', 'label']
 
 
 def test_paper_losses_and_data_layers():
-    joint = committed_net(nets.PAPER, 'joint_train')
+    joint = committed_net(config.PAPER, 'joint_train')
     seg = layer(joint, 'seg_loss')
     assert (list(seg.bottom), list(seg.loss_weight), seg.loss_param.ignore_label) == (
         ['seg_score', 'seg_label'], [2], 255)
@@ -265,7 +265,7 @@ def test_paper_losses_and_data_layers():
         'attention_train': (['data', 'label'], 8, 320, 330, False),
         'joint_train': (['data', 'label', 'seg_label'], 4, 320, 330, False)}
     for net_name, (tops, batch, crop, resize, multilabel) in expected.items():
-        data = layer(committed_net(nets.PAPER, net_name), 'data')
+        data = layer(committed_net(config.PAPER, net_name), 'data')
         assert (data.python_param.module, data.python_param.layer) == (
             'data_layer', 'SourceTargetData')
         assert list(data.top) == tops
@@ -277,7 +277,7 @@ def test_paper_losses_and_data_layers():
 # (c) deploy: K labels in one forward == K forwards of one label ---------------------------
 
 def test_seg_deploy_batched_equals_per_label():
-    net = net_from_prototxt(committed(nets.model_path(nets.TINY, 'seg_deploy')))
+    net = net_from_prototxt(committed(config.TINY.layout.model('seg_deploy')))
     randomize(net, seed=1)
     image = np.random.RandomState(2).randn(1, 3, 96, 96).astype(np.float32) * 50
     labels = one_hot([5, 17, 42])
@@ -293,8 +293,8 @@ def test_seg_deploy_batched_equals_per_label():
 
 
 def test_seg_deploy_matches_joint_train_with_shared_weights():
-    train = build_net(nets.TINY, 'joint_train', caffe.TEST, batch=1, input_layers=True)
-    deploy = net_from_prototxt(committed(nets.model_path(nets.TINY, 'seg_deploy')))
+    train = build_net(config.TINY, 'joint_train', caffe.TEST, batch=1, input_layers=True)
+    deploy = net_from_prototxt(committed(config.TINY.layout.model('seg_deploy')))
     randomize(train, seed=3)
     for name, blobs in deploy.params.items():
         assert [b.data.shape for b in blobs] == [b.data.shape for b in train.params[name]]
@@ -314,8 +314,8 @@ def test_seg_deploy_matches_joint_train_with_shared_weights():
 def test_joint_stock_unpooling_equals_python_unpool_layer():
     """The tiny joint net with the stock unpooling and with the reference Python Unpool
     layer, same weights and inputs: the same unpooled blobs, losses and gradients."""
-    stock = build_net(nets.TINY, 'joint_train', caffe.TRAIN, batch=2, input_layers=True)
-    python = build_net(nets.TINY, 'joint_train', caffe.TRAIN, batch=2, input_layers=True,
+    stock = build_net(config.TINY, 'joint_train', caffe.TRAIN, batch=2, input_layers=True)
+    python = build_net(config.TINY, 'joint_train', caffe.TRAIN, batch=2, input_layers=True,
                        unpool_kind='python')
     randomize(stock, seed=6)
     python.share_with(stock)
@@ -344,7 +344,7 @@ def test_weights_chain_between_stages_by_name():
     has the stage-1 encoder's shapes (so the solvers' `weights` copy them)."""
     shapes = {}
     for net_name in ('classifier_train', 'attention_train', 'joint_train'):
-        net = build_net(nets.TINY, net_name, **train_kwargs(net_name))
+        net = build_net(config.TINY, net_name, **train_kwargs(net_name))
         shapes[net_name] = {k: [b.data.shape for b in v] for k, v in net.params.items()}
     for name, shape in shapes['attention_train'].items():
         assert shapes['joint_train'][name] == shape
@@ -356,7 +356,7 @@ def test_weights_chain_between_stages_by_name():
 
 def test_tiny_joint_forward_backward():
     caffe.set_random_seed(0)
-    net = build_net(nets.TINY, 'joint_train', caffe.TRAIN, batch=2, input_layers=True)
+    net = build_net(config.TINY, 'joint_train', caffe.TRAIN, batch=2, input_layers=True)
     rng = np.random.RandomState(0)
     net.blobs['data'].data[...] = rng.randn(2, 3, 96, 96) * 50
     net.blobs['label'].data[...] = one_hot([3, 60])
@@ -378,16 +378,16 @@ def test_tiny_joint_forward_backward():
 
 # solvers ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize('cfg', [nets.PAPER, nets.TINY], ids=['paper', 'tiny'])
+@pytest.mark.parametrize('cfg', [config.PAPER, config.TINY], ids=['paper', 'tiny'])
 def test_committed_solvers(cfg):
     previous = None
     for stage in solvers.STAGES:
-        text = committed(solvers.solver_path(cfg, stage))
+        text = committed(cfg.layout.solver(stage))
         assert not [line for line in text.splitlines()
                     if 'solver_mode' in line and not line.startswith('#')]
         param = committed_solver(cfg, stage)
         assert not param.HasField('solver_mode')
-        st = cfg.stages[stage]
+        st = cfg.schedule.stages[stage]
         assert param.type == 'Adam' and param.base_lr == pytest.approx(st.base_lr)
         if st.lr_step:  # the tiny classifier: lr / 10 after lr_step iterations
             assert (param.lr_policy, param.stepsize) == ('step', st.lr_step)
@@ -406,7 +406,7 @@ def test_committed_solvers(cfg):
         else:
             # make demo within 15 minutes: at most ~30k training images per stage
             assert param.iter_size == 1 and batch * param.max_iter <= 30000
-        assert param.snapshot_prefix == '%s/%s/%s' % (cfg.snapshot_dir, stage, stage)
+        assert param.snapshot_prefix == '%s/%s/%s' % (cfg.layout.snapshots, stage, stage)
         # caffe train aborts at start-up if it cannot write there: the folder is committed
         assert os.path.isdir(os.path.join(ROOT, os.path.dirname(param.snapshot_prefix)))
         if previous is None:
@@ -424,12 +424,12 @@ def test_committed_solvers(cfg):
 
 def test_tiny_attention_solver_starts_from_classifier_and_keeps_encoder(tmp_path):
     """The solver's `weights` copies the stage-0 encoder by name; an Adam step leaves it."""
-    classifier = build_net(nets.TINY, 'classifier_train', batch=2, input_layers=True)
+    classifier = build_net(config.TINY, 'classifier_train', batch=2, input_layers=True)
     randomize(classifier, seed=5)
     classifier.save(str(tmp_path / 'classifier.caffemodel'))
     net_path = tmp_path / 'attention.prototxt'
-    net_path.write_text(str(nets.attention_train(nets.TINY, batch=2, input_layers=True)))
-    param = solvers.solver(nets.TINY, 'attention')
+    net_path.write_text(str(nets.attention_train(config.TINY, batch=2, input_layers=True)))
+    param = solvers.solver(config.TINY, 'attention')
     param.net = str(net_path)
     param.weights[:] = [str(tmp_path / 'classifier.caffemodel')]
     param.snapshot_prefix = str(tmp_path / 'attention')

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from transfernet import experiment, inference, nets, repro, score
+from transfernet import config, experiment, inference, repro, score
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _spec = importlib.util.spec_from_file_location(
@@ -83,10 +83,9 @@ def test_pending_skips_finished_runs_and_redoes_mismatched_ones(tmp_path):
 
 
 def test_share_stages_links_the_base_runs_snapshots(tmp_path):
-    cfg = repro.MINI._replace(source='data/builtin-mini/lmdb/source',
-                              target='data/builtin-mini/lmdb/target')
+    cfg = repro.MINI
     base = experiment.prepare(str(tmp_path / 'base'), cfg, 0)
-    run = experiment.prepare(str(tmp_path / 'ratio'), cfg._replace(
+    run = experiment.prepare(str(tmp_path / 'ratio'), cfg.with_data(
         source='data/builtin-mini/lmdb/source_r050_s1'), 1)
     for i, stage in enumerate(('classifier', 'attention')):
         with open(experiment.final_snapshot(base, stage), 'wb') as f:
@@ -112,12 +111,11 @@ def test_share_stages_links_the_base_runs_snapshots(tmp_path):
 def test_run_parallel_reraises_a_failed_run_and_records_nothing(tmp_path):
     """Runs of the plan in forked workers whose shared stages were never trained: each
     fails in share_stages; the error reaches the caller, nothing is recorded."""
-    cfg = repro.MINI._replace(source='data/builtin-mini/lmdb/source',
-                              target='data/builtin-mini/lmdb/target')
+    cfg = repro.MINI
     out = str(tmp_path)
     specs = repro.plan(0)
     base = experiment.prepare(os.path.join(out, specs[0].name), cfg, 0)
-    sources = {spec.name: cfg.source for spec in specs}
+    sources = {spec.name: cfg.data.source for spec in specs}
     jobs = [(spec, base, out, cfg, sources, {}) for spec in specs[1:4]]
     recorded = []
     with pytest.raises(RuntimeError, match='stage classifier of the shared run .* is not '
@@ -207,7 +205,7 @@ def test_write_outputs_results_json_schema(tmp_path):
                            'ratio_study', 'ratios', 'seed', 'shared_stages', 'subsets',
                            'wall_seconds']
     assert doc['config']['name'] == 'mini' and doc['config']['crop'] == 112
-    assert doc['config']['feature_scale'] == repro.MINI.feature_scale
+    assert doc['config']['feature_scale'] == repro.MINI.architecture.feature_scale
     assert doc['classes'] == {'0': 'background', '1': 'aeroplane', '3': 'bird',
                               '16': 'pottedplant'}
     for title, row in doc['methods'].items():
@@ -236,7 +234,7 @@ def _solver_fields(run, stage):
 def test_baseline_run_starts_from_stage0_and_infers_with_its_deploy_net(tmp_path, builtin_lmdbs):
     import caffe
     source, target = builtin_lmdbs
-    cfg = nets.TINY._replace(source=source, target=target)
+    cfg = config.TINY.with_data(source=source, target=target)
     plain = experiment.prepare(str(tmp_path / 'transfernet'), cfg, 0)
     assert _solver_fields(plain, 'joint') == {
         'net': experiment.model_file(plain, 'joint_train'),
@@ -279,10 +277,13 @@ def _power_scales(path):
             if layer.name in ('data_scaled', 'conv5_3_scaled')]
 
 
+def _scaled(cfg, **scales):
+    """The config with another input_scale and/or feature_scale (its architecture's)."""
+    return cfg._replace(architecture=cfg.architecture._replace(**scales))
+
+
 def test_config_scales_reach_every_net_and_config(tmp_path):
-    cfg = repro.MINI._replace(source='data/builtin-mini/lmdb/source',
-                              target='data/builtin-mini/lmdb/target', input_scale=0.25,
-                              feature_scale=7.0)
+    cfg = _scaled(repro.MINI, input_scale=0.25, feature_scale=7.0)
     run = experiment.prepare(str(tmp_path / 'b'), cfg, 0, baseline='baselinenet')
     for net in ('attention_train', 'joint_train', 'seg_deploy'):  # data_scaled, conv5_3_scaled
         assert _power_scales(experiment.model_file(run, net)) == [0.25, 7.0], net
@@ -292,7 +293,7 @@ def test_config_scales_reach_every_net_and_config(tmp_path):
         assert _power_scales(experiment.model_file(run, net)) == [0.25], net
     with open(os.path.join(run.dir, 'config.json')) as f:
         assert json.load(f)['feature_scale'] == 7.0
-    unscaled = experiment.prepare(str(tmp_path / 'u'), cfg._replace(input_scale=1), 0)
+    unscaled = experiment.prepare(str(tmp_path / 'u'), _scaled(cfg, input_scale=1), 0)
     assert _power_scales(experiment.model_file(unscaled, 'seg_deploy')) == [7.0]
     with pytest.raises(ValueError, match='feature_scale'):
-        experiment.prepare(run.dir, cfg._replace(feature_scale=1.0), 0, baseline='baselinenet')
+        experiment.prepare(run.dir, _scaled(cfg, feature_scale=1.0), 0, baseline='baselinenet')

@@ -11,7 +11,7 @@ from caffe.proto import caffe_pb2
 
 from caffe_train import caffe_train, run_caffe_train, train_py, train_rows, write_solver
 from tools import train
-from transfernet import nets, solvers
+from transfernet import config, nets, solvers
 
 ITERATIONS = 200
 WINDOW = 30  # iterations averaged at the start and at the end
@@ -19,7 +19,7 @@ WINDOW = 30  # iterations averaged at the start and at the end
 
 def test_caffe_train_tiny_joint_lowers_both_losses(tmp_path, builtin_lmdbs):
     source, target = builtin_lmdbs
-    cfg = nets.TINY._replace(source=source, target=target)
+    cfg = config.TINY.with_data(source=source, target=target)
     rows = run_caffe_train(tmp_path, nets.build(cfg, solvers.STAGE_NET["joint"]),
                            solvers.solver(cfg, "joint"), ITERATIONS)
     assert [r["iteration"] for r in rows][:ITERATIONS] == list(range(ITERATIONS))
@@ -37,7 +37,7 @@ SHORT_WINDOW = 8
 
 def _tiny_joint_solver(folder, builtin_lmdbs):
     source, target = builtin_lmdbs
-    cfg = nets.TINY._replace(source=source, target=target)
+    cfg = config.TINY.with_data(source=source, target=target)
     folder.mkdir()
     return write_solver(folder, nets.build(cfg, solvers.STAGE_NET["joint"]),
                         solvers.solver(cfg, "joint"), SHORT, snapshot=SNAPSHOT)
@@ -68,9 +68,9 @@ def test_train_py_on_cpu_lowers_losses_and_is_caffe_train(tmp_path, builtin_lmdb
         first, last = values[:SHORT_WINDOW].mean(), values[-SHORT_WINDOW:].mean()
         assert last < 0.9 * first, "%s did not fall: %.4f -> %.4f" % (loss, first, last)
     batch = json.loads(next(layer.python_param.param_str for layer in
-                            nets.build(nets.TINY, solvers.STAGE_NET["joint"]).layer
+                            nets.build(config.TINY, solvers.STAGE_NET["joint"]).layer
                             if layer.type == "Python" and layer.top[0] == "data"))["batch_size"]
-    iter_size = solvers.solver(nets.TINY, "joint").iter_size
+    iter_size = solvers.solver(config.TINY, "joint").iter_size
     assert stdout.splitlines()[0] == (
         "train: effective batch %d per iteration = batch %d x iter_size %d x 1 solver"
         % (batch * iter_size, batch, iter_size))
@@ -85,7 +85,7 @@ def test_train_py_on_cpu_lowers_losses_and_is_caffe_train(tmp_path, builtin_lmdb
 
 def test_train_py_gpus_without_a_gpu_fails_in_one_line(tmp_path):
     solver = tmp_path / "solver.prototxt"
-    solver.write_text(str(solvers.solver(nets.TINY, "joint")))
+    solver.write_text(str(solvers.solver(config.TINY, "joint")))
     run = subprocess.run(train_py(str(solver)) + ["--gpus", "0"], capture_output=True,
                          text=True, timeout=120)
     assert run.returncode == 1

@@ -11,7 +11,7 @@ import pytest
 from caffe.proto import caffe_pb2
 
 from tiny_weights import CLS_MODEL, REPO, SEG_MODEL, make_image
-from transfernet import inference, nets, solvers
+from transfernet import config, inference, nets, solvers
 from transfernet.weights import (WeightsError, check_solver, describe_fits, net_shapes,
                                  read_caffemodel)
 
@@ -65,7 +65,7 @@ MESSAGES = {  # case: what the one error line says
     "garbage": "is not a caffemodel: it does not parse as a Caffe NetParameter",
     "truncated": "is not a caffemodel: it does not parse as a Caffe NetParameter",
     "classifier": "does not fit %s: layer feat_embed (blob shapes %s) is not in the file"
-                  % (nets.model_path(nets.TINY, "seg_deploy"), SHAPES["feat_embed"]),
+                  % (config.TINY.layout.model("seg_deploy"), SHAPES["feat_embed"]),
     "reshaped": "layer deconv5_1 has blob shapes %s in the file, the net expects %s"
                 % (reshaped(SHAPES["deconv5_1"]), SHAPES["deconv5_1"]),
     "missing": "not found",
@@ -77,7 +77,7 @@ def test_load_net_refuses_weights_that_do_not_fit(bad_weights, case):
     with pytest.raises(WeightsError) as err:
         inference.load_net(SEG_MODEL, bad_weights[case])
     assert bad_weights[case] in str(err.value)
-    assert MESSAGES[case].replace(nets.model_path(nets.TINY, "seg_deploy"), SEG_MODEL) \
+    assert MESSAGES[case].replace(config.TINY.layout.model("seg_deploy"), SEG_MODEL) \
         in str(err.value)
 
 
@@ -140,8 +140,8 @@ def test_tools_refuse_weights_before_any_output(bad_weights, weights, tmp_path, 
     assert not fig.exists()
     res = run_tool("infer.py", "--image", image, "--weights", weights["seg"],
                    "--classifier-weights", weights["seg"], "--out", str(out))
-    assert res.returncode == 2 and "does not fit %s: layer fc6" % nets.model_path(
-        nets.TINY, "classifier_deploy") in res.stderr
+    assert res.returncode == 2 and "does not fit %s: layer fc6" % config.TINY.layout.model(
+        "classifier_deploy") in res.stderr
     assert not out.exists()
 
 
@@ -150,7 +150,7 @@ def attention_snapshot(tmp_path):
     import caffe
     model = str(tmp_path / "attention.prototxt")
     with open(model, "w") as f:
-        f.write(str(nets.build(nets.TINY, "attention_train", input_layers=True)))
+        f.write(str(nets.build(config.TINY, "attention_train", input_layers=True)))
     path = str(tmp_path / "attention.caffemodel")
     caffe.Net(model, caffe.TRAIN).save(path)
     return path
@@ -174,7 +174,7 @@ def write_solver(tmp_path, cfg, stage, init):
 def test_check_solver_says_what_comes_from_the_file_and_from_fillers(
         builtin_lmdbs, bad_weights, tmp_path):
     source, target = builtin_lmdbs
-    cfg = nets.TINY._replace(source=source, target=target)
+    cfg = config.TINY.with_data(source=source, target=target)
     snapshot = attention_snapshot(tmp_path)
     solver = write_solver(tmp_path, cfg, "joint", snapshot)
     fits = check_solver(solver)
@@ -223,7 +223,7 @@ def test_check_solver_names_a_solver_that_does_not_parse_or_lacks_its_net(tmp_pa
 
 def test_check_solver_refuses_a_file_that_initialises_no_layer(builtin_lmdbs, tmp_path):
     source, target = builtin_lmdbs
-    cfg = nets.TINY._replace(source=source, target=target)
+    cfg = config.TINY.with_data(source=source, target=target)
     other = caffe_pb2.NetParameter()
     other.layer.add(name="fc_elsewhere").blobs.add(data=[1, 2]).shape.dim.append(2)
     path = write_param(tmp_path / "other.caffemodel", other)

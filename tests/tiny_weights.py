@@ -6,12 +6,12 @@ import caffe
 import cv2
 import numpy as np
 
-from transfernet import inference, nets
+from transfernet import config, inference
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = nets.CONFIGS["tiny"]
-SEG_MODEL = os.path.join(REPO, nets.model_path(TINY, "seg_deploy"))
-CLS_MODEL = os.path.join(REPO, nets.model_path(TINY, "classifier_deploy"))
+TINY = config.CONFIGS["tiny"]
+SEG_MODEL = os.path.join(REPO, TINY.layout.model("seg_deploy"))
+CLS_MODEL = os.path.join(REPO, TINY.layout.model("classifier_deploy"))
 
 
 def randomize(net, seed):
@@ -25,10 +25,10 @@ def randomize(net, seed):
         weights[...] = rng.randn(*weights.shape) * np.sqrt(2.0 / np.prod(weights.shape[1:]))
         for bias in list(blobs)[1:]:
             bias.data[...] = rng.randn(*bias.data.shape) * 0.1
-    net.params["conv1_1"][0].data[...] /= nets.TINY.input_scale
+    net.params["conv1_1"][0].data[...] /= config.TINY.architecture.input_scale
     if "feat_embed" in net.params:
-        net.params["feat_embed"][0].data[...] /= nets.TINY.feature_scale
-        net.params["deconv5_1"][0].data[...] /= nets.TINY.feature_scale ** 2
+        net.params["feat_embed"][0].data[...] /= config.TINY.architecture.feature_scale
+        net.params["deconv5_1"][0].data[...] /= config.TINY.architecture.feature_scale ** 2
 
 
 def calibrate(net, layer):

@@ -24,7 +24,7 @@ os.environ.setdefault("GLOG_minloglevel", QUIET)
 
 import caffe  # noqa: E402
 
-from transfernet import bench, nets  # noqa: E402
+from transfernet import bench, config  # noqa: E402
 
 
 def main(argv=None):
@@ -59,9 +59,9 @@ def main(argv=None):
         step("data_layer", lambda: bench.bench_data_layer(source, target,
                                                           batches=a.data_batches))
         step("eval", lambda: bench.bench_eval(os.path.join(tmp, "eval"), a.eval_images))
-        step("joint", lambda: bench.bench_joint_layers(nets.PAPER, a.timing_iterations))
-        step("unpool", lambda: bench.bench_unpool(nets.PAPER, a.unpool_rounds))
-        step("deploy", lambda: bench.bench_deploy(nets.PAPER, repeats=a.deploy_repeats))
+        step("joint", lambda: bench.bench_joint_layers(config.PAPER, a.timing_iterations))
+        step("unpool", lambda: bench.bench_unpool(config.PAPER, a.unpool_rounds))
+        step("deploy", lambda: bench.bench_deploy(config.PAPER, repeats=a.deploy_repeats))
         step("rss", lambda: bench.peak_rss_joint(source, target, a.rss_batch, tmp))
         step("infer_workers", lambda: bench.bench_infer_workers(os.path.join(tmp, "infer")))
     results["machine"]["loadavg_end"] = bench.loadavg()

@@ -30,7 +30,7 @@ os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
 
 from data_prep import builtin, coco, voc
 from data_prep.common import read_image
-from transfernet import experiment, inference, nets, records, score, solvers
+from transfernet import config, experiment, inference, records, score, solvers
 
 FIGURES = 4  # example figures in the report (the first val images)
 
@@ -69,7 +69,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--run', default='runs/demo', help='run folder (default runs/demo)')
     parser.add_argument('--data', default='data/builtin', help='built-in dataset folder')
-    parser.add_argument('--config', default='tiny', choices=sorted(nets.CONFIGS))
+    parser.add_argument('--config', default='tiny', choices=sorted(config.CONFIGS))
     parser.add_argument('--seed', type=int, default=0, help='dataset, data layer and solver '
                                                              'seed (default 0)')
     parser.add_argument('--force', action='store_true',
@@ -82,11 +82,11 @@ def main(argv=None):
     start = time.time()
     import caffe
     caffe.set_mode_cpu()
-    cfg = nets.CONFIGS[args.config]
-    source, target, voc_root = ensure_data(args.data, args.seed, cfg.resize, args.workers)
+    cfg = config.CONFIGS[args.config]
+    source, target, voc_root = ensure_data(args.data, args.seed, cfg.data.resize, args.workers)
     if args.force and os.path.exists(args.run):
         shutil.rmtree(args.run)
-    run = experiment.prepare(args.run, cfg._replace(source=source, target=target), args.seed)
+    run = experiment.prepare(args.run, cfg.with_data(source=source, target=target), args.seed)
     training = {stage: experiment.train(run, stage, progress=log) for stage in solvers.STAGES}
 
     ids = score.read_list(os.path.join(voc_root, 'ImageSets', 'Segmentation',

@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from transfernet import baselines, nets, solvers
+from transfernet import baselines, config, nets, solvers
 from transfernet.atomic import write_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -20,15 +20,16 @@ GENERATED_DIRS = ('models', 'solvers')
 def outputs():
     """{path relative to the checkout root: text} of every generated file."""
     files = {}
-    for cfg in nets.CONFIGS.values():
+    for cfg in config.CONFIGS.values():
+        layout = cfg.layout
         for net in nets.NETS:
-            files[nets.model_path(cfg, net)] = nets.prototxt(cfg, net)
+            files[layout.model(net)] = nets.prototxt(cfg, net)
         for stage in solvers.STAGES:
-            files[solvers.solver_path(cfg, stage)] = solvers.prototxt(cfg, stage)
+            files[layout.solver(stage)] = solvers.prototxt(cfg, stage)
         for net in baselines.NETS:
-            files[nets.model_path(cfg, net)] = baselines.prototxt(cfg, net)
+            files[layout.model(net)] = baselines.prototxt(cfg, net)
         for baseline in baselines.BASELINES:
-            files[solvers.solver_path(cfg, baseline)] = baselines.solver_prototxt(cfg, baseline)
+            files[layout.solver(baseline)] = baselines.solver_prototxt(cfg, baseline)
     return files
 
 

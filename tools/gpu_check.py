@@ -31,7 +31,7 @@ import caffe  # noqa: E402
 import numpy as np  # noqa: E402
 
 from data_layer import net_prototxt  # noqa: E402
-from transfernet import bench, cuda, nets  # noqa: E402
+from transfernet import bench, config, cuda, nets  # noqa: E402
 
 BATCH = 4
 TOLERANCE = 1e-3  # relative difference, CPU vs GPU, of every loss and parameter gradient
@@ -203,8 +203,8 @@ def main(argv=None):
               "cuda": cuda.describe()[:-1], "device_query": device_query(range(count))}
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
         build = bench.bench_build(a.builtin, os.path.join(tmp, "lmdb"))
-        cfg = nets.PAPER._replace(source=build["source"]["path"],
-                                  target=build["target"]["path"])
+        cfg = config.PAPER.with_data(source=build["source"]["path"],
+                                     target=build["target"]["path"])
         caffe.set_mode_cpu()
         inputs = one_batch(cfg, BATCH)
         proto = write_joint_inputs(cfg, BATCH, tmp)
@@ -214,7 +214,7 @@ def main(argv=None):
                       losses={"cpu": results[0][0], "gpu": results[1][0]},
                       timing=time_joint_gpu(proto, weights, inputs, a.gpu, a.timing_iterations))
     set_mode("gpu", a.gpu)
-    result["deploy"] = bench.bench_deploy(nets.PAPER, ks=KS, repeats=a.deploy_repeats)
+    result["deploy"] = bench.bench_deploy(config.PAPER, ks=KS, repeats=a.deploy_repeats)
     print(format_report(result))
     bench.write_json(a.out, result)
     print("wrote %s" % a.out)

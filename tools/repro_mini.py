@@ -75,7 +75,7 @@ def execute(spec, base, out, cfg, sources, val):
         log('%s: %s' % (spec.name, message))
     baseline = None if spec.method == repro.TRANSFERNET else spec.method
     run = experiment.prepare(os.path.join(out, spec.name),
-                             cfg._replace(source=sources[spec.name]), spec.seed,
+                             cfg.with_data(source=sources[spec.name]), spec.seed,
                              baseline=baseline)
     if run.dir != base.dir:
         experiment.share_stages(base, run, ('classifier',) if baseline
@@ -118,6 +118,7 @@ def run_parallel(jobs, processes, record):
 
 def write_outputs(out, cfg, seed, results, val, base, extra):
     """results.json, table.md, ratio.png and report.md of the finished runs."""
+    arch, stages = cfg.architecture, cfg.schedule.stages
     collected = repro.collect(results)
     classes = val['classes']
     document = dict(collected, config=experiment.describe(cfg, seed), seed=seed,
@@ -140,8 +141,8 @@ def write_outputs(out, cfg, seed, results, val, base, extra):
         cfg.name, seed), '',
         'Width %g, crop %d, conv5_3 scaled by %g; stages 0 / 1 / 2: %d / %d / %d iterations; '
         '%d val images. %s.'
-        % (cfg.width, cfg.crop, cfg.feature_scale, cfg.stages['classifier'].max_iter,
-           cfg.stages['attention'].max_iter, cfg.stages['joint'].max_iter, len(val['ids']),
+        % (arch.width, arch.crop, arch.feature_scale, stages['classifier'].max_iter,
+           stages['attention'].max_iter, stages['joint'].max_iter, len(val['ids']),
            document['shared_stages'].capitalize()), '',
         '## Table 1 in miniature (IoU %, val set of the built-in dataset)', '', table,
         '## The paper on the same columns', '', repro.paper_markdown(classes),
@@ -181,18 +182,16 @@ def main(argv=None):
         return 0
     import caffe
     caffe.set_mode_cpu()
-    cfg = repro.MINI
-    voc_root, target, sources = ensure_data(args.data, args.seed, cfg.resize, args.workers,
-                                            specs)
-    cfg = cfg._replace(target=target)
+    voc_root, target, sources = ensure_data(args.data, args.seed, repro.MINI.data.resize,
+                                            args.workers, specs)
+    base_spec = specs[0]
+    cfg = repro.MINI.with_data(source=sources[base_spec.name], target=target)
     ids = score.read_list(os.path.join(voc_root, 'ImageSets', 'Segmentation', 'val.txt'))
     gt_dir = os.path.join(voc_root, 'SegmentationClass')
     val = {'ids': ids, 'images': os.path.join(voc_root, 'JPEGImages'), 'gt': gt_dir,
            'candidates': inference.class_table(os.path.join(target, 'meta.json')),
            'classes': experiment.present_classes(gt_dir, ids)}
-    base_spec = specs[0]
-    base = experiment.prepare(os.path.join(out, base_spec.name),
-                              cfg._replace(source=sources[base_spec.name]), base_spec.seed)
+    base = experiment.prepare(os.path.join(out, base_spec.name), cfg, base_spec.seed)
     for stage in ('classifier', 'attention'):  # shared by every run: trained first
         experiment.train(base, stage, progress=log)
     labels = [experiment.image_labels(base, ids, val['images'], gt_dir, source,

@@ -12,19 +12,19 @@ missing, is not a caffemodel, or is not a classifier of the config.
 import argparse
 import sys
 
-from transfernet import nets, solvers, surgery
+from transfernet import config, solvers, surgery
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", choices=sorted(nets.CONFIGS), default="paper",
+    parser.add_argument("--config", choices=sorted(config.CONFIGS), default="paper",
                         help="config of the classifier (default paper)")
     parser.add_argument("--weights", help="stage-0 caffemodel (default: the config's final "
                                           "classifier snapshot)")
     parser.add_argument("--out", help="output caffemodel (default: beside --weights, "
                                       "<name>_fcn.caffemodel)")
     args = parser.parse_args(argv)
-    cfg = nets.CONFIGS[args.config]
+    cfg = config.CONFIGS[args.config]
     source = args.weights or solvers.final_snapshot(cfg, "classifier")
     try:
         out, changed = surgery.write_fcn_weights(cfg, source, args.out)

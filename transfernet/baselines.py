@@ -87,12 +87,12 @@ def _shared(name, spec):
     return dict(spec, name=name)
 
 
-def _baselinenet(n, cfg, train):
+def _baselinenet(n, arch, train):
     """Fig. 7b: the classifier's class score maps, the chosen class's map, a fully connected
     layer -> s."""
-    side = feature_size(cfg)
+    side = feature_size(arch)
     n.pool5 = L.Pooling(n.conv5_3, pool=P.Pooling.MAX, kernel_size=2, stride=2)
-    nets.classifier_fc(n, cfg, n.pool5, convolutional=True)
+    nets.classifier_fc(n, arch, n.pool5, convolutional=True)
     if train:
         n.cls_score = L.Pooling(n.fc8_transfer, pool=P.Pooling.AVE, global_pooling=True)
         nets.classification_loss(n)
@@ -102,20 +102,20 @@ def _baselinenet(n, cfg, train):
     n.s = L.Reshape(n.s_fc, shape=dict(dim=[0, 1, side, side]))
 
 
-def _decouplednet(n, cfg, train):
+def _decouplednet(n, arch, train):
     """Fig. 7c: classifier on A, closed-form class-score gradient, bridge(A * grad) -> s."""
-    side, depth = feature_size(cfg), channels(cfg, 512)
-    nets.scaled_features(n, cfg)
-    n.cls_fc1 = nets.inner_product(n.conv5_3_scaled, channels(cfg, CLS_HIDDEN),
+    side, depth = feature_size(arch), channels(arch, 512)
+    nets.scaled_features(n, arch)
+    n.cls_fc1 = nets.inner_product(n.conv5_3_scaled, channels(arch, CLS_HIDDEN),
                                    param=[_shared('cls_fc1_w', LEARN[0]), LEARN[1]])
     n.cls_relu1 = L.ReLU(n.cls_fc1, in_place=True)
     if train:
-        n.cls_score = nets.inner_product(n.cls_relu1, cfg.num_classes,
+        n.cls_score = nets.inner_product(n.cls_relu1, arch.num_classes,
                                          param=[_shared('cls_score_w', LEARN_FAST[0]),
                                                 LEARN_FAST[1]])
         nets.classification_loss(n)
     n.relu_mask = L.Threshold(n.cls_relu1, threshold=0)
-    n.score_weight = L.InnerProduct(n.label, num_output=channels(cfg, CLS_HIDDEN),
+    n.score_weight = L.InnerProduct(n.label, num_output=channels(arch, CLS_HIDDEN),
                                     transpose=True, bias_term=False,
                                     param=[_shared('cls_score_w', LEARN_FAST[0])])
     if train:
@@ -143,13 +143,13 @@ def _decouplednet(n, cfg, train):
 HEADS = {'baselinenet': _baselinenet, 'decouplednet': _decouplednet}
 
 
-def score_map_side(cfg):
+def score_map_side(arch):
     """Side of BaselineNet's class score maps: the classifier's fc6 kernel (its pool5) slid
     over the segmentation input's pool5 (4 = 10 - 7 + 1 in the paper)."""
-    side = nets.pool5_side(cfg.crop) - nets.pool5_side(cfg.classifier_crop) + 1
+    side = nets.pool5_side(arch.crop) - nets.pool5_side(arch.classifier_crop) + 1
     if side < 1:
-        raise ValueError('config %r: the classifier crop %d is larger than the segmentation '
-                         'crop %d' % (cfg.name, cfg.classifier_crop, cfg.crop))
+        raise ValueError('the classifier crop %d is larger than the segmentation crop %d'
+                         % (arch.classifier_crop, arch.crop))
     return side
 
 
@@ -159,56 +159,63 @@ def _split(net):
     return net.rsplit('_', 1)
 
 
-def train(cfg, baseline, batch=None, input_layers=False):
-    """Training net: Eq. 9 with the baseline's decoder input; the joint stage's data layer."""
-    n = NetSpec()
-    nets.inputs(n, cfg, ('data', 'label', 'seg_label'), batch or cfg.stages[STAGE].batch,
-                cfg.crop, cfg.resize, input_layers, multilabel=False)
-    nets.encoder(n, cfg, n.data, frozen=True, masks=True)
-    HEADS[baseline](n, cfg, train=True)
-    nets.decoder(n, cfg, densify=False)
+def train(cfg, baseline, batch=None, input_layers=False, seed=0):
+    """Training net: Eq. 9 with the baseline's decoder input; the joint stage's data layer
+    (drawing with `seed`)."""
+    n, arch = NetSpec(), cfg.architecture
+    nets.inputs(n, cfg, ('data', 'label', 'seg_label'),
+                batch or cfg.schedule.stages[STAGE].batch, arch.crop, cfg.data.resize,
+                input_layers, multilabel=False, seed=seed)
+    nets.encoder(n, arch, n.data, frozen=True, masks=True)
+    HEADS[baseline](n, arch, train=True)
+    nets.decoder(n, arch, densify=False)
     nets.segmentation_loss(n)
     return nets.named_proto(cfg, baseline + '_train', n)
 
 
 def deploy(cfg, baseline, num_labels=1):
     """seg_deploy's interface: data (1,3,S,S), label (K,C) -> seg_prob (K,2,S,S)."""
-    n = nets.deploy_inputs(cfg, num_labels)
-    nets.encoder(n, cfg, n.data, frozen=True, masks=True)
-    HEADS[baseline](n, cfg, train=False)
-    nets.decoder(n, cfg, densify=False, broadcast=True)
+    arch = cfg.architecture
+    n = nets.deploy_inputs(arch, num_labels)
+    nets.encoder(n, arch, n.data, frozen=True, masks=True)
+    HEADS[baseline](n, arch, train=False)
+    nets.decoder(n, arch, densify=False, broadcast=True)
     n.seg_prob = L.Softmax(n.seg_score)
     return nets.named_proto(cfg, baseline + '_deploy', n)
 
 
-def build(cfg, net, **kwargs):
-    """NetParameter of a baseline net (one of NETS); kwargs go to train() or deploy()."""
+def build(cfg, net, seed=0, **kwargs):
+    """NetParameter of a baseline net (one of NETS); `seed` is the training net's data-layer
+    seed, kwargs go to train() or deploy()."""
     baseline, kind = _split(net)
-    return (train if kind == 'train' else deploy)(cfg, baseline, **kwargs)
+    if kind == 'train':
+        return train(cfg, baseline, seed=seed, **kwargs)
+    return deploy(cfg, baseline, **kwargs)
 
 
 def header(cfg, net):
     """Comment lines at the top of a generated baseline prototxt, true for this config."""
     baseline, kind = _split(net)
-    side, depth = feature_size(cfg), channels(cfg, 512)
-    pool5, kernel = nets.pool5_side(cfg.crop), nets.pool5_side(cfg.classifier_crop)
-    maps = score_map_side(cfg)
+    arch = cfg.architecture
+    side, depth, crop = feature_size(arch), channels(arch, 512), arch.crop
+    pool5, kernel = nets.pool5_side(crop), nets.pool5_side(arch.classifier_crop)
+    maps = score_map_side(arch)
     heads = {
         'baselinenet': 'the classifier as convolutions over pool5 (%dx%dx%d; fc6 %dx%d) -> class '
                        'score maps %dx%dx%d, chosen class map (%d values) -> fully connected -> '
-                       's (%dx%d)' % (depth, pool5, pool5, kernel, kernel, cfg.num_classes, maps,
-                                      maps, maps * maps, side, side),
+                       's (%dx%d)' % (depth, pool5, pool5, kernel, kernel, arch.num_classes,
+                                      maps, maps, maps * maps, side, side),
         'decouplednet': 'classifier on conv5_3 (%dx%dx%d), its class-score gradient in closed '
                         'form, bridge(A * grad) -> s' % (depth, side, side),
     }[baseline]
     what = ('Training (Eq. 9): cls loss + %g x seg loss (ignore %d); input %dx%d (resize %d).'
-            % (nets.SEG_LOSS_WEIGHT, nets.IGNORE_LABEL, cfg.crop, cfg.crop, cfg.resize)
+            % (nets.SEG_LOSS_WEIGHT, nets.IGNORE_LABEL, crop, crop, cfg.data.resize)
             if kind == 'train' else
             'Deploy: data (1,3,%d,%d) and label (K,%d), K = 1 here (reshape label for K); '
             'seg_prob (K,2,%d,%d), s (K,1,%d,%d).'
-            % (cfg.crop, cfg.crop, cfg.num_classes, cfg.crop, cfg.crop, side, side))
+            % (crop, crop, arch.num_classes, crop, crop, side, side))
     lines = ['Generated by tools/generate_models.py from transfernet/baselines.py, config "%s" '
-             '(width %g). Do not edit.' % (cfg.name, cfg.width),
+             '(width %g). Do not edit.' % (cfg.name, arch.width),
              '%s: %s;' % (DESCRIPTION[baseline], heads),
              'frozen encoder and decoder as TransferNet\'s. ' + what]
     return ''.join('# %s\n' % line for line in lines)
@@ -219,16 +226,6 @@ def prototxt(cfg, net):
     return header(cfg, net) + str(build(cfg, net))
 
 
-def snapshot_prefix(cfg, baseline):
-    return solvers.snapshot_prefix(cfg, baseline)
-
-
-def final_snapshot(cfg, baseline):
-    """Weights the baseline's training ends with."""
-    return '%s_iter_%d.caffemodel' % (snapshot_prefix(cfg, baseline),
-                                      cfg.stages[STAGE].max_iter)
-
-
 def initial_weights(baseline, classifier_weights):
     """What the baseline's training starts from, given the stage-0 snapshot: that snapshot,
     for BaselineNet in its fully convolutional form (transfernet.surgery writes it)."""
@@ -237,20 +234,22 @@ def initial_weights(baseline, classifier_weights):
     return classifier_weights
 
 
-def solver(cfg, baseline):
-    """The joint stage's Adam solver on the baseline's training net, from stage 0's encoder."""
+def solver(cfg, baseline, layout=None, seed=solvers.RANDOM_SEED, name=None):
+    """The joint stage's Adam solver on the baseline's training net in `layout` (default
+    cfg.layout), from stage 0's encoder, with `seed`. Its snapshots are filed under `name`:
+    the baseline's own in the committed tree, the joint stage's in a run folder, where the
+    baseline replaces that stage."""
     if baseline not in BASELINES:
         raise ValueError('unknown baseline %r; expected one of %s'
                          % (baseline, ', '.join(BASELINES)))
-    param = solvers.solver(cfg, STAGE)
-    param.net = nets.model_path(cfg, baseline + '_train')
-    param.snapshot_prefix = snapshot_prefix(cfg, baseline)
-    param.weights[:] = [initial_weights(baseline, solvers.final_snapshot(cfg, 'classifier'))]
-    return param
+    layout = layout or cfg.layout
+    weights = initial_weights(baseline, solvers.final_snapshot(cfg, 'classifier', layout))
+    return solvers.adam(cfg, STAGE, layout.model(baseline + '_train'),
+                        layout.snapshot_prefix(name or baseline), weights, seed)
 
 
 def solver_header(cfg, baseline):
-    st = cfg.stages[STAGE]
+    st = cfg.schedule.stages[STAGE]
     lines = ['Generated by tools/generate_models.py from transfernet/baselines.py, config "%s". '
              'Do not edit.' % cfg.name,
              '%s: the joint stage\'s solver (Adam lr %g, batch %d x iter_size %d per update, '
@@ -261,7 +260,7 @@ def solver_header(cfg, baseline):
                                 'tools/surgery.py --config %s)' % cfg.name,
                  'decouplednet': ' (the encoder)'}[baseline]),
              'Run from the checkout root (%s/ is committed, empty). No solver_mode: the -gpu '
-             'flag decides.' % snapshot_prefix(cfg, baseline).rsplit('/', 1)[0]]
+             'flag decides.' % cfg.layout.snapshot_prefix(baseline).rsplit('/', 1)[0]]
     return ''.join('# %s\n' % line for line in lines)
 
 

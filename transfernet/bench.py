@@ -327,7 +327,8 @@ def bench_deploy(cfg, ks=(1, 2, 3), repeats=6, seed=0, k1_factor=3):
     ours_net = _net_from_param(nets.seg_deploy(cfg, 1), caffe.TEST)
     theirs_net = _net_from_param(nets.seg_deploy(cfg, 1), caffe.TEST)
     theirs_net.share_with(ours_net)
-    blob = np.random.RandomState(seed).normal(0, 50, (1, 3, cfg.crop, cfg.crop))
+    crop = cfg.architecture.crop
+    blob = np.random.RandomState(seed).normal(0, 50, (1, 3, crop, crop))
     ids = [21, 35, 60]
     ways = {"ours": lambda k: inference.forward_labels(ours_net, blob, ids[:k]),
             "theirs": lambda k: [inference.forward_labels(theirs_net, blob, [c])
@@ -465,12 +466,12 @@ def joint_step(source, target, batch, folder):
     process; prints {"seconds", "vmhwm_mb"} as JSON. Run it in a child (peak_rss_joint)."""
     import caffe
     from caffe.proto import caffe_pb2
-    from transfernet import nets
-    cfg = nets.PAPER._replace(source=source, target=target)
+    from transfernet import config, nets
+    cfg = config.PAPER.with_data(source=source, target=target)
     net_path = os.path.join(folder, "joint_train.prototxt")
     solver_path = os.path.join(folder, "solver.prototxt")
     write_text(net_path, str(nets.joint_train(cfg, batch=batch)))
-    stage = cfg.stages["joint"]
+    stage = cfg.schedule.stages["joint"]
     solver = caffe_pb2.SolverParameter(
         net=net_path, type="Adam", base_lr=stage.base_lr, momentum=0.9, momentum2=0.999,
         lr_policy="fixed", max_iter=1, display=0, snapshot_after_train=False, random_seed=0)
@@ -542,10 +543,10 @@ def bench_infer_workers(folder, count=12, rounds=2, workers=(0, 2), seed=0):
     loop (not its start-up). cores_used: CPU seconds of each run (its workers included) per
     second of its wall time, which shows how much of the machine other work left it."""
     import caffe
-    from transfernet import nets
+    from transfernet import config
     listing, images, gt = write_infer_inputs(folder, count, seed)
     caffe.set_random_seed(seed)
-    model = nets.model_path(nets.TINY, "seg_deploy")
+    model = config.TINY.layout.model("seg_deploy")
     weights = os.path.join(folder, "seg_deploy.caffemodel")
     caffe.Net(model, caffe.TEST).save(weights)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -6,7 +6,7 @@ configs, datasets and run folders (baselines, source-ratio studies). A run folde
 
   config.json                        the config and seed the folder was made with
   models/<net>.prototxt              every network of transfernet.nets, for this config
-  solvers/<stage>.prototxt           transfernet.solvers, pointed at this folder
+  solvers/<stage>.prototxt           transfernet.solvers, for this folder
   snapshots/<stage>/<stage>_iter_N.caffemodel
   logs/<stage>.log .csv .png .json   caffe's output, parsed rows, loss curves, timing
   pred/<labels>_<method>/<id>.png    label maps; eval.json next to them
@@ -16,7 +16,9 @@ A baseline run (prepare(..., baseline=...), Sec. 6.3) also holds models/<baselin
 _deploy: its joint stage trains the baseline from stage 0's snapshot, inference uses its deploy
 net; its attention stage is not used.
 
-Paths written into prototxts are absolute, so caffe may run from any folder.
+models/, solvers/ and snapshots/ are the run's layout (Run.layout, config.Layout.run): the
+generators are given it and the seed, and prepare writes what they return. Paths written into
+prototxts are absolute, so caffe may run from any folder.
 """
 import collections
 import json
@@ -29,15 +31,26 @@ import time
 
 import numpy as np
 
-from transfernet import (baselines, caffe_log, crf, inference, nets, records, score, solvers,
-                         surgery)
+from transfernet import (baselines, caffe_log, config, crf, inference, nets, records, score,
+                         solvers, surgery)
 from transfernet.weights import check_solver, describe_fits
 from transfernet.atomic import write_text
 from transfernet.classes import BACKGROUND, CLASS_NAMES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-Run = collections.namedtuple('Run', 'dir cfg seed baseline', defaults=(None,))
+
+
+class Run(collections.namedtuple('Run', 'dir cfg seed baseline', defaults=(None,))):
+    """A run folder, the config it was made with (its dataset and initial weights absolute)
+    and seed; `baseline`: the baseline its joint stage trains, or None."""
+    __slots__ = ()
+
+    @property
+    def layout(self):
+        """Where the run's nets, solvers and snapshots live (the config's initial weights)."""
+        return config.Layout.run(self.dir, self.cfg.layout.classifier_init)
+
 
 # No-transfer comparison (issue 4, "make demo"): the densified attention s (Eq. 7) of each
 # label, bilinearly upsampled to the image, min-max normalised per label over the image, is
@@ -63,27 +76,26 @@ def absolute(cfg, root=ROOT):
     """The config with its dataset folders and initial weights made absolute (from root)."""
     def resolve(path):
         return path if path is None else os.path.join(root, path)
-    return cfg._replace(source=resolve(cfg.source), target=resolve(cfg.target),
-                        classifier_init=resolve(cfg.classifier_init))
+    data, layout = cfg.data, cfg.layout
+    return cfg._replace(
+        data=data._replace(source=resolve(data.source), target=resolve(data.target)),
+        layout=layout._replace(classifier_init=resolve(layout.classifier_init)))
 
 
 def describe(cfg, seed):
-    """JSON-able description of a config and seed (what config.json holds)."""
-    out = cfg._asdict()
-    out['stages'] = {k: v._asdict() for k, v in sorted(cfg.stages.items())}
-    out['seed'] = seed
+    """JSON-able description of a config and seed (what config.json holds): the fields of its
+    architecture, data and schedule, its name, initial weights and committed solver and
+    snapshot folders in one flat mapping (the keys the reports read), and the seed."""
+    out = dict(cfg.architecture._asdict(), **cfg.data._asdict(), **cfg.schedule._asdict())
+    out.update(name=cfg.name, seed=seed,
+               stages={k: v._asdict() for k, v in sorted(cfg.schedule.stages.items())},
+               classifier_init=cfg.layout.classifier_init, solver_dir=cfg.layout.solvers,
+               snapshot_dir=cfg.layout.snapshots)
     return out
 
 
 def model_file(run, net):
-    return os.path.join(run.dir, 'models', net + '.prototxt')
-
-
-def stage_net(run, stage):
-    """Training net of `stage`: the baseline's for the joint stage of a baseline run."""
-    if run.baseline and stage == baselines.STAGE:
-        return run.baseline + '_train'
-    return solvers.STAGE_NET[stage]
+    return run.layout.model(net)
 
 
 def deploy_net(run):
@@ -92,17 +104,12 @@ def deploy_net(run):
 
 
 def solver_file(run, stage):
-    return os.path.join(run.dir, 'solvers', stage + '.prototxt')
-
-
-def snapshot_prefix(run, stage):
-    return os.path.join(run.dir, 'snapshots', stage, stage)
+    return run.layout.solver(stage)
 
 
 def final_snapshot(run, stage):
     """Weights a stage ends with (Caffe snapshots after its last iteration)."""
-    return '%s_iter_%d.caffemodel' % (snapshot_prefix(run, stage),
-                                      run.cfg.stages[stage].max_iter)
+    return solvers.final_snapshot(run.cfg, stage, run.layout)
 
 
 def log_file(run, stage, ext='.log'):
@@ -113,24 +120,16 @@ def pred_dir(run, labels, method):
     return os.path.join(run.dir, 'pred', '%s_%s' % (labels, method))
 
 
-def _seeded(proto, seed):
-    """NetParameter with every SourceTargetData layer's "seed" set to `seed`."""
-    for layer in proto.layer:
-        if layer.type == 'Python' and layer.python_param.layer == 'SourceTargetData':
-            param = json.loads(layer.python_param.param_str)
-            param['seed'] = seed
-            layer.python_param.param_str = json.dumps(param, sort_keys=True)
-    return proto
-
-
 def prepare(run_dir, cfg, seed=0, root=ROOT, baseline=None):
     """Write the config's nets and solvers into run_dir; returns the Run.
 
-    `baseline` (one of baselines.BASELINES): the joint stage trains that baseline instead.
+    `baseline` (one of baselines.BASELINES): the joint stage trains that baseline instead,
+    from stage 0's snapshot (Sec. 6.3).
 
-    Relative dataset and weight paths of cfg are taken from `root`. The data layers and
-    the solvers get `seed`. A folder made with another config or seed is refused
-    (ValueError naming the differing fields): use another folder or delete it.
+    Relative dataset and weight paths of cfg are taken from `root`. The generators place
+    everything in the run's layout and give the data layers and the solvers `seed`. A folder
+    made with another config or seed is refused (ValueError naming the differing fields): use
+    another folder or delete it.
     """
     if baseline is not None and baseline not in baselines.BASELINES:
         raise ValueError('unknown baseline %r; expected one of %s'
@@ -149,35 +148,21 @@ def prepare(run_dir, cfg, seed=0, root=ROOT, baseline=None):
                              'folder or remove it (--force)' % (run.dir, ', '.join(differ)))
     header = '# Written by transfernet.experiment for %s (config "%s", seed %d).\n' % (
         run.dir, cfg.name, seed)
+    layout = run.layout
     builds = [(net, nets.build) for net in nets.NETS] + [
         (net, baselines.build) for net in ('%s_train' % baseline, '%s_deploy' % baseline)
         if baseline]
     for net, build in builds:
-        write_text(model_file(run, net), header + str(_seeded(build(run.cfg, net), seed)))
+        write_text(layout.model(net), header + str(build(run.cfg, net, seed=seed)))
     for stage in solvers.STAGES:
-        param = solvers.solver(run.cfg, stage)
-        param.net = model_file(run, stage_net(run, stage))
-        param.snapshot_prefix = snapshot_prefix(run, stage)
-        param.random_seed = seed
-        del param.weights[:]
-        weights = initial_weights(run, stage)
-        if weights:
-            param.weights.append(weights)
-        write_text(solver_file(run, stage), header + str(param))
-        os.makedirs(os.path.dirname(snapshot_prefix(run, stage)), exist_ok=True)
+        if baseline and stage == baselines.STAGE:
+            param = baselines.solver(run.cfg, baseline, layout, seed, name=stage)
+        else:
+            param = solvers.solver(run.cfg, stage, layout, seed)
+        write_text(layout.solver(stage), header + str(param))
+        os.makedirs(os.path.dirname(layout.snapshot_prefix(stage)), exist_ok=True)
     write_text(config_path, json.dumps(wanted, indent=1, sort_keys=True) + '\n')
     return run
-
-
-def initial_weights(run, stage):
-    """Caffemodel a stage starts from: the previous stage's final snapshot (Sec. 6.1), the
-    config's classifier_init for stage 0 (None: from scratch); a baseline's joint stage
-    starts from stage 0's (Sec. 6.3)."""
-    if stage == solvers.STAGES[0]:
-        return run.cfg.classifier_init
-    if run.baseline and stage == baselines.STAGE:
-        return baselines.initial_weights(run.baseline, final_snapshot(run, solvers.STAGES[0]))
-    return final_snapshot(run, solvers.STAGES[solvers.STAGES.index(stage) - 1])
 
 
 def stage_done(run, stage):
@@ -231,7 +216,7 @@ def train(run, stage, force=False, progress=_stderr):
     if done and not force:
         progress('%s: done (%.0f s), %s' % (stage, done['seconds'], done['snapshot']))
         return done
-    for dataset in (run.cfg.source, run.cfg.target):
+    for dataset in (run.cfg.data.source, run.cfg.data.target):
         if dataset is not None:
             records.read_meta(dataset)  # ValueError naming a missing dataset folder
     try:  # before anything is removed: a missing or unfit file, a dataset the layer rejects
@@ -244,7 +229,7 @@ def train(run, stage, force=False, progress=_stderr):
         raise RuntimeError('%s: %s' % (stage, e)) from None
     for line in describe_fits(fits):
         progress('%s: %s' % (stage, line))
-    folder = os.path.dirname(snapshot_prefix(run, stage))
+    folder = os.path.dirname(run.layout.snapshot_prefix(stage))
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder)
     for later in solvers.STAGES[solvers.STAGES.index(stage) + 1:]:  # they start from it
@@ -254,7 +239,7 @@ def train(run, stage, force=False, progress=_stderr):
     os.makedirs(os.path.dirname(log_file(run, stage)), exist_ok=True)
     partial = log_file(run, stage, '.log.partial')
     env = dict(os.environ, GLOG_logtostderr='1', GLOG_minloglevel='0')
-    max_iter = run.cfg.stages[stage].max_iter
+    max_iter = run.cfg.schedule.stages[stage].max_iter
     start = time.time()
     with open(partial, 'w') as log:
         proc = subprocess.Popen(['caffe', 'train', '-solver', solver_file(run, stage)],

@@ -17,7 +17,7 @@ import os
 import cv2
 import numpy as np
 
-from transfernet import crf, nets, score, solvers, weights
+from transfernet import config, crf, score, solvers, weights
 from transfernet.atomic import atomic_path
 from transfernet.classes import BACKGROUND, CLASS_NAMES, IGNORE, VOC_CLASSES
 
@@ -376,7 +376,7 @@ def write_outputs(paths, image, seg, names=None):
 
 def add_model_arguments(parser):
     """The networks and label-selection options shared by tools/infer.py and visualize.py."""
-    parser.add_argument("--config", choices=sorted(nets.CONFIGS), default="paper",
+    parser.add_argument("--config", choices=sorted(config.CONFIGS), default="paper",
                         help="network config whose models and final snapshots are the "
                              "defaults of --model/--weights/--classifier-* (default paper)")
     parser.add_argument("--model", help="seg_deploy prototxt (default models/<config>/...)")
@@ -394,10 +394,10 @@ def add_model_arguments(parser):
 def resolve_model_arguments(args):
     """Fill the unset --model/--weights/--classifier-* from --config's committed models and
     final snapshots (transfernet.solvers.final_snapshot)."""
-    cfg = nets.CONFIGS[args.config]
-    args.model = args.model or nets.model_path(cfg, "seg_deploy")
+    cfg = config.CONFIGS[args.config]
+    args.model = args.model or cfg.layout.model("seg_deploy")
     args.weights = args.weights or solvers.final_snapshot(cfg, "joint")
-    args.classifier_model = args.classifier_model or nets.model_path(cfg, "classifier_deploy")
+    args.classifier_model = args.classifier_model or cfg.layout.model("classifier_deploy")
     args.classifier_weights = (args.classifier_weights
                                or solvers.final_snapshot(cfg, "classifier"))
     return args

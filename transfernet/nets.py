@@ -1,6 +1,8 @@
 """NetSpec source of every TransferNet network (Hong et al., CVPR 2016, Sec. 4-6).
 
-One function per network, parameterised by a Config; models/<config>/*.prototxt are the
+One function per network, parameterised by a transfernet.config.Config: the shapes come from
+its architecture, the data layer from its data and the stage's batch from its schedule. The
+helpers that only shape layers take the Architecture alone. models/<config>/*.prototxt are the
 committed output of tools/generate_models.py and tests/test_models.py checks they match.
 
 Networks (NETS): classifier_train / classifier_deploy (stage 0, multi-label VGG-16),
@@ -8,79 +10,8 @@ attention_train (stage 1, Eq. 6), joint_train (stage 2, Eq. 9), seg_deploy (infe
 one image, K labels, encoder run once).
 """
 import json
-from collections import namedtuple
 
 from caffe import NetSpec, layers as L, params as P
-
-# Per-stage solver numbers: per-forward batch, iter_size (batch * iter_size = effective
-# mini-batch), iterations, Adam learning rate, and the iteration after which it is divided by
-# 10 (None: fixed, as in the paper).
-Stage = namedtuple('Stage', 'batch iter_size max_iter base_lr lr_step', defaults=(None,))
-
-Config = namedtuple('Config', [
-    'name',               # models/<name>/; 'paper' or 'tiny'
-    'width',              # channel multiplier: every channel count = round(width * VGG count)
-    'crop', 'resize',     # stage 1/2 and deploy input (crop) and pre-crop resize
-    'classifier_crop', 'classifier_resize',  # stage 0 input
-    'num_classes',        # label vector length (VOC ids 1..20, COCO-60 ids 21..80)
-    'source', 'target',   # dataset folders (relative to the checkout root)
-    'source_fraction',    # probability that a training sample comes from the source domain
-    'input_scale',        # mean-subtracted pixels are multiplied by this before conv1_1
-    'feature_scale',      # conv5_3 is multiplied by this before the attention model
-    'stages',             # {'classifier' | 'attention' | 'joint': Stage}
-    'classifier_init',    # caffemodel the stage-0 solver starts from, or None (scratch)
-    'solver_dir',         # where the solvers are written
-    'snapshot_dir',       # snapshots/<...>/<stage>/<stage>_iter_N.caffemodel
-    'snapshot',           # snapshot interval (iterations)
-    'display',            # solver display interval
-])
-
-PAPER = Config(
-    name='paper', width=1.0, crop=320, resize=330,
-    # 224 (resize 240) so ImageNet VGG-16's fc6/fc7 load by name (pool5 is 7x7).
-    classifier_crop=224, classifier_resize=240,
-    num_classes=80,
-    source='data/lmdb/coco60', target='data/lmdb/voc_train_aug',
-    source_fraction=0.5,  # our choice: the paper does not give the domain mix
-    input_scale=1,        # ImageNet VGG-16 takes pixels in [-128, 128] (no Power layer)
-    feature_scale=0.004,  # the authors' value for ImageNet VGG-16 (conv5_3 ~50 on average)
-    stages={
-        'classifier': Stage(batch=8, iter_size=8, max_iter=15000, base_lr=1e-4),  # our choice
-        'attention': Stage(batch=8, iter_size=8, max_iter=15000, base_lr=1e-3),   # Sec. 6.1
-        'joint': Stage(batch=4, iter_size=16, max_iter=15000, base_lr=5e-4),      # Sec. 6.1
-    },
-    classifier_init='data/vgg16/VGG_ILSVRC_16_layers.caffemodel',
-    solver_dir='solvers', snapshot_dir='snapshots', snapshot=5000, display=20)
-
-TINY = PAPER._replace(
-    name='tiny', width=0.125, crop=96, resize=104,
-    # The paper's geometry: the classifier sees the image smaller (224 against 320), so its
-    # fc6 (pool5 2x2 here, 7x7 there) slides over the segmentation nets' pool5 (3x3, 10x10)
-    # as a convolution: BaselineNet's class score maps are 2x2 (4x4), coarser than conv5_3.
-    classifier_crop=64, classifier_resize=70,
-    source='data/builtin/lmdb/source', target='data/builtin/lmdb/target',  # data_prep.builtin
-    source_fraction=0.75,  # more masks for the decoder trained from Gaussians
-    # From scratch: pixels / 64 give conv1_1 O(1) inputs (the first sigmoid cross-entropy is
-    # ~57 instead of ~1270, and stage 0 reached 44 % exact label sets on the built-in val
-    # images instead of 24 % at the time: 2400 iterations, dataset v3). conv5_3 then
-    # averages ~0.07 after stage 0: x3 gives the paper's A ~0.2 (0.004 x ~50), so s = A z
-    # reaches the decoder.
-    input_scale=1 / 64, feature_scale=3,
-    stages={
-        # from scratch: at 1e-3 Adam collapses conv5_3 ~300x within 300 iterations; at a
-        # fixed 3e-4 the val label sets swing between 26 and 53 % exact from one snapshot to
-        # the next, lr / 10 after 2400 iterations settles them; 3600 rather than 2400
-        # iterations: 48 % instead of 36 % exact label sets on the built-in val images (v5)
-        'classifier': Stage(batch=8, iter_size=1, max_iter=3600, base_lr=3e-4, lr_step=2400),
-        'attention': Stage(batch=8, iter_size=1, max_iter=300, base_lr=1e-3),
-        # the paper's 5e-4 (on built-in dataset v4, 1e-3 left the decoder's output on the
-        # unseen target shapes swinging from one snapshot to the next)
-        'joint': Stage(batch=4, iter_size=1, max_iter=2500, base_lr=5e-4),
-    },
-    classifier_init=None,
-    solver_dir='solvers/tiny', snapshot_dir='snapshots/tiny', snapshot=100, display=10)
-
-CONFIGS = {'paper': PAPER, 'tiny': TINY}
 
 # VGG-16 encoder (block, channels, convolutions); pool{block} follows each block.
 ENCODER = ((1, 64, 2), (2, 128, 2), (3, 256, 3), (4, 512, 3), (5, 512, 3))
@@ -106,25 +37,25 @@ GAUSSIAN = dict(type='gaussian', std=0.01)  # Sec. 6.1: decoder and attention in
 ZERO = dict(type='constant', value=0)
 
 
-def decoder_filler(cfg):
-    """Gaussian init of the decoder at the config's width: std 0.01 / sqrt(width), so every
+def decoder_filler(arch):
+    """Gaussian init of the decoder at the architecture's width: std 0.01 / sqrt(width), so every
     deconvolution keeps the paper's gain std * sqrt(fan_in) (fan_in = 9 * width * VGG
     channels); exactly the paper's 0.01 at width 1. With 0.01 at width 1/8 the gain per layer
     is ~0.24 and the 11 layers shrink their input ~1e-7 times."""
-    return dict(GAUSSIAN, std=GAUSSIAN['std'] / cfg.width ** 0.5)
+    return dict(GAUSSIAN, std=GAUSSIAN['std'] / arch.width ** 0.5)
 
 
-def channels(cfg, count):
-    """Channel count of the paper's `count` at the config's width (at least 1)."""
-    return max(1, int(round(cfg.width * count)))
+def channels(arch, count):
+    """Channel count of the paper's `count` at the architecture's width (at least 1)."""
+    return max(1, int(round(arch.width * count)))
 
 
-def feature_size(cfg):
-    """Side of conv5_3 (H = W) for the config's crop: four 2x2 poolings."""
-    if cfg.crop % 16:
-        raise ValueError('config %r: crop %d is not a multiple of 16 (four exact 2x2 '
-                         'poolings are needed for unpooling)' % (cfg.name, cfg.crop))
-    return cfg.crop // 16
+def feature_size(arch):
+    """Side of conv5_3 (H = W) for the architecture's crop: four 2x2 poolings."""
+    if arch.crop % 16:
+        raise ValueError('crop %d is not a multiple of 16 (four exact 2x2 poolings are needed '
+                         'for unpooling)' % arch.crop)
+    return arch.crop // 16
 
 
 def pool5_side(crop):
@@ -134,22 +65,19 @@ def pool5_side(crop):
     return crop
 
 
-def model_path(cfg, net):
-    """Committed prototxt of `net` for the config, relative to the checkout root."""
-    return 'models/%s/%s.prototxt' % (cfg.name, net)
-
-
-def inputs(n, cfg, tops, batch, crop, resize, input_layers, multilabel):
-    """data (B,3,crop,crop), label (B,num_classes)[, seg_label (B,1,crop,crop)]."""
-    shapes = {'data': [batch, 3, crop, crop], 'label': [batch, cfg.num_classes],
+def inputs(n, cfg, tops, batch, crop, resize, input_layers, multilabel, seed):
+    """data (B,3,crop,crop), label (B,num_classes)[, seg_label (B,1,crop,crop)]: Input layers,
+    or the SourceTargetData layer on cfg's data, drawing with `seed`."""
+    shapes = {'data': [batch, 3, crop, crop], 'label': [batch, cfg.architecture.num_classes],
               'seg_label': [batch, 1, crop, crop]}
     if input_layers:
         for top in tops:
             n[top] = L.Input(shape=dict(dim=shapes[top]))
         return
-    param = dict(source=cfg.source, target=cfg.target, source_fraction=cfg.source_fraction,
+    data = cfg.data
+    param = dict(source=data.source, target=data.target, source_fraction=data.source_fraction,
                  batch_size=batch, resize=resize, crop=crop, mirror=True,
-                 num_classes=cfg.num_classes, multilabel=multilabel, seed=0)
+                 num_classes=cfg.architecture.num_classes, multilabel=multilabel, seed=seed)
     outs = L.Python(ntop=len(tops), python_param=dict(
         module='data_layer', layer='SourceTargetData',
         param_str=json.dumps(param, sort_keys=True)))
@@ -157,15 +85,15 @@ def inputs(n, cfg, tops, batch, crop, resize, input_layers, multilabel):
         n[top] = out
 
 
-def encoder(n, cfg, x, frozen, masks=False, pool5=False):
+def encoder(n, arch, x, frozen, masks=False, pool5=False):
     """VGG-16 conv1_1..conv5_3 (+ pool1..pool4[, pool5]) on x (after data_scaled = input_scale
     * x unless input_scale is 1); returns the last top."""
-    if cfg.input_scale != 1:
-        x = n.data_scaled = L.Power(x, scale=cfg.input_scale)
+    if arch.input_scale != 1:
+        x = n.data_scaled = L.Power(x, scale=arch.input_scale)
     for block, width, convs in ENCODER:
         for i in range(1, convs + 1):
             conv = 'conv%d_%d' % (block, i)
-            n[conv] = L.Convolution(x, num_output=channels(cfg, width), kernel_size=3, pad=1,
+            n[conv] = L.Convolution(x, num_output=channels(arch, width), kernel_size=3, pad=1,
                                     param=FROZEN if frozen else LEARN,
                                     weight_filler=ENCODER_FILLER, bias_filler=ZERO)
             x = n['relu%d_%d' % (block, i)] = L.ReLU(n[conv], in_place=True)
@@ -181,10 +109,10 @@ def encoder(n, cfg, x, frozen, masks=False, pool5=False):
     return x
 
 
-def scaled_features(n, cfg):
+def scaled_features(n, arch):
     """conv5_3_scaled = feature_scale * conv5_3: the features A the attention model and the
     decoder input are computed from."""
-    n.conv5_3_scaled = L.Power(n.conv5_3, scale=cfg.feature_scale)
+    n.conv5_3_scaled = L.Power(n.conv5_3, scale=arch.feature_scale)
 
 
 def inner_product(x, num_output, param=LEARN):
@@ -192,14 +120,14 @@ def inner_product(x, num_output, param=LEARN):
                           weight_filler=GAUSSIAN, bias_filler=ZERO)
 
 
-def _attention(n, cfg, broadcast):
+def _attention(n, arch, broadcast):
     """Eq. 4-5: alpha = softmax(W_att relu(W_h (W_feat A * W_label y))), z = A^T alpha.
 
     broadcast: the encoder ran on one image for K labels (seg_deploy); feat_embed (1,d) is
     reshaped to (d,) and scales every row of cls_embed (K,d) instead of an Eltwise PROD.
     """
-    factors, side = channels(cfg, FACTORS), feature_size(cfg)
-    scaled_features(n, cfg)
+    factors, side = channels(arch, FACTORS), feature_size(arch)
+    scaled_features(n, arch)
     n.feat_embed = inner_product(n.conv5_3_scaled, factors)
     n.cls_embed = inner_product(n.label, factors)
     if broadcast:
@@ -216,11 +144,11 @@ def _attention(n, cfg, broadcast):
                    python_param=dict(module='attention_ops', layer='AttentionPool'))
 
 
-def _classifier_head(n, cfg):
+def _classifier_head(n, arch):
     """f_cls and the loss of Eq. 6: softmax over classes against the one-hot label."""
-    n.cls_fc1 = inner_product(n.z, channels(cfg, CLS_HIDDEN))
+    n.cls_fc1 = inner_product(n.z, channels(arch, CLS_HIDDEN))
     n.cls_relu1 = L.ReLU(n.cls_fc1, in_place=True)
-    n.cls_score = inner_product(n.cls_relu1, cfg.num_classes, param=LEARN_FAST)
+    n.cls_score = inner_product(n.cls_relu1, arch.num_classes, param=LEARN_FAST)
     classification_loss(n)
 
 
@@ -236,7 +164,7 @@ def segmentation_loss(n):
                                    loss_param=dict(ignore_label=IGNORE_LABEL))
 
 
-def decoder(n, cfg, densify=True, broadcast=False, unpool_kind='stock'):
+def decoder(n, arch, densify=True, broadcast=False, unpool_kind='stock'):
     """Eq. 7 s = A z, then the DeconvNet decoder f_dec up to seg_score (N,2,crop,crop).
 
     densify=False: the caller has built another decoder input n.s (N,1,h,w) (baselines).
@@ -260,16 +188,16 @@ def decoder(n, cfg, densify=True, broadcast=False, unpool_kind='stock'):
                 x = n[name] = L.Python(x, mask, ref,
                                        python_param=dict(module='unpool', layer='Unpool'))
             else:
-                side = cfg.crop // 2 ** (block - 1)
+                side = arch.crop // 2 ** (block - 1)
                 x = unpool(n, name, x, mask, ref, (side, side), broadcast)
         for i, width in enumerate(widths, 1):
             deconv = 'deconv%d_%d' % (block, i)
             n[deconv] = L.Deconvolution(x, param=LEARN, convolution_param=dict(
-                num_output=channels(cfg, width), kernel_size=3, pad=1,
-                weight_filler=decoder_filler(cfg), bias_filler=ZERO))
+                num_output=channels(arch, width), kernel_size=3, pad=1,
+                weight_filler=decoder_filler(arch), bias_filler=ZERO))
             x = n['deconv_relu%d_%d' % (block, i)] = L.ReLU(n[deconv], in_place=True)
     n.seg_score = L.Convolution(x, num_output=2, kernel_size=1, param=LEARN,
-                                weight_filler=decoder_filler(cfg), bias_filler=ZERO)
+                                weight_filler=decoder_filler(arch), bias_filler=ZERO)
 
 
 def unpool(n, name, x, mask, ref, size, broadcast=False):
@@ -330,29 +258,30 @@ def one_row(n, name):
     return n[name + '_row']
 
 
-def classifier_train(cfg, batch=None, input_layers=False):
+def classifier_train(cfg, batch=None, input_layers=False, seed=0):
     """Stage 0: VGG-16 + fc8_transfer, sigmoid cross-entropy against multi-hot labels."""
-    n = _classifier(cfg, batch or cfg.stages['classifier'].batch, input_layers, train=True)
+    n = _classifier(cfg, batch or cfg.schedule.stages['classifier'].batch, input_layers,
+                    train=True, seed=seed)
     n.cls_loss = L.SigmoidCrossEntropyLoss(n.fc8_transfer, n.label)
     return named_proto(cfg, 'classifier_train', n)
 
 
 def classifier_deploy(cfg):
     """Stage 0 at test time: Input data (1,3,S,S) -> prob (1,num_classes) sigmoid."""
-    n = _classifier(cfg, 1, True, train=False)
+    n = _classifier(cfg, 1, True, train=False, seed=None)
     n.prob = L.Sigmoid(n.fc8_transfer)
     return named_proto(cfg, 'classifier_deploy', n)
 
 
-def _classifier(cfg, batch, input_layers, train):
-    n = NetSpec()
-    inputs(n, cfg, ('data', 'label') if train else ('data',), batch, cfg.classifier_crop,
-           cfg.classifier_resize, input_layers, multilabel=True)
-    classifier_fc(n, cfg, encoder(n, cfg, n.data, frozen=False, pool5=True))
+def _classifier(cfg, batch, input_layers, train, seed):
+    n, arch = NetSpec(), cfg.architecture
+    inputs(n, cfg, ('data', 'label') if train else ('data',), batch, arch.classifier_crop,
+           cfg.data.classifier_resize, input_layers, multilabel=True, seed=seed)
+    classifier_fc(n, arch, encoder(n, arch, n.data, frozen=False, pool5=True))
     return n
 
 
-def classifier_fc(n, cfg, x, convolutional=False):
+def classifier_fc(n, arch, x, convolutional=False):
     """The stage-0 classifier's fc6, fc7 (ReLU, dropout) and fc8_transfer on pool5 x.
 
     convolutional: FCN's form (Long et al., CVPR 2015) for BaselineNet (Appendix B): fc6 a
@@ -366,36 +295,36 @@ def classifier_fc(n, cfg, x, convolutional=False):
                                  weight_filler=filler, bias_filler=ZERO)
         return L.InnerProduct(x, num_output=num_output, param=param, weight_filler=filler,
                               bias_filler=ZERO)
-    kernel = pool5_side(cfg.classifier_crop)
+    kernel = pool5_side(arch.classifier_crop)
     for fc in (6, 7):
-        n['fc%d' % fc] = layer(x, channels(cfg, FC_DIM), kernel if fc == 6 else 1, LEARN,
+        n['fc%d' % fc] = layer(x, channels(arch, FC_DIM), kernel if fc == 6 else 1, LEARN,
                                ENCODER_FILLER)
         n['relu%d' % fc] = L.ReLU(n['fc%d' % fc], in_place=True)
         x = n['drop%d' % fc] = L.Dropout(n['relu%d' % fc], dropout_ratio=0.5, in_place=True)
-    n.fc8_transfer = layer(x, cfg.num_classes, 1, LEARN_FAST, GAUSSIAN)
+    n.fc8_transfer = layer(x, arch.num_classes, 1, LEARN_FAST, GAUSSIAN)
     return n.fc8_transfer
 
 
-def attention_train(cfg, batch=None, input_layers=False):
+def attention_train(cfg, batch=None, input_layers=False, seed=0):
     """Stage 1, Eq. 6: frozen encoder, attention and f_cls under the classification loss."""
-    n = NetSpec()
-    inputs(n, cfg, ('data', 'label'), batch or cfg.stages['attention'].batch, cfg.crop,
-           cfg.resize, input_layers, multilabel=False)
-    encoder(n, cfg, n.data, frozen=True)
-    _attention(n, cfg, broadcast=False)
-    _classifier_head(n, cfg)
+    n, arch = NetSpec(), cfg.architecture
+    inputs(n, cfg, ('data', 'label'), batch or cfg.schedule.stages['attention'].batch,
+           arch.crop, cfg.data.resize, input_layers, multilabel=False, seed=seed)
+    encoder(n, arch, n.data, frozen=True)
+    _attention(n, arch, broadcast=False)
+    _classifier_head(n, arch)
     return named_proto(cfg, 'attention_train', n)
 
 
-def joint_train(cfg, batch=None, input_layers=False, unpool_kind='stock'):
+def joint_train(cfg, batch=None, input_layers=False, unpool_kind='stock', seed=0):
     """Stage 2, Eq. 9: Eq. 6 plus lambda times the decoder's segmentation loss."""
-    n = NetSpec()
-    inputs(n, cfg, ('data', 'label', 'seg_label'), batch or cfg.stages['joint'].batch,
-           cfg.crop, cfg.resize, input_layers, multilabel=False)
-    encoder(n, cfg, n.data, frozen=True, masks=True)
-    _attention(n, cfg, broadcast=False)
-    _classifier_head(n, cfg)
-    decoder(n, cfg, unpool_kind=unpool_kind)
+    n, arch = NetSpec(), cfg.architecture
+    inputs(n, cfg, ('data', 'label', 'seg_label'), batch or cfg.schedule.stages['joint'].batch,
+           arch.crop, cfg.data.resize, input_layers, multilabel=False, seed=seed)
+    encoder(n, arch, n.data, frozen=True, masks=True)
+    _attention(n, arch, broadcast=False)
+    _classifier_head(n, arch)
+    decoder(n, arch, unpool_kind=unpool_kind)
     segmentation_loss(n)
     return named_proto(cfg, 'joint_train', n)
 
@@ -406,19 +335,20 @@ def seg_deploy(cfg, num_labels=1):
     Inputs data (1,3,S,S), label (K,num_classes); outputs seg_prob (K,2,S,S); alpha (K,1,h,w)
     and s (K,1,h,w) stay in net.blobs. Reshape `label` to change K.
     """
-    n = deploy_inputs(cfg, num_labels)
-    encoder(n, cfg, n.data, frozen=True, masks=True)
-    _attention(n, cfg, broadcast=True)
-    decoder(n, cfg, broadcast=True)
+    arch = cfg.architecture
+    n = deploy_inputs(arch, num_labels)
+    encoder(n, arch, n.data, frozen=True, masks=True)
+    _attention(n, arch, broadcast=True)
+    decoder(n, arch, broadcast=True)
     n.seg_prob = L.Softmax(n.seg_score)
     return named_proto(cfg, 'seg_deploy', n)
 
 
-def deploy_inputs(cfg, num_labels):
+def deploy_inputs(arch, num_labels):
     """NetSpec of a segmentation deploy net: Input data (1,3,S,S) and label (K,num_classes)."""
     n = NetSpec()
-    n.data = L.Input(shape=dict(dim=[1, 3, cfg.crop, cfg.crop]))
-    n.label = L.Input(shape=dict(dim=[num_labels, cfg.num_classes]))
+    n.data = L.Input(shape=dict(dim=[1, 3, arch.crop, arch.crop]))
+    n.label = L.Input(shape=dict(dim=[num_labels, arch.num_classes]))
     return n
 
 
@@ -433,43 +363,49 @@ BUILDERS = {'classifier_train': classifier_train, 'classifier_deploy': classifie
             'seg_deploy': seg_deploy}
 
 
-def build(cfg, net, **kwargs):
-    """NetParameter of `net` (one of NETS); kwargs go to its builder (batch, input_layers)."""
+def build(cfg, net, seed=0, **kwargs):
+    """NetParameter of `net` (one of NETS); `seed` is a training net's data-layer seed, kwargs
+    go to its builder (batch, input_layers)."""
     if net not in BUILDERS:
         raise ValueError('unknown net %r; expected one of %s' % (net, ', '.join(NETS)))
+    if net.endswith('_train'):
+        kwargs['seed'] = seed
     return BUILDERS[net](cfg, **kwargs)
 
 
 def header(cfg, net):
     """Comment lines at the top of a generated prototxt, true for this config."""
-    side, factors = feature_size(cfg), channels(cfg, FACTORS)
-    c5 = channels(cfg, 512)
+    arch, data = cfg.architecture, cfg.data
+    side, factors = feature_size(arch), channels(arch, FACTORS)
+    c5 = channels(arch, 512)
     attention = ('conv5_3 %dx%dx%d (M = %d, D = %d) scaled by %g; %d factors; %d classes.'
-                 % (c5, side, side, side * side, c5, cfg.feature_scale, factors, cfg.num_classes))
-    cc = cfg.classifier_crop
+                 % (c5, side, side, side * side, c5, arch.feature_scale, factors,
+                    arch.num_classes))
+    cc = arch.classifier_crop
     classifier = ('Input %dx%d (resize %d); pool5 %dx%d; fc6/fc7 %d; fc8_transfer %d.'
-                  % (cc, cc, cfg.classifier_resize, pool5_side(cc), pool5_side(cc),
-                     channels(cfg, FC_DIM), cfg.num_classes))
+                  % (cc, cc, data.classifier_resize, pool5_side(cc), pool5_side(cc),
+                     channels(arch, FC_DIM), arch.num_classes))
+    crop, resize = arch.crop, data.resize
     text = {
         'classifier_train': 'Stage 0: VGG-16 fine-tuned for multi-label classification '
                             '(sigmoid cross-entropy).\n' + classifier,
         'classifier_deploy': 'Stage 0 label prediction: data (1,3,%d,%d) -> prob (sigmoid).\n'
                              % (cc, cc) + classifier,
         'attention_train': 'Stage 1, Eq. 6: frozen encoder, attention (Eq. 4-5) and f_cls; '
-                           'input %dx%d (resize %d).\n' % (cfg.crop, cfg.crop, cfg.resize)
+                           'input %dx%d (resize %d).\n' % (crop, crop, resize)
                            + attention,
         'joint_train': 'Stage 2, Eq. 9: Eq. 6 + %g x segmentation loss (ignore %d) of the '
                        'decoder on s = A z (Eq. 7);\ninput %dx%d (resize %d), seg_score 2x%dx%d.\n'
-                       % (SEG_LOSS_WEIGHT, IGNORE_LABEL, cfg.crop, cfg.crop, cfg.resize,
-                          cfg.crop, cfg.crop) + attention,
+                       % (SEG_LOSS_WEIGHT, IGNORE_LABEL, crop, crop, resize, crop, crop)
+                       + attention,
         'seg_deploy': 'Segmentation (Sec. 5): data (1,3,%d,%d) and label (K,%d), K = 1 here '
                       '(reshape label for K);\nencoder once, attention and decoder for the K '
                       'labels; seg_prob (K,2,%d,%d), alpha and s (K,1,%d,%d).\n'
-                      % (cfg.crop, cfg.crop, cfg.num_classes, cfg.crop, cfg.crop, side, side)
+                      % (crop, crop, arch.num_classes, crop, crop, side, side)
                       + attention,
     }[net]
     lines = ['Generated by tools/generate_models.py from transfernet/nets.py, config "%s" '
-             '(width %g). Do not edit.' % (cfg.name, cfg.width)] + text.split('\n')
+             '(width %g). Do not edit.' % (cfg.name, arch.width)] + text.split('\n')
     return ''.join('# %s\n' % line for line in lines)
 
 

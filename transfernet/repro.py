@@ -5,8 +5,9 @@ BaselineNet and DecoupledNet-dagger, per-class IoU in the paper's column order.
 Figure 4 (Sec. 6.4): TransferNet's mean IoU against the ratio of source images (with their
 masks) used by the joint stage, mean and spread over random subsets.
 
-The 'mini' config is the tiny one (same recipe) at 112 px and with a longer stage 1; its nets are
-written into the run folders only (transfernet.experiment.prepare), not committed.
+The 'mini' config (MINI) composes the tiny architecture at 112 px, the miniature's built-in
+dataset (records at 120 px) and the tiny schedule with a longer stage 1; its nets are written
+into the run folders only (transfernet.experiment.prepare), not committed.
 Stages 0 and 1 use image labels only: they are trained once (the 100 % run of the first seed)
 and shared by every other run (hard links to its snapshots); the baselines start from the same
 stage-0 snapshot. Only the joint stage sees a ratio's subset of the source masks.
@@ -17,17 +18,23 @@ import os
 
 import numpy as np
 
-from transfernet import baselines, nets
+from transfernet import baselines, config
 from transfernet.atomic import atomic_path, write_text
-from transfernet.nets import Stage
+from transfernet.config import Stage
 
-MINI = nets.TINY._replace(
-    # classifier 80 px against 112 (the paper's 224 against 320): pool5 3x3 against 4x4, so
-    # BaselineNet's class score maps are 2x2, conv5_3 7x7
-    name='mini', crop=112, resize=120, classifier_crop=80, classifier_resize=86,
-    stages=dict(nets.TINY.stages, attention=Stage(batch=8, iter_size=1, max_iter=400,
-                                                  base_lr=1e-3)),
-    solver_dir='solvers/mini', snapshot_dir='snapshots/mini', snapshot=800, display=20)
+# The tiny recipe at 112 px: classifier 80 px against 112 (the paper's 224 against 320): pool5
+# 3x3 against 4x4, so BaselineNet's class score maps are 2x2, conv5_3 7x7.
+MINI_ARCHITECTURE = config.TINY_ARCHITECTURE._replace(crop=112, classifier_crop=80)
+# The built-in dataset of tools/repro_mini.py (--data data/builtin-mini), records at 120 px.
+MINI_DATA = config.BUILTIN._replace(source='data/builtin-mini/lmdb/source',
+                                    target='data/builtin-mini/lmdb/target', resize=120,
+                                    classifier_resize=86)
+MINI_SCHEDULE = config.Schedule(
+    stages=dict(config.TINY_SCHEDULE.stages,
+                attention=Stage(batch=8, iter_size=1, max_iter=400, base_lr=1e-3)),
+    snapshot=800, display=20)
+MINI = config.Config('mini', MINI_ARCHITECTURE, MINI_DATA, MINI_SCHEDULE,
+                     config.Layout('models/mini', 'solvers/mini', 'snapshots/mini', None))
 # Built-in dataset of the miniature (data_prep.builtin.generate arguments): more images than
 # the demo's 600 / 400 / 100.
 DATASET = {'source_images': 1000, 'target_train': 600, 'target_val': 150}

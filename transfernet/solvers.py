@@ -1,13 +1,13 @@
 """Solvers of the three training stages, from the same configs as the nets (Sec. 6.1).
 
+A solver is generated for a Layout (the committed tree's, cfg.layout, or a run folder's) and a
+seed: its net, snapshot prefix and initial weights are the layout's, its random_seed the seed.
 Each stage starts from the previous stage's final snapshot through the solver's `weights`
-field; paths are relative to the checkout root, where caffe runs. No solver_mode line:
+field. Committed paths are relative to the checkout root, where caffe runs. No solver_mode line:
 `caffe train -gpu N` (or its absence) decides.
 """
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
-
-from transfernet.nets import model_path
 
 STAGES = ('classifier', 'attention', 'joint')
 STAGE_NET = {'classifier': 'classifier_train', 'attention': 'attention_train',
@@ -18,53 +18,52 @@ RANDOM_SEED = 0                      # filler initialisation is deterministic
 LR_STEP_GAMMA = 0.1                  # a stage's lr_step divides its learning rate by 10
 
 
-def solver_path(cfg, stage):
-    """Committed solver prototxt of `stage`, relative to the checkout root."""
-    return '%s/%s.prototxt' % (cfg.solver_dir, stage)
+def final_snapshot(cfg, stage, layout=None):
+    """Weights `stage` ends with in `layout` (default cfg.layout): Caffe snapshots after the
+    last iteration."""
+    return (layout or cfg.layout).snapshot(stage, cfg.schedule.stages[stage].max_iter)
 
 
-def snapshot_prefix(cfg, stage):
-    """Snapshot prefix: <snapshot_dir>/<stage>/<stage>. Caffe checks at start-up that it can
-    write there and does not create folders: the folders are committed (snapshots/README.md)."""
-    return '%s/%s/%s' % (cfg.snapshot_dir, stage, stage)
+def initial_weights(cfg, stage, layout=None):
+    """Caffemodel the stage starts from in `layout` (default cfg.layout): the layout's
+    classifier_init for stage 0 (None: from scratch), else the previous stage's final snapshot."""
+    layout = layout or cfg.layout
+    if stage == STAGES[0]:
+        return layout.classifier_init
+    return final_snapshot(cfg, STAGES[STAGES.index(stage) - 1], layout)
 
 
-def final_snapshot(cfg, stage):
-    """Weights the stage ends with (Caffe snapshots after the last iteration)."""
-    return '%s_iter_%d.caffemodel' % (snapshot_prefix(cfg, stage), cfg.stages[stage].max_iter)
-
-
-def initial_weights(cfg, stage):
-    """Caffemodel the stage starts from, or None (stage 0 of a from-scratch config)."""
-    if stage == 'classifier':
-        return cfg.classifier_init
-    return final_snapshot(cfg, STAGES[STAGES.index(stage) - 1])
-
-
-def solver(cfg, stage):
-    """SolverParameter of `stage` (Adam; fixed learning rate, or step at the stage's lr_step)."""
-    if stage not in STAGES:
-        raise ValueError('unknown stage %r; expected one of %s' % (stage, ', '.join(STAGES)))
-    st = cfg.stages[stage]
+def adam(cfg, stage, net, snapshot_prefix, weights, seed):
+    """SolverParameter training the prototxt `net` with `stage`'s schedule (Adam; fixed
+    learning rate, or step at the stage's lr_step), from `weights` (or None: fillers)."""
+    st, schedule = cfg.schedule.stages[stage], cfg.schedule
     param = caffe_pb2.SolverParameter(
-        net=model_path(cfg, STAGE_NET[stage]), type='Adam', base_lr=st.base_lr,
+        net=net, type='Adam', base_lr=st.base_lr,
         momentum=ADAM_BETA1, momentum2=ADAM_BETA2, lr_policy='fixed',
-        iter_size=st.iter_size, max_iter=st.max_iter, display=cfg.display,
-        average_loss=cfg.display, snapshot=cfg.snapshot,
-        snapshot_prefix=snapshot_prefix(cfg, stage), random_seed=RANDOM_SEED)
+        iter_size=st.iter_size, max_iter=st.max_iter, display=schedule.display,
+        average_loss=schedule.display, snapshot=schedule.snapshot,
+        snapshot_prefix=snapshot_prefix, random_seed=seed)
     if st.lr_step:
         param.lr_policy, param.gamma, param.stepsize = 'step', LR_STEP_GAMMA, st.lr_step
     if stage == 'classifier':
         param.weight_decay = CLASSIFIER_WEIGHT_DECAY
-    weights = initial_weights(cfg, stage)
     if weights:
         param.weights.append(weights)
     return param
 
 
+def solver(cfg, stage, layout=None, seed=RANDOM_SEED):
+    """SolverParameter of `stage` in `layout` (default cfg.layout) with `seed`."""
+    if stage not in STAGES:
+        raise ValueError('unknown stage %r; expected one of %s' % (stage, ', '.join(STAGES)))
+    layout = layout or cfg.layout
+    return adam(cfg, stage, layout.model(STAGE_NET[stage]), layout.snapshot_prefix(stage),
+                initial_weights(cfg, stage, layout), seed)
+
+
 def header(cfg, stage):
     """Comment lines at the top of a generated solver, true for this config."""
-    st = cfg.stages[stage]
+    st = cfg.schedule.stages[stage]
     batch = ('per-forward batch %d x iter_size %d = %d images per update'
              % (st.batch, st.iter_size, st.batch * st.iter_size))
     lr = '%g%s' % (st.base_lr, ' (/10 after %d iterations)' % st.lr_step if st.lr_step else '')
@@ -88,7 +87,7 @@ def header(cfg, stage):
     lines = ['Generated by tools/generate_models.py from transfernet/solvers.py, config "%s". '
              'Do not edit.' % cfg.name] + what.split('\n') + [
         start, 'Run from the checkout root (%s/ is committed, empty). No solver_mode: the '
-        '-gpu flag decides.' % snapshot_prefix(cfg, stage).rsplit('/', 1)[0]]
+        '-gpu flag decides.' % cfg.layout.snapshot_prefix(stage).rsplit('/', 1)[0]]
     return ''.join('# %s\n' % line for line in lines)
 
 

@@ -15,9 +15,10 @@ from transfernet.weights import WeightsError, blob_shape, read_caffemodel
 
 def conv_shapes(cfg):
     """{layer: convolution weight shape} of the classifier's fully connected layers."""
-    fc, kernel = nets.channels(cfg, nets.FC_DIM), nets.pool5_side(cfg.classifier_crop)
-    return {'fc6': (fc, nets.channels(cfg, 512), kernel, kernel), 'fc7': (fc, fc, 1, 1),
-            'fc8_transfer': (cfg.num_classes, fc, 1, 1)}
+    arch = cfg.architecture
+    fc, kernel = nets.channels(arch, nets.FC_DIM), nets.pool5_side(arch.classifier_crop)
+    return {'fc6': (fc, nets.channels(arch, 512), kernel, kernel), 'fc7': (fc, fc, 1, 1),
+            'fc8_transfer': (arch.num_classes, fc, 1, 1)}
 
 
 def fcn_path(classifier_weights):

@@ -22,7 +22,7 @@ from google.protobuf.message import DecodeError
 
 from caffe.proto import caffe_pb2
 
-from transfernet import nets
+from transfernet import config
 
 # Layers of a net compared with a caffemodel: names that get weights from the file (in the
 # net's order), names that keep their fillers, names of the file the net does not have.
@@ -61,7 +61,7 @@ def read_caffemodel(path):
 
 def missing_hint(path):
     """What to do about a missing initial weights file, as '; ...' (or '')."""
-    if os.path.basename(path) == os.path.basename(nets.PAPER.classifier_init):
+    if os.path.basename(path) == os.path.basename(config.PAPER.layout.classifier_init):
         return ("; stage 0 starts from the ImageNet VGG-16 caffemodel: download %s (VGG model "
                 "zoo, 16-layer ILSVRC-2014 model) to %s" % (os.path.basename(path), path))
     if re.search(r"_iter_\d+\.caffemodel$", path):
