@@ -244,7 +244,7 @@ def solver(cfg, baseline, layout=None, seed=solvers.RANDOM_SEED, name=None):
                          % (baseline, ', '.join(BASELINES)))
     layout = layout or cfg.layout
     weights = initial_weights(baseline, solvers.final_snapshot(cfg, 'classifier', layout))
-    return solvers.adam(cfg, STAGE, layout.model(baseline + '_train'),
+    return solvers.adam(cfg.schedule, STAGE, layout.model(baseline + '_train'),
                         layout.snapshot_prefix(name or baseline), weights, seed)
 
 

@@ -83,10 +83,10 @@ class Config(collections.namedtuple('Config', 'name architecture data schedule l
     """One experiment: its name (models/<name>/, the nets' names) and its four parts."""
     __slots__ = ()
 
-    def with_data(self, **folders):
-        """The same config on the same dataset stored elsewhere (Data's source and/or
-        target folders)."""
-        return self._replace(data=self.data._replace(**folders))
+    def with_data(self, **fields):
+        """The config with some of its data's fields replaced: the same dataset in other
+        folders (source=..., target=...), as the demo's --data and repro-mini's subsets."""
+        return self._replace(data=self.data._replace(**fields))
 
 
 PAPER_ARCHITECTURE = Architecture(

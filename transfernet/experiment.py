@@ -40,7 +40,6 @@ from transfernet.classes import BACKGROUND, CLASS_NAMES
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-
 class Run(collections.namedtuple('Run', 'dir cfg seed baseline', defaults=(None,))):
     """A run folder, the config it was made with (its dataset and initial weights absolute)
     and seed; `baseline`: the baseline its joint stage trains, or None."""

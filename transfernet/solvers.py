@@ -33,10 +33,11 @@ def initial_weights(cfg, stage, layout=None):
     return final_snapshot(cfg, STAGES[STAGES.index(stage) - 1], layout)
 
 
-def adam(cfg, stage, net, snapshot_prefix, weights, seed):
-    """SolverParameter training the prototxt `net` with `stage`'s schedule (Adam; fixed
-    learning rate, or step at the stage's lr_step), from `weights` (or None: fillers)."""
-    st, schedule = cfg.schedule.stages[stage], cfg.schedule
+def adam(schedule, stage, net, snapshot_prefix, weights, seed):
+    """SolverParameter training the prototxt `net` with the Schedule's numbers for `stage`
+    (Adam; fixed learning rate, or step at the stage's lr_step), from `weights` (or None:
+    fillers)."""
+    st = schedule.stages[stage]
     param = caffe_pb2.SolverParameter(
         net=net, type='Adam', base_lr=st.base_lr,
         momentum=ADAM_BETA1, momentum2=ADAM_BETA2, lr_policy='fixed',
@@ -57,8 +58,8 @@ def solver(cfg, stage, layout=None, seed=RANDOM_SEED):
     if stage not in STAGES:
         raise ValueError('unknown stage %r; expected one of %s' % (stage, ', '.join(STAGES)))
     layout = layout or cfg.layout
-    return adam(cfg, stage, layout.model(STAGE_NET[stage]), layout.snapshot_prefix(stage),
-                initial_weights(cfg, stage, layout), seed)
+    return adam(cfg.schedule, stage, layout.model(STAGE_NET[stage]),
+                layout.snapshot_prefix(stage), initial_weights(cfg, stage, layout), seed)
 
 
 def header(cfg, stage):
