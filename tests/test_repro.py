@@ -262,7 +262,7 @@ def test_baseline_run_starts_from_stage0_and_infers_with_its_deploy_net(tmp_path
     val = evaluation.voc_eval_set(voc_root, target)
     val = val._replace(ids=val.ids[:2])
     ids = val.ids
-    folders = evaluation.infer(run, val, sources=('gt',), weights=weights,
+    folders = evaluation.infer(run, val, label_sources=('gt',), weights=weights,
                                progress=lambda message: None, methods=('decoder',))
     assert list(folders) == [('gt', 'decoder')]
     assert sorted(os.listdir(folders['gt', 'decoder'])) == sorted(i + '.png' for i in ids)

@@ -82,7 +82,7 @@ def execute(spec, base, out, cfg, sources, val):
                                 else ('classifier', 'attention'))
     for stage in ('classifier', 'joint') if baseline else ('classifier', 'attention', 'joint'):
         experiment.train(run, stage, progress=progress)
-    folders = evaluation.infer(run, val, sources=spec.labels, progress=progress,
+    folders = evaluation.infer(run, val, label_sources=spec.labels, progress=progress,
                                methods=('decoder',))
     evaluations = {source: evaluation.evaluate(folders[source, 'decoder'], val)
                    for source in spec.labels}

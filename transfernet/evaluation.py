@@ -4,7 +4,7 @@ An EvalSet is the one value a demo or study passes around: the image ids, where 
 and ground-truth PNGs are, the classes the classifier may predict, and the classes scored.
 For each label source (the stage-0 classifier's prediction, Sec. 5, or the ground truth:
 TransferNet-GT) and each method (the decoder with and without dense CRF, and the no-transfer
-rule on the same forward), infer() writes the run's pred/<source>_<method>/<id>.png.
+rule on the same forward), infer() writes the run's pred/<label source>_<method>/<id>.png.
 """
 import collections
 import json
@@ -49,49 +49,49 @@ def label_maps(net, image, class_ids, methods=METHODS):
     return {m: maps[m] for m in methods}
 
 
-def image_labels(run, val, source):
+def image_labels(run, val, label_source):
     """{id: sorted class ids} of the EvalSet's images: the stage-0 classifier's prediction
     among its candidates (Sec. 5) or the ground truth (TransferNet-GT); cached in
-    pred/labels_<source>.json."""
+    pred/labels_<label_source>.json."""
     from data_prep.common import read_image
-    path = os.path.join(run.dir, 'pred', 'labels_%s.json' % source)
+    path = os.path.join(run.dir, 'pred', 'labels_%s.json' % label_source)
     if os.path.exists(path):
         with open(path) as f:
             cached = json.load(f)
         if set(cached) == set(val.ids):
             return cached
-    if source == 'gt':
+    if label_source == 'gt':
         labels = {i: inference.gt_labels(os.path.join(val.gt_dir, i + '.png')) for i in val.ids}
-    elif source == 'predicted':
+    elif label_source == 'predicted':
         classifier = inference.load_net(model_file(run, 'classifier_deploy'),
                                         final_snapshot(run, 'classifier'))
         labels = {i: inference.predict_labels(
             classifier, read_image(os.path.join(val.image_dir, i + '.jpg')), val.candidates)
             for i in val.ids}
     else:
-        raise ValueError('label source %r; expected one of %s' % (source, LABEL_SOURCES))
+        raise ValueError('label source %r; expected one of %s' % (label_source, LABEL_SOURCES))
     write_text(path, json.dumps(labels, indent=1, sort_keys=True) + '\n')
     return labels
 
 
-def infer(run, val, sources=LABEL_SOURCES, weights=None, progress=print_progress,
+def infer(run, val, label_sources=LABEL_SOURCES, weights=None, progress=print_progress,
           methods=METHODS):
     """Segment the EvalSet's images with the run's deploy_net and the final joint snapshot
     (or `weights`) by each of `methods` (METHODS), for each label source; writes
-    pred/<source>_<method>/<id>.png. Images whose PNGs all exist are skipped (resume).
-    Returns {(source, method): folder}."""
+    pred/<label source>_<method>/<id>.png. Images whose PNGs all exist are skipped (resume).
+    Returns {(label source, method): folder}."""
     from data_prep.common import read_image
     net = inference.load_net(model_file(run, deploy_net(run)),
                              weights or final_snapshot(run, 'joint'))
     folders = {}
-    for source in sources:
-        labels = image_labels(run, val, source)
-        out = {m: pred_dir(run, source, m) for m in methods}
-        folders.update(((source, m), d) for m, d in out.items())
+    for label_source in label_sources:
+        labels = image_labels(run, val, label_source)
+        out = {m: pred_dir(run, label_source, m) for m in methods}
+        folders.update(((label_source, m), d) for m, d in out.items())
         todo = [i for i in val.ids
                 if not all(os.path.exists(os.path.join(d, i + '.png')) for d in out.values())]
         progress('infer %s labels: %d images (%d done before)'
-                 % (source, len(todo), len(val.ids) - len(todo)))
+                 % (label_source, len(todo), len(val.ids) - len(todo)))
         for image_id in todo:
             image = read_image(os.path.join(val.image_dir, image_id + '.jpg'))
             maps = label_maps(net, image, labels[image_id], methods)

@@ -19,19 +19,20 @@ ROWS = (('predicted', 'decoder', 'TransferNet'),
         ('gt', 'no_transfer', 'No transfer-GT: thresholded s'))
 
 
-def row_key(source, method):
-    return '%s_%s' % (source, method)
+def row_key(label_source, method):
+    return '%s_%s' % (label_source, method)
 
 
 def result_rows(results):
     """metrics["results"]: {row_key: title, labels, method and the summary of the
-    evaluation} from {(source, method): evaluation result}, for the ROWS present."""
+    evaluation} from {(label source, method): evaluation result}, for the ROWS present."""
     rows = {}
-    for source, method, title in ROWS:
-        if (source, method) in results:
-            res = results[source, method]
-            rows[row_key(source, method)] = dict(
-                {k: res[k] for k in SUMMARY_KEYS}, title=title, labels=source, method=method)
+    for label_source, method, title in ROWS:
+        if (label_source, method) in results:
+            res = results[label_source, method]
+            rows[row_key(label_source, method)] = dict(
+                {k: res[k] for k in SUMMARY_KEYS}, title=title, labels=label_source,
+                method=method)
     return rows
 
 
@@ -87,9 +88,9 @@ def report_markdown(metrics, title, plots=(), figures=()):
               'to the image, min-max normalised per label, foreground where > %g, labels '
               'combined by the largest score: what the labels and attention give without the '
               'decoder.' % no_transfer.THRESHOLD, '']
-    for source, name in (('predicted', 'predicted labels'), ('gt', 'ground-truth labels')):
-        dec, base = results.get(row_key(source, 'decoder')), results.get(
-            row_key(source, 'no_transfer'))
+    for label_source, name in (('predicted', 'predicted labels'), ('gt', 'ground-truth labels')):
+        dec, base = results.get(row_key(label_source, 'decoder')), results.get(
+            row_key(label_source, 'no_transfer'))
         if dec and base:
             lines.append('- %s: decoder %s vs no transfer %s mIoU (%+.1f points)' % (
                 name, pct(dec['mean_iou']), pct(base['mean_iou']),
@@ -100,8 +101,8 @@ def report_markdown(metrics, title, plots=(), figures=()):
                   'no transfer-GT | gain |', '|---|---|---|---|---|---|---|']
         for seed, r in sorted(metrics['joint_seeds'].items(), key=lambda kv: int(kv[0])):
             cells = []
-            for source in evaluation.LABEL_SOURCES:
-                dec, base = (r[row_key(source, m)] for m in ('decoder', 'no_transfer'))
+            for label_source in evaluation.LABEL_SOURCES:
+                dec, base = (r[row_key(label_source, m)] for m in ('decoder', 'no_transfer'))
                 cells += [pct(dec), pct(base), '%+.1f' % (100 * (dec - base))]
             lines.append('| %s | %s |' % (seed, ' | '.join(cells)))
     if 'labels' in metrics:
