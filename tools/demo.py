@@ -36,8 +36,7 @@ from transfernet import (evaluation, experiment, inference, nets, no_transfer, r
 FIGURES = 4  # example figures in the report (the first val images)
 
 
-def log(message):
-    print('[demo %s] %s' % (time.strftime('%H:%M:%S'), message), file=sys.stderr, flush=True)
+log = experiment.timestamped_log('demo')
 
 
 def ensure_data(data_dir, seed, size, workers):

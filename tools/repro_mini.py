@@ -37,9 +37,7 @@ from transfernet import evaluation, experiment, records, repro
 from transfernet.atomic import write_text
 
 
-def log(message):
-    print('[repro-mini %s] %s' % (time.strftime('%H:%M:%S'), message), file=sys.stderr,
-          flush=True)
+log = experiment.timestamped_log('repro-mini')
 
 
 def ensure_data(data_dir, seed, size, workers, specs):

@@ -42,6 +42,13 @@ _ERROR = re.compile(r'^(F(\d{4})?\d{4} |[A-Za-z_.]*(Error|Exception)\b)')
 POLL_SECONDS = 5
 
 
+def timestamped_log(name):
+    """A progress callback printing '[<name> HH:MM:SS] message' lines on stderr."""
+    def log(message):
+        print_progress('[%s %s] %s' % (name, time.strftime('%H:%M:%S'), message))
+    return log
+
+
 def print_progress(message):
     """The default progress callback: one line on stderr."""
     print(message, file=sys.stderr, flush=True)
