@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from transfernet import experiment, inference, nets, repro, score
+from transfernet import experiment, fileio, inference, nets, repro
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _spec = importlib.util.spec_from_file_location(
@@ -253,7 +253,7 @@ def test_baseline_run_starts_from_stage0_and_infers_with_its_deploy_net(tmp_path
     weights = str(tmp_path / 'init.caffemodel')
     caffe.Net(experiment.model_file(run, 'decouplednet_deploy'), caffe.TEST).save(weights)
     voc_root = os.path.join(os.path.dirname(os.path.dirname(source)), 'VOCdevkit', 'VOC2012')
-    ids = score.read_list(os.path.join(voc_root, 'ImageSets', 'Segmentation', 'val.txt'))[:2]
+    ids = fileio.read_list(os.path.join(voc_root, 'ImageSets', 'Segmentation', 'val.txt'))[:2]
     folders = experiment.infer(
         run, ids, os.path.join(voc_root, 'JPEGImages'), os.path.join(voc_root,
                                                                      'SegmentationClass'),

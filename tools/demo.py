@@ -29,8 +29,8 @@ os.environ.setdefault('GLOG_minloglevel', '2')  # quiet net set-up (before caffe
 os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
 
 from data_prep import builtin, coco, voc
-from data_prep.common import read_image
-from transfernet import experiment, inference, nets, records, score, solvers
+from transfernet import attention_figures, experiment, fileio, inference, nets, records, solvers
+from transfernet.fileio import read_image
 
 FIGURES = 4  # example figures in the report (the first val images)
 
@@ -89,7 +89,7 @@ def main(argv=None):
     run = experiment.prepare(args.run, cfg._replace(source=source, target=target), args.seed)
     training = {stage: experiment.train(run, stage, progress=log) for stage in solvers.STAGES}
 
-    ids = score.read_list(os.path.join(voc_root, 'ImageSets', 'Segmentation',
+    ids = fileio.read_list(os.path.join(voc_root, 'ImageSets', 'Segmentation',
                                                  'val.txt'))
     image_dir, gt_dir = (os.path.join(voc_root, d) for d in ('JPEGImages', 'SegmentationClass'))
     candidates = inference.class_table(os.path.join(target, 'meta.json'))
@@ -154,8 +154,8 @@ def joint_seeds(run, seed, seeds, results, ids, image_dir, gt_dir, candidates, t
 
 
 def write_figures(run, ids, image_dir, gt_labels, table):
-    """Example figures (inference.write_figure) of `ids` with their ground-truth labels;
-    returns their paths relative to the run folder."""
+    """Example figures (attention_figures.write_figure) of `ids` with their ground-truth
+    labels; returns their paths relative to the run folder."""
     net = inference.load_net(experiment.model_file(run, 'seg_deploy'),
                              experiment.final_snapshot(run, 'joint'))
     paths = []
@@ -163,8 +163,8 @@ def write_figures(run, ids, image_dir, gt_labels, table):
         path = os.path.join(run.dir, 'figures', image_id + '.png')
         if not os.path.exists(path):
             image = read_image(os.path.join(image_dir, image_id + '.jpg'))
-            inference.write_figure(path, image, inference.segment(net, image,
-                                                                  gt_labels[image_id]), table)
+            seg = inference.segment(net, image, gt_labels[image_id])
+            attention_figures.write_figure(path, image, seg, table)
         paths.append(os.path.relpath(path, run.dir))
     return paths
 

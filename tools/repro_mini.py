@@ -33,7 +33,7 @@ os.environ['GLOG_minloglevel'] = QUIET  # quiet net set-up in this process (befo
 os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
 
 from data_prep import builtin, coco, voc
-from transfernet import experiment, inference, records, repro, score
+from transfernet import experiment, fileio, inference, records, repro
 from transfernet.atomic import write_text
 
 
@@ -185,7 +185,7 @@ def main(argv=None):
     voc_root, target, sources = ensure_data(args.data, args.seed, cfg.resize, args.workers,
                                             specs)
     cfg = cfg._replace(target=target)
-    ids = score.read_list(os.path.join(voc_root, 'ImageSets', 'Segmentation', 'val.txt'))
+    ids = fileio.read_list(os.path.join(voc_root, 'ImageSets', 'Segmentation', 'val.txt'))
     gt_dir = os.path.join(voc_root, 'SegmentationClass')
     val = {'ids': ids, 'images': os.path.join(voc_root, 'JPEGImages'), 'gt': gt_dir,
            'candidates': inference.class_table(os.path.join(target, 'meta.json')),

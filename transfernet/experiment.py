@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from transfernet import baselines, caffe_log, crf, inference, nets, records, score, solvers
+from transfernet import baselines, caffe_log, crf, fileio, inference, nets, records, score, solvers
 from transfernet.weights import check_solver, describe_fits
 from transfernet.atomic import write_text
 from transfernet.classes import BACKGROUND, CLASS_NAMES
@@ -313,7 +313,7 @@ def image_labels(run, ids, image_dir, gt_dir, source, candidates):
     """{id: sorted class ids} of the images: the stage-0 classifier's prediction among
     `candidates` (Sec. 5) or the ground truth (TransferNet-GT); cached in
     pred/labels_<source>.json."""
-    from data_prep.common import read_image
+    from transfernet.fileio import read_image
     path = os.path.join(run.dir, 'pred', 'labels_%s.json' % source)
     if os.path.exists(path):
         with open(path) as f:
@@ -340,7 +340,7 @@ def infer(run, ids, image_dir, gt_dir, candidates, sources=LABEL_SOURCES,
     joint snapshot (or `weights`) by each of `methods` (METHODS), for each label source; writes
     pred/<source>_<method>/<id>.png. Images whose PNGs all exist are skipped (resume).
     Returns {(source, method): folder}."""
-    from data_prep.common import read_image
+    from transfernet.fileio import read_image
     net = inference.load_net(model_file(run, deploy_net(run)),
                              weights or final_snapshot(run, 'joint'))
     folders = {}
@@ -356,7 +356,7 @@ def infer(run, ids, image_dir, gt_dir, candidates, sources=LABEL_SOURCES,
             image = read_image(os.path.join(image_dir, image_id + '.jpg'))
             maps = label_maps(net, image, labels[image_id], methods)
             for method, folder in out.items():
-                score.write_palette_png(os.path.join(folder, image_id + '.png'), maps[method])
+                fileio.write_label_png(os.path.join(folder, image_id + '.png'), maps[method])
     return folders
 
 
