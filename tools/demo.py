@@ -29,9 +29,9 @@ os.environ.setdefault('GLOG_minloglevel', '2')  # quiet net set-up (before caffe
 os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
 
 from data_prep import builtin, coco, voc
-from data_prep.common import read_image
-from transfernet import (evaluation, experiment, inference, nets, no_transfer, records, reports,
-                         solvers)
+from transfernet.fileio import read_image
+from transfernet import (attention_figures, evaluation, experiment, inference, nets, no_transfer,
+                         records, reports, solvers)
 
 FIGURES = 4  # example figures in the report (the first val images)
 
@@ -161,8 +161,8 @@ def joint_seeds(run, seeds, results, val):
 
 
 def write_figures(run, ids, image_dir, gt_labels, table):
-    """Example figures (inference.write_figure) of `ids` with their ground-truth labels;
-    returns their paths relative to the run folder."""
+    """Example figures (attention_figures.write_figure) of `ids` with their ground-truth
+    labels; returns their paths relative to the run folder."""
     net = inference.load_net(experiment.model_file(run, 'seg_deploy'),
                              experiment.final_snapshot(run, 'joint'))
     paths = []
@@ -170,8 +170,8 @@ def write_figures(run, ids, image_dir, gt_labels, table):
         path = os.path.join(run.dir, 'figures', image_id + '.png')
         if not os.path.exists(path):
             image = read_image(os.path.join(image_dir, image_id + '.jpg'))
-            inference.write_figure(path, image, inference.segment(net, image,
-                                                                  gt_labels[image_id]), table)
+            seg = inference.segment(net, image, gt_labels[image_id])
+            attention_figures.write_figure(path, image, seg, table)
         paths.append(os.path.relpath(path, run.dir))
     return paths
 

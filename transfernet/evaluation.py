@@ -10,9 +10,10 @@ import collections
 import json
 import os
 
-from transfernet import inference, no_transfer, score
+from transfernet import fileio, inference, no_transfer, score
 from transfernet.atomic import write_text
 from transfernet.classes import BACKGROUND, CLASS_NAMES
+from transfernet.fileio import read_image
 from transfernet.experiment import (deploy_net, final_snapshot, model_file, pred_dir,
                                     print_progress)
 
@@ -28,7 +29,7 @@ def voc_eval_set(voc_root, target, split='val'):
     """The EvalSet of a VOC-style tree's `split` list: JPEGImages/<id>.jpg scored against
     SegmentationClass/<id>.png on background and the classes present; candidates are the
     target dataset's classes (its LMDB's meta.json)."""
-    ids = score.read_list(os.path.join(voc_root, 'ImageSets', 'Segmentation', split + '.txt'))
+    ids = fileio.read_list(os.path.join(voc_root, 'ImageSets', 'Segmentation', split + '.txt'))
     gt_dir = os.path.join(voc_root, 'SegmentationClass')
     return EvalSet(ids, os.path.join(voc_root, 'JPEGImages'), gt_dir,
                    inference.class_table(os.path.join(target, 'meta.json')),
@@ -53,7 +54,6 @@ def image_labels(run, val, label_source):
     """{id: sorted class ids} of the EvalSet's images: the stage-0 classifier's prediction
     among its candidates (Sec. 5) or the ground truth (TransferNet-GT); cached in
     pred/labels_<label_source>.json."""
-    from data_prep.common import read_image
     path = os.path.join(run.dir, 'pred', 'labels_%s.json' % label_source)
     if os.path.exists(path):
         with open(path) as f:
@@ -80,7 +80,6 @@ def infer(run, val, label_sources=LABEL_SOURCES, weights=None, progress=print_pr
     (or `weights`) by each of `methods` (METHODS), for each label source; writes
     pred/<label source>_<method>/<id>.png. Images whose PNGs all exist are skipped (resume).
     Returns {(label source, method): folder}."""
-    from data_prep.common import read_image
     net = inference.load_net(model_file(run, deploy_net(run)),
                              weights or final_snapshot(run, 'joint'))
     folders = {}
@@ -96,7 +95,7 @@ def infer(run, val, label_sources=LABEL_SOURCES, weights=None, progress=print_pr
             image = read_image(os.path.join(val.image_dir, image_id + '.jpg'))
             maps = label_maps(net, image, labels[image_id], methods)
             for method, folder in out.items():
-                score.write_palette_png(os.path.join(folder, image_id + '.png'), maps[method])
+                fileio.write_label_png(os.path.join(folder, image_id + '.png'), maps[method])
     return folders
 
 

@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from transfernet import baselines, nets
+from transfernet import baselines, figures, nets
 from transfernet.reports import pct
 from transfernet.atomic import atomic_path, write_text
 from transfernet.nets import Stage
@@ -197,9 +197,7 @@ def plot_ratio(path, study, references=None, title=None):
     source ratio on a log axis, mean over subsets with a min-max bar and every subset as a dot;
     `references` {label: mean IoU} are drawn as dashed horizontal lines (the paper draws the
     weakly-supervised methods; the miniature's baselines here)."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    plt = figures.pyplot()
     keys = sorted(study, key=float)
     x = np.array([float(k) for k in keys])
     mean = np.array([100 * study[k]['mean_iou'] for k in keys])
