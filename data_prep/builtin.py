@@ -81,10 +81,9 @@ BACKGROUND_TINT = 25  # backgrounds: grey levels tinted by at most this much per
 HUE_SPREAD = 14
 # Source objects vary more widely, +- SOURCE_HUE_SPREAD: the bands of neighbouring source
 # categories meet at the target hues, so the source images show the decoder objects of every
-# colour (as COCO's objects span VOC's colours). With the target hues absent from the source
-# images the decoder learnt source-hue objectness: the tiny encoder's pooling switches are
-# hue-selective, and shifting target images' hues onto source bands raised the share of
-# target-object pixels a v4-trained decoder segments (given the true mask as s) from 5 to 27 %.
+# colour (as COCO's objects span VOC's colours): the tiny encoder's pooling switches are
+# hue-selective, and with the target hues absent from the source images the decoder learns
+# source-hue objectness (docs/decisions.md has the measurements).
 SOURCE_HUE_SPREAD = 33
 SOURCE_IDS = frozenset(cid for cid, _ in SOURCE_SHAPES)
 CLASS_HUE = {cid: 360.0 * i / 11 for i, cid in enumerate(

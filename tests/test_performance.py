@@ -206,7 +206,7 @@ def test_infer_inputs_are_voc_sized_with_two_or_three_labels(tmp_path):
     assert performance.check_target("infer_crf_speedup_2workers", 1.7)
     assert not performance.check_target("infer_crf_speedup_2workers", 1.5)
 
-# -- the layers' scratch buffers (issue 6, section 2) -----------------------------------
+# -- the layers' scratch buffers ------------------------------------------------------------
 
 def test_unpool_index_buffer_only_grows():
     """Same shapes or a smaller batch (the deploy net's K going down): the same flat-index

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Performance bench of issue 6: prints a table and writes runs/bench/bench.json.
+"""The performance bench (`make bench`): prints a table and writes runs/bench/bench.json.
 
     python3 tools/bench.py --out runs/bench/bench.json --builtin data/builtin
 

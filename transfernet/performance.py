@@ -1,11 +1,11 @@
-"""Performance measurements of `make bench` (issue 6), one function per figure.
+"""Performance measurements of `make bench`, one function per figure.
 
 Every comparison is measured in the same process, interleaved, so that the ratios hold under
 the background load of a shared machine; absolute times are only as good as that load
 (machine() records /proc/loadavg). Pure helpers (python_layer_share, python_layer_bytes,
 median_ratio, format_report) are separated from the timed code so they can be tested.
 
-Figures (issue 6, section 1):
+Figures:
   a. per-layer forward/backward time of the paper-size joint net (Input layers, batch 1) and
      the share spent in Python layers;             target: share <= 3 %
   b. seg_deploy with K labels in one forward (encoder once) against K forwards with one label
@@ -43,7 +43,7 @@ from transfernet.atomic import write_text
 from transfernet.classes import IGNORE
 from transfernet.fileio import write_label_png
 
-TARGETS = {  # issue 6; (comparison, bound)
+TARGETS = {  # (comparison, bound)
     "python_layer_share": ("<=", 0.03),
     # K = 1: ours and the per-label method are the same forward, so the ratio is 1 up to
     # timing noise; "no slower" = the 95 % interval of the median ratio reaches 1.
@@ -51,9 +51,9 @@ TARGETS = {  # issue 6; (comparison, bound)
     "deploy_speedup_k3": (">=", 1.40),
     "data_layer_images_per_s_2workers": (">=", 500.0),
     "eval_seconds_1449": ("<=", 3.0),
-    "python_layer_mb_joint_batch4": ("<=", 13.0),   # issue 12
+    "python_layer_mb_joint_batch4": ("<=", 13.0),
     "stock_unpool_time_ratio": ("<=", 1.05),
-    "infer_crf_speedup_2workers": (">=", 1.6),  # issue 12
+    "infer_crf_speedup_2workers": (">=", 1.6),
 }
 FLOAT_BYTES = 4          # every Caffe blob is float32
 EVAL_SIZE = (375, 500)   # (H, W) of the generated VOC-like label maps
@@ -446,7 +446,7 @@ def peak_rss_joint(source, target, batch, folder):
 
 # -- report -------------------------------------------------------------------------------
 
-# -- f. inference workers (issue 12, section 3) --------------------------------------------
+# -- f. inference workers -----------------------------------------------------------------
 
 INFER_IMAGE_SIZE = (375, 500)  # (H, W): a VOC image
 INFER_SPEED = re.compile(r"\(([\d.]+) s, ([\d.]+) images/s\)")
@@ -540,7 +540,7 @@ def summary(results):
         "lmdb_build_records_per_s_target": results["build"]["target"]["records_per_s"],
         "peak_rss_mb_joint_train": results["rss"]["vmhwm_mb"],
         "joint_train_step_s_batch8": results["rss"]["seconds"],
-        # issue 12
+        # the GPU-readiness figures: Python layers' host<->device traffic, unpooling time
         "python_layer_mb_joint_batch4": total_mb(results["joint"]["python_layer_bytes"]
                                                  ["batch_4"]),
         "python_layer_mb_joint_batch4_python_unpool": total_mb(
