@@ -17,7 +17,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-name=build-cuda-root
+name=build-cuda-root root_var=TRANSFERNET_CUDA_ROOT make_env="make env CAFFE=cuda"
 . "$here/root-lib.sh"
 arch_bin=$(echo ${CUDA_ARCH:-60 70 75 80 86 90} | tr ' ' '\n' | sort -n | tr '\n' ' ' | sed 's/ $//')
 arch_ptx=${arch_bin##* }

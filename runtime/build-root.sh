@@ -10,7 +10,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-name=build-root
+name=build-root root_var=TRANSFERNET_ROOT make_env="make env"
 . "$here/root-lib.sh"
 
 # Debian 11 packages: Caffe, OpenBLAS (Caffe otherwise runs on the ~17x slower reference

@@ -10,12 +10,13 @@
 # so it is entered with only the user's own uid mapped to root (runtime/run.sh; no range
 # needed to run it).
 #
-# The builder sets $name (its messages' prefix) and $root (the finished root's path), then:
+# The builder sets $name (its messages' prefix), $root (the finished root's path), $root_var (the
+# variable that overrides it) and $make_env (the make command that builds it), then:
 #   check_builder; start_build; bootstrap SUITE COMPONENTS; in_root CMD...; finish_build RECIPE
 # A root is built under a temporary name ($tmp, next to $root; its log $log beside it) and
 # renamed when complete: an interrupted build is never used. Interrupted (Ctrl-C, SIGTERM) or
-# failed, the build removes its partial root; one that could not (SIGKILL, power loss) is
-# removed by the next build.
+# failed, the build removes its partial root (a failed one keeps its log); what one that could
+# not left (SIGKILL, power loss) is removed by the next build, as are old logs.
 PATH=$PATH:/usr/sbin:/sbin  # chroot, for users whose PATH lacks them
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 rootless=
@@ -24,9 +25,11 @@ rootless=
 # user_namespaces_or_exit PREFIX: as an ordinary user, stop with the ways out when the machine
 # forbids user namespaces (building and entering a root without root needs one).
 user_namespaces_or_exit() {
-  [ -n "$rootless" ] && ! unshare --user --map-root-user true 2>/dev/null || return 0
+  [ -n "$rootless" ] && ! unshare --user --map-root-user --mount --propagation private true \
+    2>/dev/null || return 0
   echo "$1: this machine does not let $(id -un) create user namespaces (unshare --user" \
-       "failed: e.g. sysctl user.max_user_namespaces=0 or kernel.unprivileged_userns_clone=0)," \
+       "--mount failed: e.g. sysctl user.max_user_namespaces=0," \
+       "kernel.unprivileged_userns_clone=0 or kernel.apparmor_restrict_unprivileged_userns=1)," \
        "and building or entering the Caffe root without root needs them. Two ways out: a root" \
        "user builds the root once and runs the project's commands as root (make env as root;" \
        "the root is then in root's ~/.cache/transfernet), or you bring your own pycaffe (a" \
@@ -50,9 +53,11 @@ check_builder() {
     echo "$name: building the Caffe root as $(id -un) needs mmdebstrap and newuidmap" \
          "(apt-get install mmdebstrap uidmap) and a subordinate uid and gid range for" \
          "$(id -un) in /etc/subuid and /etc/subgid (an administrator, e.g.: usermod" \
-         "--add-subuids 100000-165535 --add-subgids 100000-165535 $(id -un)); or a root user" \
-         "builds the root once and runs the project's commands as root, or you bring your own" \
-         "pycaffe (README.md, The Caffe runtime)" >&2
+         "--add-subuids 100000-165535 --add-subgids 100000-165535 $(id -un)). Or a root user" \
+         "builds the root once and gives it to you (as root: $root_var=/srv/transfernet-root" \
+         "$make_env && chown -R $(id -un): /srv/transfernet-root; you then set" \
+         "$root_var=/srv/transfernet-root), or you bring your own pycaffe (README.md, The Caffe" \
+         "runtime)" >&2
     exit 1
   fi
 }
@@ -63,12 +68,14 @@ remove() {
   ${rootless:+unshare --map-auto --map-root-user} rm -rf --one-file-system "$@"
 }
 
-# start_build: clear what a killed build left, then set $tmp and $log and remove $tmp on exit.
+# start_build: clear what earlier builds left (the partial root of one that was killed, the
+# logs of failed ones), then set $tmp and $log and remove $tmp on exit.
 start_build() {
-  local stale
+  local stale pid
   for stale in "$root".partial.*; do
-    [ -d "$stale" ] && ! kill -0 "${stale##*.}" 2>/dev/null || continue
-    echo "$name: removing $stale (left by a build that was killed)" >&2
+    case "$stale" in *.log) pid=${stale%.log} ;; *) pid=$stale ;; esac
+    [ -e "$stale" ] && ! kill -0 "${pid##*.}" 2>/dev/null || continue
+    [ -d "$stale" ] && echo "$name: removing $stale (left by a build that was killed)" >&2
     remove "$stale"
   done
   mkdir -p "$(dirname "$root")"
