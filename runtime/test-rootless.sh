@@ -56,14 +56,13 @@ no_userns() {
 # may be left, except after SIGKILL.
 interrupt() {
   local signal=$1 step=$2 builder=$3 out=$home/interrupt.out
-  setsid -w /bin/sh -c 'echo $$ >"$0"; shift; exec "$@"' "$home/pgid" \
+  setsid -w /bin/sh -c 'echo $$ >"$0"; exec "$@"' "$home/pgid" \
     "${as[@]}" "$top/runtime/$builder" 2>"$out" &
-  local i
-  for i in $(seq 600); do grep -q "] $step" "$out" 2>/dev/null && break; sleep 0.5; done
+  while kill -0 $! 2>/dev/null && ! grep -q "] $step" "$out" 2>/dev/null; do sleep 0.5; done
   grep -q "] $step" "$out" || fail "$builder never reached '$step':"$'\n'"$(cat "$out")"
   sleep 3
   kill -"$signal" -- -"$(cat "$home/pgid")"
-  wait $! || true
+  { wait $! || true; } 2>/dev/null   # no "Killed" line from the shell
   if [ "$signal" = KILL ]; then
     ls -d "$cache"/*.partial.*[0-9] >/dev/null || fail "$builder: SIGKILL left no partial root"
   elif ls -d "$cache"/*.partial.*[0-9] 2>/dev/null; then
