@@ -57,10 +57,6 @@ def report_markdown(metrics, title, plots=(), figures=()):
     ({stage: timing record}), "labels" (label_accuracy), "config" (describe), optional
     "wall_seconds", "data" and "joint_seeds" ({seed: {row key: mIoU}}); `plots` and
     `figures` are paths relative to the report."""
-    results = metrics['results']
-    rows = [(title_, results[row_key(s, m)]) for s, m, title_ in ROWS
-            if row_key(s, m) in results]
-    cfg = metrics['config']
     lines = ['# %s' % title, '']
     if 'wall_seconds' in metrics:
         lines += ['Wall time of this run: %.0f s (work already done in an earlier run is '
@@ -68,43 +64,11 @@ def report_markdown(metrics, title, plots=(), figures=()):
     if 'data' in metrics:
         lines += ['Data: %s' % ', '.join('%s %s' % (k, v)
                                          for k, v in sorted(metrics['data'].items())), '']
-    lines += ['Config "%s" (width %g, crop %d, seed %d, source fraction %g, classifier from '
-              '%s).' % (cfg['name'], cfg['width'], cfg['crop'], cfg['seed'],
-                        cfg['source_fraction'], cfg['classifier_init'] or 'scratch'), '',
-              '| stage | iterations | batch x iter_size | Adam lr | train time (s) |',
-              '|---|---|---|---|---|']
-    for stage in solvers.STAGES:
-        st, rec = cfg['stages'][stage], metrics['training'].get(stage, {})
-        lines.append('| %s | %d | %d x %d | %g | %s |' % (
-            stage, st['max_iter'], st['batch'], st['iter_size'], st['base_lr'],
-            '%.0f' % rec['seconds'] if 'seconds' in rec else 'n/a'))
-    lines += ['', '## Segmentation (comp6 IoU %, target classes + background)', '',
-              score.markdown_table(collections.OrderedDict(rows)).rstrip('\n'), '',
-              'Share of scored pixels predicted as foreground: ' + ', '.join(
-                  '%s %s%%' % (name, pct(_foreground_share(res))) for name, res in rows)
-              + '.', '']
-    lines += ['## Transfer vs no transfer', '',
-              'No transfer = the densified attention s (Eq. 7) of the same forward, upsampled '
-              'to the image, min-max normalised per label, foreground where > %g, labels '
-              'combined by the largest score: what the labels and attention give without the '
-              'decoder.' % no_transfer.THRESHOLD, '']
-    for label_source, name in (('predicted', 'predicted labels'), ('gt', 'ground-truth labels')):
-        dec, base = results.get(row_key(label_source, 'decoder')), results.get(
-            row_key(label_source, 'no_transfer'))
-        if dec and base:
-            lines.append('- %s: decoder %s vs no transfer %s mIoU (%+.1f points)' % (
-                name, pct(dec['mean_iou']), pct(base['mean_iou']),
-                100 * (dec['mean_iou'] - base['mean_iou'])))
+    lines += training_lines(metrics['config'], metrics['training'])
+    lines += segmentation_lines(metrics['results'])
+    lines += transfer_lines(metrics['results'])
     if len(metrics.get('joint_seeds', {})) > 1:
-        lines += ['', '## Joint-stage seeds (same stages 0 and 1; mIoU %)', '',
-                  '| joint seed | TransferNet | no transfer | gain | TransferNet-GT | '
-                  'no transfer-GT | gain |', '|---|---|---|---|---|---|---|']
-        for seed, r in sorted(metrics['joint_seeds'].items(), key=lambda kv: int(kv[0])):
-            cells = []
-            for label_source in evaluation.LABEL_SOURCES:
-                dec, base = (r[row_key(label_source, m)] for m in ('decoder', 'no_transfer'))
-                cells += [pct(dec), pct(base), '%+.1f' % (100 * (dec - base))]
-            lines.append('| %s | %s |' % (seed, ' | '.join(cells)))
+        lines += joint_seed_lines(metrics['joint_seeds'])
     if 'labels' in metrics:
         acc = metrics['labels']
         lines += ['', '## Image labels predicted by the stage-0 classifier', '',
@@ -114,13 +78,71 @@ def report_markdown(metrics, title, plots=(), figures=()):
                       pct(acc['recall']), inference.CLASSIFIER_THRESHOLD)]
     if plots:
         lines += ['', '## Training losses (parsed from the caffe train logs)', '']
-        lines += ['![%s](%s)' % (os.path.splitext(os.path.basename(p))[0], p) for p in plots]
+        lines += [_image_line(p) for p in plots]
     if figures:
         lines += ['', '## Examples (image, attention alpha, densified attention s, '
                       'segmentation)', '']
-        lines += ['![%s](%s)' % (os.path.splitext(os.path.basename(p))[0], p)
-                  for p in figures]
+        lines += [_image_line(p) for p in figures]
     return '\n'.join(lines) + '\n'
+
+
+def _image_line(path):
+    return '![%s](%s)' % (os.path.splitext(os.path.basename(path))[0], path)
+
+
+def training_lines(cfg, training):
+    """The config line and the per-stage table (iterations, batch, lr, train time)."""
+    lines = ['Config "%s" (width %g, crop %d, seed %d, source fraction %g, classifier from '
+             '%s).' % (cfg['name'], cfg['width'], cfg['crop'], cfg['seed'],
+                       cfg['source_fraction'], cfg['classifier_init'] or 'scratch'), '',
+             '| stage | iterations | batch x iter_size | Adam lr | train time (s) |',
+             '|---|---|---|---|---|']
+    for stage in solvers.STAGES:
+        st, rec = cfg['stages'][stage], training.get(stage, {})
+        lines.append('| %s | %d | %d x %d | %g | %s |' % (
+            stage, st['max_iter'], st['batch'], st['iter_size'], st['base_lr'],
+            '%.0f' % rec['seconds'] if 'seconds' in rec else 'n/a'))
+    return lines
+
+
+def segmentation_lines(results):
+    """The IoU table of the ROWS present and each row's share of foreground pixels."""
+    rows = [(title, results[row_key(s, m)]) for s, m, title in ROWS if row_key(s, m) in results]
+    return ['', '## Segmentation (comp6 IoU %, target classes + background)', '',
+            score.markdown_table(collections.OrderedDict(rows)).rstrip('\n'), '',
+            'Share of scored pixels predicted as foreground: ' + ', '.join(
+                '%s %s%%' % (name, pct(_foreground_share(res))) for name, res in rows)
+            + '.', '']
+
+
+def transfer_lines(results):
+    """The no-transfer rule and the decoder's gain over it, per label source."""
+    lines = ['## Transfer vs no transfer', '',
+             'No transfer = the densified attention s (Eq. 7) of the same forward, upsampled '
+             'to the image, min-max normalised per label, foreground where > %g, labels '
+             'combined by the largest score: what the labels and attention give without the '
+             'decoder.' % no_transfer.THRESHOLD, '']
+    for label_source, name in (('predicted', 'predicted labels'), ('gt', 'ground-truth labels')):
+        dec, base = (results.get(row_key(label_source, m)) for m in ('decoder', 'no_transfer'))
+        if dec and base:
+            lines.append('- %s: decoder %s vs no transfer %s mIoU (%+.1f points)' % (
+                name, pct(dec['mean_iou']), pct(base['mean_iou']),
+                100 * (dec['mean_iou'] - base['mean_iou'])))
+    return lines
+
+
+def joint_seed_lines(joint_seeds):
+    """TransferNet against no transfer for each joint seed, in numeric seed order."""
+    lines = ['', '## Joint-stage seeds (same stages 0 and 1; mIoU %)', '',
+             '| joint seed | TransferNet | no transfer | gain | TransferNet-GT | '
+             'no transfer-GT | gain |', '|---|---|---|---|---|---|---|']
+    for seed, r in sorted(joint_seeds.items(), key=lambda kv: int(kv[0])):
+        cells = []
+        for label_source in evaluation.LABEL_SOURCES:
+            dec, base = (r[row_key(label_source, m)] for m in ('decoder', 'no_transfer'))
+            cells += [pct(dec), pct(base), '%+.1f' % (100 * (dec - base))]
+        lines.append('| %s | %s |' % (seed, ' | '.join(cells)))
+    return lines
 
 
 def write_report(path, metrics, title, plots=(), figures=()):
