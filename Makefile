@@ -46,6 +46,9 @@ PRED ?= runs/$(CONFIG)/pred
 EVAL_OUT ?= $(PRED)/eval.json
 CLASSES ?= voc
 INFER_ARGS ?=
+# The linter and formatter (ruff.toml), installed from PyPI into the cache on first use.
+RUFF_VERSION := 0.8.4
+RUFF_DIR := $(or $(TRANSFERNET_CACHE),$(HOME)/.cache/transfernet)/ruff-$(RUFF_VERSION)
 DATA_FOLDERS = $(COCO_ROOT) $(VOC_ROOT) $(SBD_ROOT) $(dir $(SOURCE_DB)) $(dir $(TARGET_DB))
 
 # $(call q,TEXT): TEXT as one single-quoted shell word. Commands and argument lists (CMD,
@@ -60,7 +63,7 @@ runtime = TRANSFERNET_MOUNTS=$(call q,$(subst $(eval) ,:,$(strip $(TRANSFERNET_M
 # $(call exists,VARIABLE ...): stop, naming the variable, if the input path it holds is missing.
 exists = $(foreach v,$1,$(if $(wildcard $($v)),,$(error $@: $v=$($v) does not exist)))
 
-.PHONY: help env run test test-runtime models check-models data data-source data-target builtin infer eval gpu-check bench demo repro-mini
+.PHONY: help env run test test-runtime lint models check-models data data-source data-target builtin infer eval gpu-check bench demo repro-mini
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -76,6 +79,12 @@ run:  ## run CMD='...' with pycaffe and the project's modules, e.g. make run CMD
 
 test:  ## run the whole test suite with the real Caffe (PYTEST_ARGS='-k unpool' to select)
 	@$(call runtime,,python3 -m pytest $(value PYTEST_ARGS))
+
+lint:  ## ruff: lint and format check of every Python file (no Caffe needed)
+	@test -x $(RUFF_DIR)/bin/ruff || python3 -m pip install --quiet --disable-pip-version-check \
+	  --root-user-action=ignore --target $(RUFF_DIR) ruff==$(RUFF_VERSION)
+	@$(RUFF_DIR)/bin/ruff check --quiet . && $(RUFF_DIR)/bin/ruff format --check --quiet . \
+	  && echo "lint: clean (ruff $(RUFF_VERSION))"
 
 test-runtime:  ## check runtime/run.sh and the Makefile from the host (folders, inputs, quoting)
 	@runtime/test-run.sh

@@ -31,11 +31,10 @@ import sys
 import cv2
 import numpy as np
 import scipy.io
-from PIL import Image
 from pycocotools import mask as mask_utils
 
 from data_prep import common
-from transfernet import classes, records
+from transfernet import classes, fileio, records
 from transfernet.atomic import write_text
 
 
@@ -82,29 +81,13 @@ BACKGROUND_TINT = 25  # backgrounds: grey levels tinted by at most this much per
 HUE_SPREAD = 14
 # Source objects vary more widely, +- SOURCE_HUE_SPREAD: the bands of neighbouring source
 # categories meet at the target hues, so the source images show the decoder objects of every
-# colour (as COCO's objects span VOC's colours). With the target hues absent from the source
-# images the decoder learnt source-hue objectness: the tiny encoder's pooling switches are
-# hue-selective, and shifting target images' hues onto source bands raised the share of
-# target-object pixels a v4-trained decoder segments (given the true mask as s) from 5 to 27 %.
+# colour (as COCO's objects span VOC's colours): the tiny encoder's pooling switches are
+# hue-selective, and with the target hues absent from the source images the decoder learns
+# source-hue objectness (docs/decisions.md has the measurements).
 SOURCE_HUE_SPREAD = 33
 SOURCE_IDS = frozenset(cid for cid, _ in SOURCE_SHAPES)
 CLASS_HUE = {cid: 360.0 * i / 11 for i, cid in enumerate(
     (10, 1, 13, 3, 28, 4, 38, 16, 52, 84, 5))}
-
-
-def voc_palette():
-    """The 256-colour VOC palette (bit-interleaved colormap), flat RGB list."""
-    pal = []
-    for i in range(256):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        pal += [r, g, b]
-    return pal
 
 
 def _texture(rng, h, w):
@@ -294,9 +277,7 @@ def voc_image(job):
     labels[cv2.dilate(labels, kernel) != cv2.erode(labels, kernel)] = classes.IGNORE
     cv2.imwrite(os.path.join(root, "JPEGImages", name + ".jpg"), img,
                 [cv2.IMWRITE_JPEG_QUALITY, 90])
-    png = Image.fromarray(labels, mode="P")
-    png.putpalette(voc_palette())
-    png.save(os.path.join(root, "SegmentationClass", name + ".png"))
+    fileio.write_label_png(os.path.join(root, "SegmentationClass", name + ".png"), labels)
 
 
 def _trees(sbd):

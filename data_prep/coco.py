@@ -22,7 +22,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from data_prep import common
-from transfernet import classes, records
+from transfernet import classes, fileio, records
 
 DEFAULT_ANNOTATIONS = "annotations/instances_train2014.json"
 DEFAULT_IMAGES = "train2014"
@@ -48,25 +48,25 @@ def instance_mask(segmentation, height, width, what):
     """Binary HxW mask of one annotation (polygons or RLE); Skip on a bad one."""
     if isinstance(segmentation, list):
         if not segmentation:
-            raise common.Skip(common.DEGENERATE_POLYGON, "%s: empty polygon list" % what)
+            raise fileio.Skip(common.DEGENERATE_POLYGON, "%s: empty polygon list" % what)
         for poly in segmentation:
             if len(poly) < MIN_POLYGON_COORDS or len(poly) % 2:
-                raise common.Skip(common.DEGENERATE_POLYGON,
+                raise fileio.Skip(common.DEGENERATE_POLYGON,
                                   "%s: polygon with %d coordinates" % (what, len(poly)))
         rles = mask_utils.frPyObjects(segmentation, height, width)
         mask = mask_utils.decode(mask_utils.merge(rles))
         if not mask.any():
-            raise common.Skip(common.DEGENERATE_POLYGON, "%s: polygon covers no pixel" % what)
+            raise fileio.Skip(common.DEGENERATE_POLYGON, "%s: polygon covers no pixel" % what)
         return mask.astype(bool)
     if isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
         if list(segmentation["size"]) != [height, width]:
-            raise common.Skip(common.SIZE_MISMATCH, "%s: RLE size %s, image %dx%d"
+            raise fileio.Skip(common.SIZE_MISMATCH, "%s: RLE size %s, image %dx%d"
                               % (what, segmentation["size"], height, width))
         rle = segmentation
         if isinstance(rle["counts"], list):
             rle = mask_utils.frPyObjects(rle, height, width)
         return mask_utils.decode(rle).astype(bool)
-    raise common.Skip(common.DEGENERATE_POLYGON, "%s: segmentation is neither polygons nor RLE"
+    raise fileio.Skip(common.DEGENERATE_POLYGON, "%s: segmentation is neither polygons nor RLE"
                       % what)
 
 
@@ -78,7 +78,7 @@ def label_map(anns, height, width, what):
     for ann in anns:
         cid = ann["category_id"]
         if cid not in classes.COCO60_ID:
-            raise common.Skip(common.UNKNOWN_CATEGORY, "%s: annotation %s has category id %r"
+            raise fileio.Skip(common.UNKNOWN_CATEGORY, "%s: annotation %s has category id %r"
                               % (what, ann.get("id"), cid))
         mask = instance_mask(ann["segmentation"], height, width,
                              "%s annotation %s" % (what, ann.get("id")))
@@ -98,14 +98,14 @@ def label_map(anns, height, width, what):
 def encode_one(task):
     """Worker: (image path, JSON height, width, annotations, size) -> records + ids."""
     path, height, width, anns, size = task
-    image = common.read_image(path)
+    image = fileio.read_image(path)
     if image.shape[:2] != (height, width):
-        raise common.Skip(common.SIZE_MISMATCH, "%s is %dx%d, its annotations are %dx%d"
+        raise fileio.Skip(common.SIZE_MISMATCH, "%s is %dx%d, its annotations are %dx%d"
                           % (path, image.shape[0], image.shape[1], height, width))
     labels = records.warp_mask(label_map(anns, height, width, path), size)
     ids = [int(c) for c in np.unique(labels) if c not in (classes.BACKGROUND, classes.IGNORE)]
     if not ids:
-        raise common.Skip(NO_OBJECT_PIXELS, "%s: no object pixel left at %dx%d"
+        raise fileio.Skip(NO_OBJECT_PIXELS, "%s: no object pixel left at %dx%d"
                           % (path, size, size))
     return records.encode_image(records.warp_image(image, size), ids), \
         records.encode_mask(labels), ids

@@ -1,4 +1,4 @@
-"""Shared pieces of the dataset builders: image reading, the parallel build loop, skip reports."""
+"""Shared pieces of the dataset builders: the parallel build loop, skip reports."""
 import multiprocessing
 import os
 import signal
@@ -6,55 +6,18 @@ import sys
 import time
 
 import cv2
-import numpy as np
 from tqdm import tqdm
 
 from transfernet import records
+from transfernet.fileio import Skip
 
-# cv2.IMREAD_COLOR converts grayscale, RGBA (alpha dropped) and CMYK JPEGs to 3-channel BGR.
-# Orientation tags are ignored: annotations are drawn on the stored pixel grid.
-IMREAD_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
-JPEG_EOI = b"\xff\xd9"
 CHUNKSIZE = 8
 
-# Reasons an input is skipped as bad (listed in report.tsv).
-UNREADABLE_IMAGE = "unreadable_image"
-TRUNCATED_IMAGE = "truncated_image"
+# Reasons an input is skipped as bad (listed in report.tsv), besides fileio's image reasons.
 UNREADABLE_MASK = "unreadable_mask"
 SIZE_MISMATCH = "mask_size_differs_from_image"
 UNKNOWN_CATEGORY = "unknown_category_id"
 DEGENERATE_POLYGON = "degenerate_polygon"
-
-
-class Skip(Exception):
-    """A bad input: the item is skipped, counted under `reason` and listed in the report."""
-
-    def __init__(self, reason, detail):
-        super().__init__("%s: %s" % (reason, detail))
-        self.reason, self.detail = reason, detail
-
-
-def read_image(path):
-    """uint8 HxWx3 BGR image from a file; Skip if unreadable or truncated."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise Skip(UNREADABLE_IMAGE, str(e))
-    # libjpeg decodes a truncated JPEG with only a warning (grey bottom rows): its end-of-image
-    # marker is missing. 0xFF 0xD9 cannot occur inside entropy-coded data (0xFF is stuffed).
-    if data[:2] == b"\xff\xd8" and JPEG_EOI not in data[-4096:]:
-        raise Skip(TRUNCATED_IMAGE, "%s: JPEG without end-of-image marker" % path)
-    if not data:
-        raise Skip(UNREADABLE_IMAGE, "%s: empty file" % path)
-    try:
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), IMREAD_FLAGS)
-    except cv2.error as e:  # some decoders raise where others return None
-        raise Skip(UNREADABLE_IMAGE, "%s: not a decodable image (%s)"
-                   % (path, str(e).strip().splitlines()[-1]))
-    if image is None:
-        raise Skip(UNREADABLE_IMAGE, "%s: not a decodable image" % path)
-    return image
 
 
 def require_files(what, root, expected, download):

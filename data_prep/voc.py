@@ -18,7 +18,7 @@ import numpy as np
 import scipy.io
 
 from data_prep import common
-from transfernet import classes, records, score
+from transfernet import classes, fileio, records
 
 VOC_FILES = ["JPEGImages/", "SegmentationClass/", "ImageSets/Segmentation/train.txt",
              "ImageSets/Segmentation/val.txt"]
@@ -34,9 +34,9 @@ NO_ANNOTATION = "no_annotation"
 def read_voc_label(path):
     """uint8 HxW class-index map of a VOC SegmentationClass palette PNG."""
     try:
-        return score.read_label_png(path)
-    except (score.EvalError, OSError, SyntaxError, ValueError) as e:
-        raise common.Skip(common.UNREADABLE_MASK, str(e) if str(path) in str(e)
+        return fileio.read_label_png(path)
+    except (OSError, SyntaxError, ValueError) as e:  # ValueError: fileio.FileFormatError too
+        raise fileio.Skip(common.UNREADABLE_MASK, str(e) if str(path) in str(e)
                           else "%s: %s" % (path, e))
 
 
@@ -45,45 +45,45 @@ def read_sbd_label(path):
     try:
         mat = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
     except Exception as e:  # a broken file raises MatReadError, ValueError, IndexError, ...
-        raise common.Skip(common.UNREADABLE_MASK, "%s: not a readable .mat file (%s: %s)"
+        raise fileio.Skip(common.UNREADABLE_MASK, "%s: not a readable .mat file (%s: %s)"
                           % (path, type(e).__name__, e))
     try:
         return np.asarray(mat["GTcls"].Segmentation, dtype=np.uint8)
     except (KeyError, AttributeError, ValueError, TypeError) as e:
-        raise common.Skip(common.UNREADABLE_MASK, "%s: no GTcls.Segmentation (%s: %s)"
+        raise fileio.Skip(common.UNREADABLE_MASK, "%s: no GTcls.Segmentation (%s: %s)"
                           % (path, type(e).__name__, e))
 
 
 def encode_one(task):
     """Worker: (image path, label path, size) -> (image record, None, VOC ids)."""
     image_path, label_path, size = task
-    image = common.read_image(image_path)
+    image = fileio.read_image(image_path)
     labels = (read_sbd_label if label_path.endswith(".mat") else read_voc_label)(label_path)
     if labels.shape != image.shape[:2]:
-        raise common.Skip(common.SIZE_MISMATCH, "%s is %dx%d, %s is %dx%d"
+        raise fileio.Skip(common.SIZE_MISMATCH, "%s is %dx%d, %s is %dx%d"
                           % (label_path, labels.shape[0], labels.shape[1], image_path,
                              image.shape[0], image.shape[1]))
     ids = [int(c) for c in np.unique(labels) if c not in (classes.BACKGROUND, classes.IGNORE)]
     unknown = [c for c in ids if c > len(classes.VOC_CLASSES)]
     if unknown:
-        raise common.Skip(common.UNKNOWN_CATEGORY, "%s: class ids %s outside 1..20"
+        raise fileio.Skip(common.UNKNOWN_CATEGORY, "%s: class ids %s outside 1..20"
                           % (label_path, unknown))
     if not ids:
-        raise common.Skip(NO_ANNOTATION, "%s: no object pixel" % label_path)
+        raise fileio.Skip(NO_ANNOTATION, "%s: no object pixel" % label_path)
     return records.encode_image(records.warp_image(image, size), ids), None, ids
 
 
 def train_aug_tasks(voc_root, sbd_root, size):
     """[(name, task)] of train_aug in name order, and the list sizes for the metadata."""
     seg = os.path.join(voc_root, "ImageSets", "Segmentation")
-    voc_train, voc_val = score.read_list(os.path.join(seg, "train.txt")), \
-        score.read_list(os.path.join(seg, "val.txt"))
+    voc_train, voc_val = fileio.read_list(os.path.join(seg, "train.txt")), \
+        fileio.read_list(os.path.join(seg, "val.txt"))
     sources = {n: (os.path.join(voc_root, "JPEGImages", n + ".jpg"),
                    os.path.join(voc_root, "SegmentationClass", n + ".png")) for n in voc_train}
     lists = {"voc_train": len(voc_train), "voc_val": len(voc_val)}
     if sbd_root:
-        sbd = score.read_list(os.path.join(sbd_root, "train.txt")) + \
-            score.read_list(os.path.join(sbd_root, "val.txt"))
+        sbd = fileio.read_list(os.path.join(sbd_root, "train.txt")) + \
+            fileio.read_list(os.path.join(sbd_root, "val.txt"))
         lists["sbd_train_val"] = len(sbd)
         for n in sbd:
             sources.setdefault(n, (os.path.join(sbd_root, "img", n + ".jpg"),

@@ -53,11 +53,12 @@ import numpy as np
 
 from layer_params import REQUIRED, parse_params, report_errors
 from transfernet import records
+from transfernet.classes import IGNORE
+from transfernet.fileio import MEAN_BGR
 
 DEFAULTS = {"source": None, "target": None, "source_fraction": 0.5, "batch_size": REQUIRED,
-            "resize": 330, "crop": 320, "mirror": True, "mean": [104.008, 116.669, 122.675],
+            "resize": 330, "crop": 320, "mirror": True, "mean": list(MEAN_BGR),
             "num_classes": 80, "multilabel": False, "seed": 0, "workers": 2}
-IGNORE_LABEL = 255     # void pixels; every target pixel (Eq. 9's seg term is over S only)
 SLOTS_PER_WORKER = 2   # shared-memory batches each worker may have ready ahead of the net
 POLL_SECONDS = 1.0     # how often blocked workers / the layer check that the other side lives
 NAME = "SourceTargetData"
@@ -210,7 +211,8 @@ def fill_batch(reader, cfg, k, out):
     data, label = out[0], out[1]
     label[...] = 0
     chosen = np.zeros(b, np.int64)
-    masks = np.full((b, crop, crop), IGNORE_LABEL, np.uint8)  # target samples keep this
+    # All void: target samples keep it (Eq. 9's segmentation term is over S only).
+    masks = np.full((b, crop, crop), IGNORE, np.uint8)
     for i in range(b):  # one decode per sample
         need_mask = cfg["seg"] and is_source[i]
         image, ids, mask = _load(reader, cfg, domain[i], record[i], need_mask)
@@ -228,7 +230,7 @@ def fill_batch(reader, cfg, k, out):
     if cfg["seg"]:
         seg = out[2][:, 0]
         seg[...] = masks == chosen[:, None, None]
-        seg[masks == IGNORE_LABEL] = IGNORE_LABEL
+        seg[masks == IGNORE] = IGNORE
 
 
 def _die_with_parent(parent_pid):

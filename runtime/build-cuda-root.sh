@@ -11,13 +11,14 @@
 # without the dot); PTX is added for the newest, so later GPUs JIT-compile it. Default: Pascal
 # (60) to Hopper (90). One architecture builds about 3x faster (`CUDA_ARCH=90`).
 #
-# Cached and atomic like runtime/build-root.sh: the root is named after a hash of this recipe
-# and the architecture list ($TRANSFERNET_CUDA_ROOT overrides it), built under a temporary
-# name and renamed when complete. Needs root (debootstrap, chroot).
+# Cached like runtime/build-root.sh: the root is named after a hash of this recipe,
+# runtime/root-lib.sh and the architecture list ($TRANSFERNET_CUDA_ROOT overrides it). Built as
+# root or as any other user, atomically, as runtime/root-lib.sh describes.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+name=build-cuda-root root_var=TRANSFERNET_CUDA_ROOT make_env="make env CAFFE=cuda"
+. "$here/root-lib.sh"
 arch_bin=$(echo ${CUDA_ARCH:-60 70 75 80 86 90} | tr ' ' '\n' | sort -n | tr '\n' ' ' | sed 's/ $//')
 arch_ptx=${arch_bin##* }
 case "$arch_bin" in
@@ -42,12 +43,12 @@ python3-setuptools python3-wheel"
 # run.sh binds the host's; the copy CUDA's packages pull in is removed (run as root without a
 # GPU, it would create /dev/nvidia* device nodes in the host's /dev).
 driver_debs="libcuda1"
-# What Debian 12 lacks, fetched by the host's pip (the root cannot reach PyPI).
+# What Debian 12 lacks (fetch_wheels).
 wheels="pycocotools==2.0.11 pytest==8.3.5 iniconfig==2.1.0 pluggy==1.5.0 packaging==25.0
 nvidia-nccl-cu11==2.21.5"
 sdists="pydensecrf2==1.1"
 
-recipe=$({ cat "$0" "$here/caffe-gpu-guard.sh"; echo "$arch_bin"; } | sha256sum | cut -c1-12)
+recipe=$({ cat "$0" "$here/root-lib.sh" "$here/caffe-gpu-guard.sh"; echo "$arch_bin"; } | sha256sum | cut -c1-12)
 cache=${TRANSFERNET_CACHE:-$HOME/.cache/transfernet}
 root=${TRANSFERNET_CUDA_ROOT:-$cache/caffe-cuda-bookworm-$recipe}
 
@@ -55,35 +56,9 @@ if [ -f "$root/.transfernet-complete" ]; then
   echo "$root"
   exit 0
 fi
-if [ "$(id -u)" != 0 ]; then
-  echo "build-cuda-root: building the CUDA Caffe root needs root (debootstrap, chroot)" >&2
-  exit 1
-fi
-if ! command -v debootstrap >/dev/null; then
-  echo "build-cuda-root: installing debootstrap" >&2
-  apt-get update -qq >&2 && apt-get install -y -qq debootstrap >&2
-fi
-
-mkdir -p "$(dirname "$root")"
-tmp="$root.partial.$$"
-# The log sits next to the root, not in it: it outlives a failed build.
-trap 'rm -rf --one-file-system "$tmp"' EXIT
-log="$tmp.log"
-start=$(date +%s)
-step() { echo "build-cuda-root: [$(( $(date +%s) - start ))s] $*" >&2; }
-fail() { tail -30 "$log" >&2; echo "build-cuda-root: $1 failed (log: $log)" >&2; exit 1; }
-
-step "debootstrap bookworm into $tmp (log: $log)"
-debootstrap --variant=minbase --components=main,contrib,non-free,non-free-firmware \
-  bookworm "$tmp" "$mirror" >"$log" 2>&1 || fail debootstrap
-
-# Runs a command in the root being built, in a private mount namespace (mounts vanish with it).
-in_root() {
-  unshare --mount --propagation private /bin/sh -c '
-    mount -t proc proc "$1/proc" && mount --rbind /dev "$1/dev" && shift 1 &&
-    exec chroot "$0" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
-      HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"' "$tmp" "$tmp" "$@"
-}
+check_builder
+start_build
+bootstrap bookworm main,contrib,non-free,non-free-firmware
 
 # Debian 11's source archive only for the caffe source package.
 echo "deb-src $mirror bullseye main" >"$tmp/etc/apt/sources.list.d/bullseye-src.list"
@@ -92,27 +67,15 @@ in_root apt-get update -qq >>"$log" 2>&1 || fail "apt-get update"
 in_root apt-get install -y -qq --no-install-recommends $build_debs $debs >>"$log" 2>&1 \
   || fail "apt-get install"
 
-step "pip: fetch the cp311 wheels, NCCL's and the sdists on the host"
-dl="$tmp/tmp/transfernet-wheels"
-mkdir -p "$dl"
-pip_host() { env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL python3 -m pip "$@"; }
-pip_host download -q --no-deps --only-binary=:all: --python-version 3.11 \
-  --platform manylinux2014_x86_64 --platform any -d "$dl" $wheels >>"$log" 2>&1 \
-  && pip_host download -q --no-deps --no-binary=:all: -d "$dl" $sdists >>"$log" 2>&1 \
-  || fail "pip download"
-
+fetch_wheels 3.11
 step "NCCL: libnccl.so.2 and nccl.h from the wheel into /usr/local"
-python3 -m zipfile -e "$dl"/nvidia_nccl_cu11-*.whl "$dl/nccl" >>"$log" 2>&1 || fail "NCCL unzip"
-install -m 0644 "$dl/nccl/nvidia/nccl/include/nccl.h" "$tmp/usr/local/include/"
-install -m 0755 "$dl/nccl/nvidia/nccl/lib/libnccl.so.2" "$tmp/usr/local/lib/"
+python3 -m zipfile -e "$wheel_dir"/nvidia_nccl_cu11-*.whl "$wheel_dir/nccl" >>"$log" 2>&1 || fail "NCCL unzip"
+install -m 0644 "$wheel_dir/nccl/nvidia/nccl/include/nccl.h" "$tmp/usr/local/include/"
+install -m 0755 "$wheel_dir/nccl/nvidia/nccl/lib/libnccl.so.2" "$tmp/usr/local/lib/"
 ln -sf libnccl.so.2 "$tmp/usr/local/lib/libnccl.so"
-rm -rf "$dl/nccl" "$dl"/nvidia_nccl_cu11-*.whl
+rm -rf "$wheel_dir/nccl" "$wheel_dir"/nvidia_nccl_cu11-*.whl
 
-step "pip: install the wheels in the root, offline (builds pydensecrf with g++)"
-in_root /bin/sh -c 'cd /tmp/transfernet-wheels && python3 -m pip install -q --no-index \
-  --no-deps --no-build-isolation --no-warn-script-location --break-system-packages \
-  *.whl *.tar.gz' >>"$log" 2>&1 || fail "pip install"
-rm -rf "$dl"
+install_wheels --break-system-packages
 
 step "caffe $caffe_version: source from Debian 11 (with Debian's patches), protobuf 3.21 fix"
 in_root /bin/sh -c "mkdir -p /usr/src/caffe && cd /usr/src/caffe &&
@@ -148,7 +111,7 @@ mkdir -p "$tmp/usr/share/caffe-cuda"
 } >"$tmp/usr/share/caffe-cuda/build-info"
 
 step "remove the build tree, compilers, headers, CUDA toolkit and driver; keep what caffe links"
-rm -rf "$tmp/usr/src/caffe"
+remove "$tmp/usr/src/caffe"
 # Kept: the packages of the libraries caffe and pycaffe link, and the Python packages. A
 # build package that one of them depends on stays too (python3-scipy needs python3-pythran,
 # which needs python3-dev and libboost-dev): each candidate is removed only if apt's dry run
@@ -192,9 +155,4 @@ in_root readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 | grep -q openblas \
 ! in_root /bin/sh -c 'ldconfig -p | grep -q "libcuda\.so\.1 "' || fail "driver removal check"
 in_root nvcc --version >/dev/null 2>&1 && fail "toolkit removal check"
 
-echo "$recipe" >"$tmp/.transfernet-complete"
-mv -T "$tmp" "$root"
-trap - EXIT
-mv "$log" "$root/.transfernet-build.log"
-step "done: $root ($(du -sh --one-file-system "$root" | cut -f1))"
-echo "$root"
+finish_build "$recipe"

@@ -25,7 +25,7 @@ if [ $# -ne 1 ]; then
   exit 2
 fi
 pypath="$top:$top/python_layers"
-PATH=$PATH:/usr/sbin:/sbin  # chroot, for users whose PATH lacks them
+. "$top/runtime/root-lib.sh"   # $rootless, user_namespaces_or_exit
 
 case "${TRANSFERNET_CAFFE:=cpu}" in
   cpu) builder=build-root.sh runtime="Debian 11 root" ;;
@@ -40,6 +40,7 @@ if [ "${TRANSFERNET_USE_ROOT:-0}" != 1 ] && python3 -c 'import caffe' >/dev/null
   PYTHONPATH="$pypath${PYTHONPATH:+:$PYTHONPATH}" exec /bin/sh -c "$1"
 fi
 
+user_namespaces_or_exit runtime/run.sh
 root=$("$top/runtime/$builder")
 export TRANSFERNET_RUNTIME="$runtime $root"
 top_real=$(readlink -f -- "$top")
@@ -77,9 +78,8 @@ if [ "$TRANSFERNET_CAFFE" = cuda ] && [ -e /proc/driver/nvidia/version ]; then
 fi
 
 # As a user other than root, a user namespace maps the user to root (the root's files are the
-# user's, runtime/build-root.sh); there /proc can be bound but not mounted anew.
-rootless=
-[ "$(id -u)" = 0 ] || rootless=1
+# user's, runtime/root-lib.sh); there /proc can be bound but not mounted anew, and the host's
+# /dev (with any /dev/nvidia*) and driver libraries are bound as for root.
 exec unshare ${rootless:+--user --map-root-user} --mount --propagation private /bin/bash -c '
   set -e
   root=$1 binds=$2 rootless=$3; shift 3

@@ -16,8 +16,8 @@ import scipy.io
 from PIL import Image
 from pycocotools.coco import COCO
 
-from data_prep import builtin, coco, common, voc
-from transfernet import classes, records
+from data_prep import builtin, coco, voc
+from transfernet import classes, fileio, records
 
 SIZE = 104
 N_SOURCE, N_TRAIN, N_VAL, N_SBD = 60, 24, 8, 4
@@ -307,9 +307,7 @@ def test_voc_bad_inputs_skipped_counted_reported(raw, tmp_path):
     png.resize((png.width + 3, png.height)).save(seg("2012_000001"))
     labels = np.array(Image.open(seg("2012_000002")))
     labels[labels == labels[labels % 255 > 0][0]] = 33  # not a VOC class
-    unknown = Image.fromarray(labels, mode="P")
-    unknown.putpalette(builtin.voc_palette())
-    unknown.save(seg("2012_000002"))
+    fileio.write_label_png(seg("2012_000002"), labels)
     out = str(tmp_path / "target")
     meta = voc.build_target(root, out, size=SIZE)
     bad = {"2012_000000": "truncated_image", "2012_000001": "mask_size_differs_from_image",
@@ -347,21 +345,6 @@ def test_ensure_regenerates_only_for_other_settings(tmp_path):
         assert json.load(f)["target_val"] == 2
     val = os.path.join(out, "VOCdevkit", "VOC2012", "ImageSets", "Segmentation", "val.txt")
     assert len(open(val).read().split()) == 2
-
-
-@pytest.mark.parametrize("content, why", [
-    (b"", "empty file"),
-    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "not a decodable image"),
-    (b"\xff\xd8\xff\xe0" + b"\x00" * 64 + b"\xff\xd9", "not a decodable image"),
-])
-def test_read_image_undecodable_is_a_skip(tmp_path, content, why):
-    path = str(tmp_path / "bad.img")
-    with open(path, "wb") as f:
-        f.write(content)
-    with pytest.raises(common.Skip) as err:
-        common.read_image(path)
-    assert err.value.reason == common.UNREADABLE_IMAGE
-    assert path in err.value.detail and why in err.value.detail
 
 
 def _kept_annotation(data, image_id):

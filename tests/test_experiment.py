@@ -1,5 +1,6 @@
-"""transfernet.experiment: run folders, the caffe train stage runner (real CLI), the
-no-transfer rule, and the metrics/report writers."""
+"""transfernet.experiment (run folders, the caffe train stage runner with the real CLI),
+transfernet.no_transfer (the rule), transfernet.reports (metrics and report writers) and
+transfernet.evaluation's label accuracy."""
 import json
 import os
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from data_prep import builtin, coco, voc
-from transfernet import caffe_log, config, experiment, nets
+from transfernet import caffe_log, config, evaluation, experiment, nets, no_transfer, reports
 
 ITERATIONS = 20
 
@@ -127,17 +128,17 @@ def test_no_transfer_rule_on_constructed_maps():
     s = np.zeros((2, 4, 4), np.float32)
     s[0] = [[0, 10, 99, 99], [2, 8, 99, 99], [4, 6, 99, 99], [1, 9, 99, 99]]
     s[1] = [[5, 5, -9, -9], [5, 5, -9, -9], [7, 5, -9, -9], [5, 5, -9, -9]]
-    scores = experiment.no_transfer_scores(s, 4, 2)
+    scores = no_transfer.scores(s, 4, 2)
     # label 0: min 0, max 10 -> fg where s > 5; label 1: min 5, max 7 -> only (2, 0)
     expected0 = np.array([[0, 1], [0, .8], [0, .6], [0, .9]], np.float32)
     np.testing.assert_allclose(scores[0], expected0, atol=1e-6)
     expected1 = np.zeros((4, 2), np.float32)
     expected1[2, 0] = 1
     np.testing.assert_allclose(scores[1], expected1, atol=1e-6)
-    labels = experiment.no_transfer_labels(s, [3, 16], 4, 2)
+    labels = no_transfer.labels(s, [3, 16], 4, 2)
     np.testing.assert_array_equal(labels, [[0, 3], [0, 3], [16, 3], [0, 3]])
     # a constant map has no foreground
-    flat = experiment.no_transfer_scores(np.ones((1, 2, 2), np.float32), 2, 2)
+    flat = no_transfer.scores(np.ones((1, 2, 2), np.float32), 2, 2)
     assert not flat.any()
 
 
@@ -155,7 +156,7 @@ def test_metrics_and_report_on_fixed_inputs(tmp_path):
                ("gt", "decoder"): fake_result([0.9, 0.7, None]),
                ("predicted", "no_transfer"): fake_result([0.6, 0.2, 0.1]),
                ("gt", "no_transfer"): fake_result([0.5, 0.3, 0.1])}
-    rows = experiment.result_rows(results)
+    rows = reports.result_rows(results)
     assert set(rows) == {"predicted_decoder", "gt_decoder", "predicted_no_transfer",
                          "gt_no_transfer"}
     assert rows["gt_decoder"]["title"] == "TransferNet-GT"
@@ -165,13 +166,13 @@ def test_metrics_and_report_on_fixed_inputs(tmp_path):
                "training": {"classifier": {"seconds": 12.0}},
                "labels": {"exact": 0.5, "precision": 0.75, "recall": 1.0, "images": 3}}
     path = str(tmp_path / "metrics.json")
-    experiment.write_metrics(path, metrics)
+    reports.write_metrics(path, metrics)
     with open(path) as f:
         loaded = json.load(f)
     assert loaded["results"]["predicted_decoder"]["mean_iou"] == pytest.approx(0.6)
     assert loaded["config"]["stages"]["joint"]["max_iter"] == cfg.schedule.stages["joint"].max_iter
     report = str(tmp_path / "report.md")
-    experiment.write_report(report, metrics, "T", plots=["logs/joint.png"],
+    reports.write_report(report, metrics, "T", plots=["logs/joint.png"],
                             figures=["figures/a.png"])
     with open(report) as f:
         text = f.read()
@@ -193,21 +194,21 @@ def test_metrics_and_report_on_fixed_inputs(tmp_path):
 
 
 def test_report_joint_seed_table():
-    rows = experiment.result_rows({("predicted", "decoder"): fake_result([0.9, 0.6, 0.3])})
+    rows = reports.result_rows({("predicted", "decoder"): fake_result([0.9, 0.6, 0.3])})
     metrics = {"config": experiment.describe(config.TINY, 0), "results": rows, "training": {},
                "joint_seeds": {"10": {"predicted_decoder": 0.4, "predicted_no_transfer": 0.3,
                                       "gt_decoder": 0.5, "gt_no_transfer": 0.25},
                                "2": {"predicted_decoder": 0.2, "predicted_no_transfer": 0.3,
                                      "gt_decoder": 0.35, "gt_no_transfer": 0.3}}}
-    lines = experiment.report_markdown(metrics, "T").splitlines()
+    lines = reports.report_markdown(metrics, "T").splitlines()
     first = lines.index("## Joint-stage seeds (same stages 0 and 1; mIoU %)")
     assert lines[first + 4:first + 6] == [  # numeric seed order, gains signed
         "| 2 | 20.0 | 30.0 | -10.0 | 35.0 | 30.0 | +5.0 |",
         "| 10 | 40.0 | 30.0 | +10.0 | 50.0 | 25.0 | +25.0 |"]
     one_seed = dict(metrics, joint_seeds={"0": metrics["joint_seeds"]["2"]})
-    assert "Joint-stage seeds" not in experiment.report_markdown(one_seed, "T")
+    assert "Joint-stage seeds" not in reports.report_markdown(one_seed, "T")
 
 
 def test_label_accuracy():
-    acc = experiment.label_accuracy({"a": [1, 3], "b": [4]}, {"a": [1], "b": [4, 16]})
+    acc = evaluation.label_accuracy({"a": [1, 3], "b": [4]}, {"a": [1], "b": [4, 16]})
     assert acc == {"exact": 0.0, "precision": 2 / 3, "recall": 2 / 3, "images": 2}

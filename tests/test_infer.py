@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from transfernet import atomic, crf, inference, score
+from transfernet import atomic, crf, fileio, inference, score
 
 from tiny_weights import CLS_MODEL, REPO, SEG_MODEL, make_image
 
@@ -132,7 +132,7 @@ def test_segment_without_labels_is_background(seg_net):
 def test_gt_labels_skip_background_and_void(tmp_path):
     gt = np.zeros((20, 30), np.uint8)
     gt[2:5, 3:9], gt[10:12, 4:6], gt[0] = 12, 5, 255
-    score.write_palette_png(str(tmp_path / "a.png"), gt)
+    fileio.write_label_png(str(tmp_path / "a.png"), gt)
     assert inference.gt_labels(str(tmp_path / "a.png")) == [5, 12]
 
 
@@ -144,12 +144,6 @@ def test_class_table(tmp_path):
     assert inference.class_table("21,3") == {21: "truck", 3: "bird"}
     with pytest.raises(ValueError, match="class ids"):
         inference.class_table("0,3")
-
-
-def test_output_names_must_be_unique():
-    assert inference.check_unique_stems(["d/a.jpg", "d/b.png"]) == ["d/a.jpg", "d/b.png"]
-    with pytest.raises(ValueError, match="d/a.jpg and e/a.png"):
-        inference.check_unique_stems(["d/a.jpg", "d/b.jpg", "e/a.png"])
 
 
 # ---- tools/infer.py in a subprocess -------------------------------------------------------
@@ -178,7 +172,7 @@ def read_png(path):
     from PIL import Image
     with Image.open(path) as im:
         assert im.mode == "P"  # a VOC palette PNG
-    return score.read_label_png(path)
+    return fileio.read_label_png(path)
 
 
 def test_cli_predicted_labels_outputs_failures_and_resume(weights, image_dir, tmp_path):
@@ -243,7 +237,7 @@ def test_cli_gt_labels(weights, image_dir, tmp_path):
     for name in ("a", "b"):  # no ground truth for c: reported and skipped
         gt = np.zeros(sizes[name], np.uint8)
         gt[5:20, 5:30], gt[30:40, 10:20], gt[-1] = 12, 5, 255
-        score.write_palette_png(str(gt_dir / (name + ".png")), gt)
+        fileio.write_label_png(str(gt_dir / (name + ".png")), gt)
     out = tmp_path / "out"
     res = run_infer(weights, "--dir", str(folder), "--gt-labels", str(gt_dir), "--crf",
                     "--save-prob", "--out", str(out))
@@ -270,10 +264,10 @@ def test_cli_on_builtin_val_with_gt_labels_is_scorable(weights, tmp_path):
     res = run_infer(weights, "--list", listing, "--root", str(voc / "JPEGImages"),
                     "--gt-labels", str(voc / "SegmentationClass"), "--out", str(out))
     assert res.returncode == 0, res.stderr
-    ids = score.read_list(listing)
+    ids = fileio.read_list(listing)
     assert len(ids) == 3 and sorted(os.listdir(out)) == sorted(i + ".png" for i in ids)
     for i in ids:
-        gt = score.read_label_png(str(voc / "SegmentationClass" / (i + ".png")))
+        gt = fileio.read_label_png(str(voc / "SegmentationClass" / (i + ".png")))
         pred = read_png(str(out / (i + ".png")))
         assert pred.shape == gt.shape
         assert set(np.unique(pred)) <= {0} | set(inference.gt_labels(
@@ -290,7 +284,7 @@ def test_cli_skips_ground_truth_with_ids_the_network_lacks(weights, image_dir, t
         gt = np.zeros(sizes[name], np.uint8)
         for k, cid in enumerate(ids):
             gt[5 + 10 * k:10 + 10 * k, 5:30] = cid
-        score.write_palette_png(str(gt_dir / (name + ".png")), gt)
+        fileio.write_label_png(str(gt_dir / (name + ".png")), gt)
     out = tmp_path / "out"
     res = run_infer(weights, "--dir", str(folder), "--gt-labels", str(gt_dir),
                     "--out", str(out))
@@ -334,7 +328,7 @@ def test_cli_removes_a_killed_runs_temporaries_and_eval_ignores_them(weights, im
     listing.write_text("a\nc\n")
     gt_dir = tmp_path / "gt"
     for name in ("a", "c"):
-        score.write_palette_png(str(gt_dir / (name + ".png")), np.full(sizes[name], 3, np.uint8))
+        fileio.write_label_png(str(gt_dir / (name + ".png")), np.full(sizes[name], 3, np.uint8))
     out = tmp_path / "out"
     args = ["--list", str(listing), "--root", str(folder), "--labels", "3", "--vis",
             "--out", str(out)]

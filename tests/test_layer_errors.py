@@ -1,4 +1,4 @@
-"""Python layer errors reach the terminal under the `caffe` CLI (issue 11): every layer of
+"""Python layer errors reach the terminal under the `caffe` CLI: every layer of
 the generated nets reports its exceptions (layer_params.report_errors), shown by a real
 `caffe train` whose data layer cannot open its datasets; under pycaffe the exception reaches
 the caller once, unprinted."""

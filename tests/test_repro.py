@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from transfernet import config, experiment, inference, repro, score
+from transfernet import config, evaluation, experiment, repro
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _spec = importlib.util.spec_from_file_location(
@@ -195,7 +195,8 @@ def test_plot_ratio_writes_the_png(tmp_path):
 def test_write_outputs_results_json_schema(tmp_path):
     out = str(tmp_path)
     base = experiment.Run(os.path.join(out, 'transfernet_r100_s0'), repro.MINI, 0)
-    val = {'ids': ['a', 'b'], 'classes': CLASSES}
+    val = evaluation.EvalSet(ids=['a', 'b'], image_dir=None, gt_dir=None, candidates=None,
+                             classes=CLASSES)
     extra = {'wall_seconds': 12.0, 'label_accuracy': {'exact': 0.5, 'precision': 0.75,
                                                       'recall': 1.0, 'images': 2}}
     repro_mini.write_outputs(out, repro.MINI, 0, _fixed_results(), val, base, extra)
@@ -256,12 +257,11 @@ def test_baseline_run_starts_from_stage0_and_infers_with_its_deploy_net(tmp_path
     weights = str(tmp_path / 'init.caffemodel')
     caffe.Net(experiment.model_file(run, 'decouplednet_deploy'), caffe.TEST).save(weights)
     voc_root = os.path.join(os.path.dirname(os.path.dirname(source)), 'VOCdevkit', 'VOC2012')
-    ids = score.read_list(os.path.join(voc_root, 'ImageSets', 'Segmentation', 'val.txt'))[:2]
-    folders = experiment.infer(
-        run, ids, os.path.join(voc_root, 'JPEGImages'), os.path.join(voc_root,
-                                                                     'SegmentationClass'),
-        inference.class_table(os.path.join(target, 'meta.json')), sources=('gt',),
-        weights=weights, progress=lambda message: None, methods=('decoder',))
+    val = evaluation.voc_eval_set(voc_root, target)
+    val = val._replace(ids=val.ids[:2])
+    ids = val.ids
+    folders = evaluation.infer(run, val, label_sources=('gt',), weights=weights,
+                               progress=lambda message: None, methods=('decoder',))
     assert list(folders) == [('gt', 'decoder')]
     assert sorted(os.listdir(folders['gt', 'decoder'])) == sorted(i + '.png' for i in ids)
     assert sorted(os.listdir(os.path.join(run.dir, 'pred'))) == ['gt_decoder', 'labels_gt.json']

@@ -4,12 +4,10 @@ import os
 import subprocess
 import sys
 
-import cv2
 import numpy as np
 import pytest
-from PIL import Image
 
-from transfernet import score
+from transfernet import fileio, score
 
 TABLE = {0: "bkg", 1: "a", 2: "b", 3: "c"}
 
@@ -25,11 +23,11 @@ def write_set(tmp_path, pairs, extra_pred=()):
     """Write {id: (gt, pred)} as palette PNGs and a list file; return (pred, gt, list)."""
     pred_dir, gt_dir = tmp_path / "pred", tmp_path / "gt"
     for image_id, (gt, pred) in pairs.items():
-        score.write_palette_png(str(gt_dir / (image_id + ".png")), gt)
+        fileio.write_label_png(str(gt_dir / (image_id + ".png")), gt)
         if pred is not None:
-            score.write_palette_png(str(pred_dir / (image_id + ".png")), pred)
+            fileio.write_label_png(str(pred_dir / (image_id + ".png")), pred)
     for image_id in extra_pred:
-        score.write_palette_png(str(pred_dir / (image_id + ".png")), GT2)
+        fileio.write_label_png(str(pred_dir / (image_id + ".png")), GT2)
     lst = tmp_path / "list.txt"
     lst.write_text("".join(i + "\n" for i in pairs))
     return str(pred_dir), str(gt_dir), str(lst)
@@ -54,7 +52,7 @@ def test_confusion_one_image_by_hand():
 
 def test_evaluate_pools_pixels_over_images(tmp_path):
     pred, gt, lst = write_set(tmp_path, {"im1": (GT1, PRED1), "im2": (GT2, PRED2)})
-    res = score.evaluate(pred, gt, score.read_list(lst), TABLE)
+    res = score.evaluate(pred, gt, fileio.read_list(lst), TABLE)
     # One matrix: class a gains TP 4, GT 4, PRED 4 -> 7/8 (a per-image mean would differ).
     assert res["per_class"] == pytest.approx({"bkg": 1 / 3, "a": 7 / 8, "b": 1 / 2, "c": None})
     assert res["mean_iou"] == pytest.approx((1 / 3 + 7 / 8 + 1 / 2) / 3)
@@ -89,7 +87,7 @@ def test_missing_and_extra_predictions_are_listed(tmp_path):
     pred, gt, lst = write_set(tmp_path, {"im1": (GT1, PRED1), "im2": (GT2, None)},
                               extra_pred=["stray"])
     with pytest.raises(score.EvalError) as err:
-        score.evaluate(pred, gt, score.read_list(lst), TABLE)
+        score.evaluate(pred, gt, fileio.read_list(lst), TABLE)
     assert "1 predictions missing" in str(err.value) and "im2.png" in str(err.value)
     assert "extra predictions" in str(err.value) and "stray.png" in str(err.value)
 
@@ -98,54 +96,19 @@ def test_missing_ground_truth_is_listed(tmp_path):
     pred, gt, lst = write_set(tmp_path, {"im1": (GT1, PRED1)})
     with open(lst, "a") as f:
         f.write("im3\n")
-    score.write_palette_png(os.path.join(pred, "im3.png"), GT2)
+    fileio.write_label_png(os.path.join(pred, "im3.png"), GT2)
     with pytest.raises(score.EvalError, match=r"ground-truth files missing .*: im3\.png"):
-        score.evaluate(pred, gt, score.read_list(lst), TABLE)
+        score.evaluate(pred, gt, fileio.read_list(lst), TABLE)
 
 
 def test_size_mismatch_lists_every_file(tmp_path):
     pred, gt, lst = write_set(tmp_path, {"im1": (GT1, PRED1[:, :3]), "im2": (GT2, PRED1)})
     with pytest.raises(score.EvalError) as err:
-        score.evaluate(pred, gt, score.read_list(lst), TABLE)
+        score.evaluate(pred, gt, fileio.read_list(lst), TABLE)
     msg = str(err.value)
     assert "2 predictions whose size differs" in msg
     assert "im1.png (prediction 3x2, ground truth 4x2)" in msg
     assert "im2.png (prediction 4x2, ground truth 2x2)" in msg
-
-
-def test_read_list_formats_and_duplicates(tmp_path):
-    lst = tmp_path / "l.txt"
-    lst.write_text("2007_000033\n\nJPEGImages/2007_000042.jpg SegmentationClass/x.png\n")
-    assert score.read_list(str(lst)) == ["2007_000033", "2007_000042"]
-    lst.write_text("a\nb\na\n")
-    with pytest.raises(score.EvalError, match="duplicate ids: a"):
-        score.read_list(str(lst))
-
-
-def test_palette_png_roundtrip_and_voc_colours(tmp_path):
-    labels = np.array([[0, 1, 15], [20, 255, 2]], np.uint8)
-    path = str(tmp_path / "x.png")
-    score.write_palette_png(path, labels)
-    with Image.open(path) as im:
-        assert im.mode == "P"
-    assert np.array_equal(score.read_label_png(path), labels)
-    # OpenCV decodes the palette to BGR colours: the standard VOC colour map.
-    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-    assert bgr[0, 1].tolist() == [0, 0, 128]        # aeroplane (128, 0, 0)
-    assert bgr[0, 2].tolist() == [128, 128, 192]    # person (192, 128, 128)
-    assert bgr[1, 0].tolist() == [128, 64, 0]       # tvmonitor (0, 64, 128)
-    assert bgr[1, 2].tolist() == [0, 128, 0]        # bicycle (0, 128, 0)
-    assert bgr[1, 1].tolist() == [192, 224, 224]    # void (224, 224, 192)
-    assert bgr[0, 0].tolist() == [0, 0, 0]
-    with pytest.raises(ValueError, match="2-D uint8"):
-        score.write_palette_png(path, labels.astype(np.int32))
-
-
-def test_rgb_png_is_rejected(tmp_path):
-    path = str(tmp_path / "rgb.png")
-    cv2.imwrite(path, np.zeros((2, 2, 3), np.uint8))
-    with pytest.raises(score.EvalError, match="mode RGB"):
-        score.read_label_png(path)
 
 
 def test_voc_table_order():

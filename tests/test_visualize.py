@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from tiny_weights import CLS_MODEL, REPO, SEG_MODEL, make_image
-from transfernet import inference, visualize
+from transfernet import attention, attention_figures, inference
 
 TOOL = os.path.join(REPO, "tools", "visualize.py")
-PANEL = 240  # figure pixels per row and column: 3 inches at 80 dpi (inference.draw_figure)
+PANEL = 240  # figure pixels per row and column: 3 inches at 80 dpi (figures.draw_figure)
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def seg_net(weights):  # noqa: F811
 
 def test_gram_rows_match_numpy_and_eq_10(seg_net):
     image = make_image(50, 80, seed=11)
-    seg, rows = visualize.visualize(seg_net, image, [3, 8], [(10, 70)])
+    seg, rows = attention_figures.attention_rows(seg_net, image, [3, 8], [(10, 70)])
     A = seg_net.blobs["conv5_3_scaled"].data.astype(np.float64)
     _, depth, height, width = A.shape
     assert (height, width) == (6, 6) and A.std() > 0
@@ -32,7 +32,7 @@ def test_gram_rows_match_numpy_and_eq_10(seg_net):
     features = A[0].reshape(depth, height * width).T  # M x D
     gram = features.dot(features.T)
     cells = [(1, 4), (5, 0), (2, 2)]
-    got = visualize.gram_rows(seg_net.blobs["conv5_3_scaled"].data, cells)
+    got = attention.gram_rows(seg_net.blobs["conv5_3_scaled"].data, cells)
     assert got.shape == (3, 6, 6)
     for k, (r, c) in enumerate(cells):
         expected = gram[r * width + c].reshape(height, width)
@@ -59,7 +59,7 @@ def test_figure_of_a_net_without_attention(tmp_path):
     labels = np.zeros((50, 80), np.uint8)
     labels[10:30, 20:60] = 8
     seg = inference.Segmentation(np.array([3, 8]), None, None, labels, None, None)
-    rows = inference.label_panels(image, seg, {8: "cat"})
+    rows = attention_figures.label_panels(image, seg, {8: "cat"})
     assert [[p.title for p in row] for row in rows] == [
         ["bird", "no alpha", "no s (densified)", "bird pixels"],
         ["cat", "no alpha", "no s (densified)", "cat pixels"]]
@@ -67,17 +67,17 @@ def test_figure_of_a_net_without_attention(tmp_path):
     assert np.array_equal(rows[0][3].background, image[:, :, ::-1])  # no bird pixels
     assert not np.array_equal(rows[1][3].background, image[:, :, ::-1])
     path = str(tmp_path / "fig.png")
-    inference.write_figure(path, image, seg)
+    attention_figures.write_figure(path, image, seg)
     assert cv2.imread(path).shape == (2 * PANEL, 4 * PANEL, 3)
 
 
 def test_pixel_cell_follows_the_padded_geometry():
     # 50 x 80: the 80-square (padding below row 50) maps onto 6 x 6 cells of 80/6 pixels.
-    assert visualize.pixel_cell((0, 0), 50, 80, 6) == (0, 0)
-    assert visualize.pixel_cell((49, 79), 50, 80, 6) == (3, 5)  # warping would give (5, 5)
-    assert visualize.pixel_cell((12, 12), 50, 80, 6) == (0, 0)  # centre 12.5 < 13.33
-    assert visualize.pixel_cell((13, 13), 50, 80, 6) == (1, 1)  # centre 13.5 > 13.33
-    assert visualize.pixel_cell((79, 49), 80, 50, 6) == (5, 3)  # tall: padding on the right
+    assert inference.pixel_cell((0, 0), 50, 80, 6) == (0, 0)
+    assert inference.pixel_cell((49, 79), 50, 80, 6) == (3, 5)  # warping would give (5, 5)
+    assert inference.pixel_cell((12, 12), 50, 80, 6) == (0, 0)  # centre 12.5 < 13.33
+    assert inference.pixel_cell((13, 13), 50, 80, 6) == (1, 1)  # centre 13.5 > 13.33
+    assert inference.pixel_cell((79, 49), 80, 50, 6) == (5, 3)  # tall: padding on the right
     # Against the preprocessing itself: a bright dot lands in the input window (16 x 16
     # pixels of the 96 input per conv5_3 cell) of the cell pixel_cell names.
     for y, x in [(5, 40), (30, 75), (45, 20), (22, 58)]:
@@ -85,10 +85,10 @@ def test_pixel_cell_follows_the_padded_geometry():
         image[y, x] = 255
         blob = inference.preprocess(image, 96)[0, 0]
         peak = np.unravel_index(np.argmax(blob), blob.shape)
-        assert visualize.pixel_cell((y, x), 50, 80, 6) == (peak[0] // 16, peak[1] // 16)
+        assert inference.pixel_cell((y, x), 50, 80, 6) == (peak[0] // 16, peak[1] // 16)
     for bad in [(50, 0), (0, 80), (-1, 3)]:
         with pytest.raises(ValueError, match="outside the 50 x 80"):
-            visualize.pixel_cell(bad, 50, 80, 6)
+            inference.pixel_cell(bad, 50, 80, 6)
 
 
 # ---- tools/visualize.py ------------------------------------------------------------------

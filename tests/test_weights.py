@@ -1,4 +1,4 @@
-"""Caffemodels that do not fit (issue 11): transfernet.weights' checks in real Caffe, the
+"""Caffemodels that do not fit: transfernet.weights' checks in real Caffe, the
 tools that load weights for inference, and the solver check before training."""
 import os
 import subprocess

@@ -10,7 +10,7 @@
    Eq. 9) with the real `caffe train` CLI (logs in RUN/logs/);
 3. segments the VOC-style val images with predicted labels and with ground-truth labels
    (TransferNet-GT), with and without dense CRF, and by the no-transfer rule (thresholded
-   densified attention s, transfernet.experiment.no_transfer_scores);
+   densified attention s, transfernet.no_transfer);
 4. scores each on background + the target classes present (comp6) and writes
    RUN/report.md and RUN/metrics.json;
 5. with --joint-seeds, retrains the joint stage from the same stages 0 and 1 with each other
@@ -29,14 +29,14 @@ os.environ.setdefault('GLOG_minloglevel', '2')  # quiet net set-up (before caffe
 os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
 
 from data_prep import builtin, coco, voc
-from data_prep.common import read_image
-from transfernet import config, experiment, inference, records, score, solvers
+from transfernet.fileio import read_image
+from transfernet import (attention_figures, config, evaluation, experiment, inference,
+                         no_transfer, records, reports, solvers)
 
 FIGURES = 4  # example figures in the report (the first val images)
 
 
-def log(message):
-    print('[demo %s] %s' % (time.strftime('%H:%M:%S'), message), file=sys.stderr, flush=True)
+log = experiment.timestamped_log('demo')
 
 
 def ensure_data(data_dir, seed, size, workers):
@@ -65,7 +65,7 @@ def seed_list(text):
                                          'got %r' % text)
 
 
-def main(argv=None):
+def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--run', default='runs/demo', help='run folder (default runs/demo)')
     parser.add_argument('--data', default='data/builtin', help='built-in dataset folder')
@@ -78,7 +78,11 @@ def main(argv=None):
     parser.add_argument('--joint-seeds', type=seed_list, default=[],
                         help='comma-separated seeds of extra joint-stage runs from the same '
                              'stages 0 and 1 (e.g. 1,2): the seed spread of the transfer')
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
     start = time.time()
     import caffe
     caffe.set_mode_cpu()
@@ -88,65 +92,68 @@ def main(argv=None):
         shutil.rmtree(args.run)
     run = experiment.prepare(args.run, cfg.with_data(source=source, target=target), args.seed)
     training = {stage: experiment.train(run, stage, progress=log) for stage in solvers.STAGES}
-
-    ids = score.read_list(os.path.join(voc_root, 'ImageSets', 'Segmentation',
-                                                 'val.txt'))
-    image_dir, gt_dir = (os.path.join(voc_root, d) for d in ('JPEGImages', 'SegmentationClass'))
-    candidates = inference.class_table(os.path.join(target, 'meta.json'))
-    folders = experiment.infer(run, ids, image_dir, gt_dir, candidates, progress=log)
-    table = experiment.present_classes(gt_dir, ids)
-    results = {key: experiment.evaluate(folder, ids, gt_dir, table)
-               for key, folder in folders.items()}
-    labels = {s: experiment.image_labels(run, ids, image_dir, gt_dir, s, candidates)
-              for s in experiment.LABEL_SOURCES}
-    figures = write_figures(run, ids[:FIGURES], image_dir, labels['gt'], table)
-    metrics = {
-        'config': experiment.describe(run.cfg, run.seed),
-        'data': {'val_images': len(ids), 'classes': {str(k): v for k, v in table.items()},
-                 'source': source, 'target': target},
-        'training': training,
-        'labels': experiment.label_accuracy(labels['predicted'], labels['gt']),
-        'results': experiment.result_rows(results),
-        'no_transfer': {'threshold': experiment.NO_TRANSFER_THRESHOLD,
-                        'rule': 'densified attention s (Eq. 7) of the joint model, bilinear '
-                                'to the image, per-label min-max normalised, > threshold, '
-                                'labels combined by the largest score'},
-    }
-    metrics['joint_seeds'] = joint_seeds(run, args.seed, args.joint_seeds, metrics['results'],
-                                         ids, image_dir, gt_dir, candidates, table)
+    val = evaluation.voc_eval_set(voc_root, target)
+    metrics = evaluate_run(run, val, training)
+    metrics['data'] = {'val_images': len(val.ids), 'source': source, 'target': target,
+                       'classes': {str(k): v for k, v in val.classes.items()}}
+    metrics['joint_seeds'] = joint_seeds(run, args.joint_seeds, metrics['results'], val)
     metrics['wall_seconds'] = round(time.time() - start, 1)
-    experiment.write_metrics(os.path.join(run.dir, 'metrics.json'), metrics)
-    plots = [os.path.relpath(experiment.log_file(run, s, '.png'), run.dir)
-             for s in solvers.STAGES]
-    experiment.write_report(os.path.join(run.dir, 'report.md'), metrics,
-                            'TransferNet demo: config "%s" on the built-in dataset' % cfg.name,
-                            plots, figures)
-    for key in ('predicted_decoder', 'predicted_no_transfer', 'gt_decoder', 'gt_no_transfer'):
-        row = metrics['results'][key]
-        log('%-32s mIoU %.1f' % (row['title'], 100 * row['mean_iou']))
+    write_outputs(run, val, metrics)
     log('wrote %s and %s (%.0f s)' % (os.path.join(run.dir, 'report.md'),
                                       os.path.join(run.dir, 'metrics.json'),
                                       time.time() - start))
     return 0
 
 
-def joint_seeds(run, seed, seeds, results, ids, image_dir, gt_dir, candidates, table):
+def evaluate_run(run, val, training):
+    """Segment and score the EvalSet with both label sources and every method; the metrics
+    of the report (transfernet.reports.report_markdown) but its "data"."""
+    folders = evaluation.infer(run, val, progress=log)
+    results = {key: evaluation.evaluate(folder, val) for key, folder in folders.items()}
+    labels = {s: evaluation.image_labels(run, val, s) for s in evaluation.LABEL_SOURCES}
+    return {
+        'config': experiment.describe(run.cfg, run.seed),
+        'training': training,
+        'labels': evaluation.label_accuracy(labels['predicted'], labels['gt']),
+        'results': reports.result_rows(results),
+        'no_transfer': {'threshold': no_transfer.THRESHOLD,
+                        'rule': 'densified attention s (Eq. 7) of the joint model, bilinear '
+                                'to the image, per-label min-max normalised, > threshold, '
+                                'labels combined by the largest score'},
+    }
+
+
+def write_outputs(run, val, metrics):
+    """RUN/metrics.json, the example figures and RUN/report.md; logs the main rows."""
+    figures = write_figures(run, val.ids[:FIGURES], val.image_dir,
+                            evaluation.image_labels(run, val, 'gt'), val.classes)
+    reports.write_metrics(os.path.join(run.dir, 'metrics.json'), metrics)
+    plots = [os.path.relpath(experiment.log_file(run, s, '.png'), run.dir)
+             for s in solvers.STAGES]
+    reports.write_report(os.path.join(run.dir, 'report.md'), metrics,
+                         'TransferNet demo: config "%s" on the built-in dataset' % run.cfg.name,
+                         plots, figures)
+    for key in ('predicted_decoder', 'predicted_no_transfer', 'gt_decoder', 'gt_no_transfer'):
+        row = metrics['results'][key]
+        log('%-32s mIoU %.1f' % (row['title'], 100 * row['mean_iou']))
+
+
+def joint_seeds(run, seeds, results, val):
     """{seed: {row key: mIoU}} of TransferNet and no transfer (predicted and ground-truth
     labels) for the run's own seed (`results`) and each of `seeds`, whose joint stage is
     trained in RUN/joint_seed<N>/ from the run's stages 0 and 1."""
-    keys = [experiment.row_key(s, m) for s in experiment.LABEL_SOURCES
+    keys = [reports.row_key(s, m) for s in evaluation.LABEL_SOURCES
             for m in ('decoder', 'no_transfer')]
-    out = {str(seed): {k: results[k]['mean_iou'] for k in keys}}
+    out = {str(run.seed): {k: results[k]['mean_iou'] for k in keys}}
     for other in seeds:
-        if other == seed:
+        if other == run.seed:
             continue
         sub = experiment.prepare(os.path.join(run.dir, 'joint_seed%d' % other), run.cfg, other)
         experiment.share_stages(run, sub, ('classifier', 'attention'))
         experiment.train(sub, 'joint', progress=log)
-        folders = experiment.infer(sub, ids, image_dir, gt_dir, candidates, progress=log,
-                                   methods=('decoder', 'no_transfer'))
-        out[str(other)] = {experiment.row_key(*key): experiment.evaluate(
-            folder, ids, gt_dir, table)['mean_iou'] for key, folder in folders.items()}
+        folders = evaluation.infer(sub, val, progress=log, methods=('decoder', 'no_transfer'))
+        out[str(other)] = {reports.row_key(*key): evaluation.evaluate(folder, val)['mean_iou']
+                           for key, folder in folders.items()}
         log('joint seed %d: TransferNet mIoU %.1f, no transfer %.1f' % (
             other, 100 * out[str(other)]['predicted_decoder'],
             100 * out[str(other)]['predicted_no_transfer']))
@@ -154,8 +161,8 @@ def joint_seeds(run, seed, seeds, results, ids, image_dir, gt_dir, candidates, t
 
 
 def write_figures(run, ids, image_dir, gt_labels, table):
-    """Example figures (inference.write_figure) of `ids` with their ground-truth labels;
-    returns their paths relative to the run folder."""
+    """Example figures (attention_figures.write_figure) of `ids` with their ground-truth
+    labels; returns their paths relative to the run folder."""
     net = inference.load_net(experiment.model_file(run, 'seg_deploy'),
                              experiment.final_snapshot(run, 'joint'))
     paths = []
@@ -163,8 +170,8 @@ def write_figures(run, ids, image_dir, gt_labels, table):
         path = os.path.join(run.dir, 'figures', image_id + '.png')
         if not os.path.exists(path):
             image = read_image(os.path.join(image_dir, image_id + '.jpg'))
-            inference.write_figure(path, image, inference.segment(net, image,
-                                                                  gt_labels[image_id]), table)
+            seg = inference.segment(net, image, gt_labels[image_id])
+            attention_figures.write_figure(path, image, seg, table)
         paths.append(os.path.relpath(path, run.dir))
     return paths
 

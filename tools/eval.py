@@ -15,7 +15,7 @@ import argparse
 import os
 import sys
 
-from transfernet import atomic, score
+from transfernet import atomic, fileio, score
 
 
 def main(argv=None):
@@ -37,9 +37,9 @@ def main(argv=None):
                 atomic.check_writable_file(path, "%s file" % flag)
         table = (score.voc_class_table() if args.classes == "voc"
                  else score.load_class_table(args.classes))
-        result = score.evaluate(args.pred, args.gt, score.read_list(args.list), table,
+        result = score.evaluate(args.pred, args.gt, fileio.read_list(args.list), table,
                                 workers=args.workers)
-    except (score.EvalError, OSError) as e:
+    except (score.EvalError, fileio.FileFormatError, OSError) as e:
         print("eval.py: error: %s" % e, file=sys.stderr)
         return 1
     print(score.format_table(result))

@@ -31,7 +31,8 @@ import caffe  # noqa: E402
 import numpy as np  # noqa: E402
 
 from data_layer import net_prototxt  # noqa: E402
-from transfernet import bench, config, cuda, nets  # noqa: E402
+from tools.bench import bench_build  # noqa: E402
+from transfernet import config, cuda, nets, performance  # noqa: E402
 
 BATCH = 4
 TOLERANCE = 1e-3  # relative difference, CPU vs GPU, of every loss and parameter gradient
@@ -143,10 +144,10 @@ def time_joint_gpu(proto, weights, inputs, gpu, iterations):
     net = caffe.Net(proto, caffe.TRAIN, weights=weights)
     for name, value in inputs.items():
         net.blobs[name].data[...] = value
-    rows = bench.time_layers(net, iterations, sync=cuda.synchronize)
+    rows = performance.time_layers(net, iterations, sync=cuda.synchronize)
     total = sum(r["forward_s"] + r["backward_s"] for r in rows)
     return {"layers": rows, "seconds": total,
-            "python_layer_share": bench.python_layer_share(rows)}
+            "python_layer_share": performance.python_layer_share(rows)}
 
 
 def format_report(result):
@@ -202,7 +203,7 @@ def main(argv=None):
     result = {"gpu": a.gpu, "gpus": count, "batch": BATCH, "tolerance": TOLERANCE,
               "cuda": cuda.describe()[:-1], "device_query": device_query(range(count))}
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
-        build = bench.bench_build(a.builtin, os.path.join(tmp, "lmdb"))
+        build = bench_build(a.builtin, os.path.join(tmp, "lmdb"))
         cfg = config.PAPER.with_data(source=build["source"]["path"],
                                      target=build["target"]["path"])
         caffe.set_mode_cpu()
@@ -214,9 +215,9 @@ def main(argv=None):
                       losses={"cpu": results[0][0], "gpu": results[1][0]},
                       timing=time_joint_gpu(proto, weights, inputs, a.gpu, a.timing_iterations))
     set_mode("gpu", a.gpu)
-    result["deploy"] = bench.bench_deploy(config.PAPER, ks=KS, repeats=a.deploy_repeats)
+    result["deploy"] = performance.bench_deploy(config.PAPER, ks=KS, repeats=a.deploy_repeats)
     print(format_report(result))
-    bench.write_json(a.out, result)
+    performance.write_json(a.out, result)
     print("wrote %s" % a.out)
     return 0 if comparison["ok"] else 1
 

@@ -34,8 +34,9 @@ quiet_caffe(sys.argv)  # before caffe is imported
 
 from tqdm import tqdm  # noqa: E402
 
-from data_prep.common import Skip, read_image  # noqa: E402
-from transfernet import atomic, inference, score  # noqa: E402
+from tools import cli  # noqa: E402
+from transfernet import atomic, attention_figures, fileio, inference  # noqa: E402
+from transfernet.fileio import Skip, read_image  # noqa: E402
 
 # Reason under which an image whose ground truth holds ids the network lacks is skipped.
 UNKNOWN_CLASS_IDS = "class_ids_not_in_network"
@@ -46,7 +47,7 @@ DEFAULT_WORKERS = min(MAX_WORKERS, len(os.sched_getaffinity(0)))
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    inference.add_model_arguments(parser)
+    cli.add_model_arguments(parser)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--image", help="one image file")
     source.add_argument("--dir", help="every image (.jpg .png ...) of a folder")
@@ -74,7 +75,7 @@ def parse_args(argv):
         parser.error("--list needs --root")
     if args.workers < 0:
         parser.error("--workers must be >= 0, got %d" % args.workers)
-    inference.resolve_model_arguments(args)
+    cli.resolve_model_arguments(args)
     return args
 
 
@@ -82,8 +83,8 @@ def image_paths(args):
     if args.image:
         return [args.image]
     if args.dir:
-        return inference.list_dir(args.dir)
-    return inference.list_file(args.list, args.root, args.ext)
+        return fileio.list_dir(args.dir)
+    return fileio.list_file(args.list, args.root, args.ext)
 
 
 def labels_of(args, path, image, classifier, candidates, count):
@@ -92,7 +93,7 @@ def labels_of(args, path, image, classifier, candidates, count):
     if args.labels:
         return args.labels
     if args.gt_labels:
-        gt_path = os.path.join(args.gt_labels, inference.stem(path) + ".png")
+        gt_path = os.path.join(args.gt_labels, fileio.stem(path) + ".png")
         if not os.path.isfile(gt_path):
             raise Skip("missing_ground_truth", gt_path)
         ids = inference.gt_labels(gt_path)
@@ -104,10 +105,31 @@ def labels_of(args, path, image, classifier, candidates, count):
     return inference.predict_labels(classifier, image, candidates, args.threshold)
 
 
+def output_paths(out_dir, image_path, save_probs=False, vis=False):
+    """{kind: path} of an image's outputs: label PNG in out_dir (the folder tools/eval.py
+    scores), probabilities in out_dir/prob, figures in out_dir/vis."""
+    name = fileio.stem(image_path)
+    paths = {"png": os.path.join(out_dir, name + ".png")}
+    if save_probs:
+        paths["prob"] = os.path.join(out_dir, "prob", name + ".npz")
+    if vis:
+        paths["vis"] = os.path.join(out_dir, "vis", name + ".png")
+    return paths
+
+
+def write_outputs(paths, image, seg, names=None):
+    """Write the outputs of one image; the label PNG last, so it marks a finished image."""
+    if "prob" in paths:
+        inference.save_prob(paths["prob"], seg)
+    if "vis" in paths:
+        attention_figures.write_figure(paths["vis"], image, seg, names)
+    fileio.write_label_png(paths["png"], seg.labels)
+
+
 def prepare_out(args):
     """Create the output folders, check they can be written, remove the temporaries a killed
     earlier run left in them (OSError naming a folder that cannot be written)."""
-    folders = {os.path.dirname(p) for p in inference.output_paths(
+    folders = {os.path.dirname(p) for p in output_paths(
         args.out, "x", args.save_prob, args.vis).values()}
     for folder in sorted(folders):
         atomic.check_writable_folder(folder)
@@ -120,7 +142,7 @@ def finish_image(outputs, image, forwarded, use_crf, table):
     reason of a failed write, or None."""
     seg = inference.finish(image, *forwarded, use_crf=use_crf)
     try:
-        inference.write_outputs(outputs, image, seg, table)
+        write_outputs(outputs, image, seg, table)
     except OSError as e:  # the target, not the temporary, names the file
         return "write failed: %s: %s" % (e.strerror or e, e.filename2 or e.filename)
     return None
@@ -161,7 +183,7 @@ def segment_all(args, paths, net, classifier, table):
 
     try:
         for index, path in enumerate(paths):
-            outputs = inference.output_paths(args.out, path, args.save_prob, args.vis)
+            outputs = output_paths(args.out, path, args.save_prob, args.vis)
             if all(os.path.exists(p) for p in outputs.values()):
                 counts["skipped"] += 1
                 bar.update()
@@ -172,7 +194,7 @@ def segment_all(args, paths, net, classifier, table):
                                       inference.num_classes(net))
                 task = (outputs, image, inference.forward(net, image, class_ids), args.crf,
                         table)
-            except (Skip, score.EvalError, OSError) as e:  # unreadable image or GT PNG
+            except (Skip, fileio.FileFormatError, OSError) as e:  # unreadable image or GT PNG
                 record(index, path, str(e))
                 continue
             if pool is None:
@@ -203,7 +225,7 @@ def main(argv=None):
         caffe.set_mode_cpu()
     try:
         table = inference.class_table(args.classes)
-        paths = inference.check_unique_stems(image_paths(args))
+        paths = fileio.check_unique_stems(image_paths(args))
         if not paths:
             raise ValueError("no input images (%s)" % (args.image or args.dir or args.list))
         net = inference.load_net(args.model, args.weights)

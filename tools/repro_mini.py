@@ -33,13 +33,11 @@ os.environ['GLOG_minloglevel'] = QUIET  # quiet net set-up in this process (befo
 os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
 
 from data_prep import builtin, coco, voc
-from transfernet import experiment, inference, records, repro, score
+from transfernet import evaluation, experiment, records, repro
 from transfernet.atomic import write_text
 
 
-def log(message):
-    print('[repro-mini %s] %s' % (time.strftime('%H:%M:%S'), message), file=sys.stderr,
-          flush=True)
+log = experiment.timestamped_log('repro-mini')
 
 
 def ensure_data(data_dir, seed, size, workers, specs):
@@ -82,10 +80,9 @@ def execute(spec, base, out, cfg, sources, val):
                                 else ('classifier', 'attention'))
     for stage in ('classifier', 'joint') if baseline else ('classifier', 'attention', 'joint'):
         experiment.train(run, stage, progress=progress)
-    folders = experiment.infer(run, val['ids'], val['images'], val['gt'], val['candidates'],
-                               sources=spec.labels, progress=progress, methods=('decoder',))
-    evaluations = {source: experiment.evaluate(folders[source, 'decoder'], val['ids'],
-                                               val['gt'], val['classes'])
+    folders = evaluation.infer(run, val, label_sources=spec.labels, progress=progress,
+                               methods=('decoder',))
+    evaluations = {source: evaluation.evaluate(folders[source, 'decoder'], val)
                    for source in spec.labels}
     result = repro.run_result(spec, evaluations, round(time.time() - start, 1))
     repro.write_run_result(out, spec, result)
@@ -120,7 +117,7 @@ def write_outputs(out, cfg, seed, results, val, base, extra):
     """results.json, table.md, ratio.png and report.md of the finished runs."""
     arch, stages = cfg.architecture, cfg.schedule.stages
     collected = repro.collect(results)
-    classes = val['classes']
+    classes = val.classes
     document = dict(collected, config=experiment.describe(cfg, seed), seed=seed,
                     dataset=dict(repro.DATASET, seed=seed),
                     classes={str(k): v for k, v in classes.items()},
@@ -142,7 +139,7 @@ def write_outputs(out, cfg, seed, results, val, base, extra):
         'Width %g, crop %d, conv5_3 scaled by %g; stages 0 / 1 / 2: %d / %d / %d iterations; '
         '%d val images. %s.'
         % (arch.width, arch.crop, arch.feature_scale, stages['classifier'].max_iter,
-           stages['attention'].max_iter, stages['joint'].max_iter, len(val['ids']),
+           stages['attention'].max_iter, stages['joint'].max_iter, len(val.ids),
            document['shared_stages'].capitalize()), '',
         '## Table 1 in miniature (IoU %, val set of the built-in dataset)', '', table,
         '## The paper on the same columns', '', repro.paper_markdown(classes),
@@ -156,7 +153,7 @@ def write_outputs(out, cfg, seed, results, val, base, extra):
     write_text(os.path.join(out, 'report.md'), '\n'.join(lines))
 
 
-def main(argv=None):
+def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--out', default='runs/repro-mini', help='output folder')
     parser.add_argument('--data', default='data/builtin-mini', help='built-in dataset folder')
@@ -170,44 +167,53 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error('--jobs must be at least 1')
-    start = time.time()
-    out = os.path.abspath(args.out)
-    specs = repro.plan(args.seed)
-    todo = repro.pending(out, specs)
+    return args
+
+
+def log_plan(specs, todo):
     for i, spec in enumerate(specs):
         log('%2d/%d %-24s ratio %-5g seed %d labels %-14s %s' % (
             i + 1, len(specs), spec.name, spec.ratio, spec.seed, '+'.join(spec.labels),
             'to run' if spec in todo else 'finished'))
+
+
+def train_shared_stages(out, cfg, spec, source):
+    """Stages 0 and 1 (image labels only) in the first run's folder, before every other run;
+    returns that Run."""
+    base = experiment.prepare(os.path.join(out, spec.name), cfg.with_data(source=source),
+                              spec.seed)
+    for stage in ('classifier', 'attention'):
+        experiment.train(base, stage, progress=log)
+    return base
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    start = time.time()
+    out = os.path.abspath(args.out)
+    specs = repro.plan(args.seed)
+    todo = repro.pending(out, specs)
+    log_plan(specs, todo)
     if args.plan:
         return 0
     import caffe
     caffe.set_mode_cpu()
     voc_root, target, sources = ensure_data(args.data, args.seed, repro.MINI.data.resize,
                                             args.workers, specs)
-    base_spec = specs[0]
-    cfg = repro.MINI.with_data(source=sources[base_spec.name], target=target)
-    ids = score.read_list(os.path.join(voc_root, 'ImageSets', 'Segmentation', 'val.txt'))
-    gt_dir = os.path.join(voc_root, 'SegmentationClass')
-    val = {'ids': ids, 'images': os.path.join(voc_root, 'JPEGImages'), 'gt': gt_dir,
-           'candidates': inference.class_table(os.path.join(target, 'meta.json')),
-           'classes': experiment.present_classes(gt_dir, ids)}
-    base = experiment.prepare(os.path.join(out, base_spec.name), cfg, base_spec.seed)
-    for stage in ('classifier', 'attention'):  # shared by every run: trained first
-        experiment.train(base, stage, progress=log)
-    labels = [experiment.image_labels(base, ids, val['images'], gt_dir, source,
-                                      val['candidates']) for source in ('predicted', 'gt')]
+    cfg = repro.MINI.with_data(target=target)
+    val = evaluation.voc_eval_set(voc_root, target)
+    base = train_shared_stages(out, cfg, specs[0], sources[specs[0].name])
+    labels = [evaluation.image_labels(base, val, source) for source in ('predicted', 'gt')]
     finished = {spec.name: repro.read_result(out, spec) for spec in specs}
 
-    def write_finished():
+    def record(result=None):  # results so far -> the outputs
+        if result:
+            finished[result['name']] = result
         results = [finished[spec.name] for spec in specs if finished[spec.name]]
         write_outputs(out, cfg, args.seed, results, val, base, {
-            'label_accuracy': experiment.label_accuracy(*labels),
+            'label_accuracy': evaluation.label_accuracy(*labels),
             'wall_seconds': round(time.time() - start, 1),
             'run_seconds': {r['name']: r['seconds'] for r in results}})
-
-    def record(result):
-        finished[result['name']] = result
-        write_finished()
 
     jobs = [(spec, base, out, cfg, sources, val) for spec in todo]
     if args.jobs > 1 and len(jobs) > 1:
@@ -216,7 +222,7 @@ def main(argv=None):
         for job in jobs:
             record(execute(*job))
     if not todo:
-        write_finished()
+        record()
     log('wrote %s/{results.json,table.md,ratio.png,report.md} (%.0f s)'
         % (out, time.time() - start))
     return 0

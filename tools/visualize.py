@@ -21,8 +21,9 @@ from transfernet.verbosity import quiet_caffe
 
 quiet_caffe(sys.argv)  # before caffe is imported
 
-from data_prep.common import Skip, read_image  # noqa: E402
-from transfernet import atomic, inference, visualize  # noqa: E402
+from tools import cli  # noqa: E402
+from transfernet import atomic, attention_figures, figures, inference  # noqa: E402
+from transfernet.fileio import Skip, read_image  # noqa: E402
 
 
 def parse_pixel(text):
@@ -42,12 +43,12 @@ def parse_args(argv):
     parser.add_argument("--labels", help="class ids, e.g. 3,8 (default: the classifier's)")
     parser.add_argument("--pixel", type=parse_pixel, nargs="+", action="extend", default=[],
                         metavar="Y,X", help="image pixels whose Gram row to show")
-    inference.add_model_arguments(parser)
+    cli.add_model_arguments(parser)
     parser.add_argument("--verbose", action="store_true", help="show Caffe's log")
     args = parser.parse_args(argv)
     if not args.out.lower().endswith(".png"):
         parser.error("--out must name a .png file, got %r" % args.out)
-    inference.resolve_model_arguments(args)
+    cli.resolve_model_arguments(args)
     return args
 
 
@@ -60,12 +61,12 @@ def main(argv=None):
         image = read_image(args.image)
         height, width = image.shape[:2]
         net = inference.load_net(args.model, args.weights)
-        if visualize.FEATURES not in net.blobs:
+        if attention_figures.FEATURES not in net.blobs:
             raise ValueError("%s has no blob %s (A): not a TransferNet seg_deploy net"
-                             % (args.model, visualize.FEATURES))
-        cells = net.blobs[visualize.FEATURES].shape[2]
+                             % (args.model, attention_figures.FEATURES))
+        cells = net.blobs[attention_figures.FEATURES].shape[2]
         for pixel in args.pixel:
-            visualize.pixel_cell(pixel, height, width, cells)
+            inference.pixel_cell(pixel, height, width, cells)
         if args.labels:
             class_ids = inference.check_ids(inference.parse_ids(args.labels),
                                             inference.num_classes(net), "--labels")
@@ -77,13 +78,13 @@ def main(argv=None):
     except (Skip, OSError, ValueError) as e:
         print("visualize.py: error: %s" % e, file=sys.stderr)
         return 2
-    seg, rows = visualize.visualize(net, image, class_ids, args.pixel, table)
-    inference.draw_figure(args.out, rows)
+    seg, rows = attention_figures.attention_rows(net, image, class_ids, args.pixel, table)
+    figures.draw_figure(args.out, rows)
     names = [table.get(c) or inference.CLASS_NAMES.get(c, c) for c in map(int, seg.class_ids)]
     print("labels: %s" % ", ".join("%d %s" % item for item in zip(seg.class_ids, names)))
     for pixel in args.pixel:
         print("pixel (%d, %d) -> feature cell (%d, %d) of %dx%d"
-              % (pixel + visualize.pixel_cell(pixel, height, width, cells) + (cells, cells)))
+              % (pixel + inference.pixel_cell(pixel, height, width, cells) + (cells, cells)))
     print(args.out)
     return 0
 

@@ -14,7 +14,8 @@ import csv
 import io
 import re
 
-from transfernet.atomic import atomic_path, write_text
+from transfernet import figures
+from transfernet.atomic import write_text
 
 TOTAL = "smoothed_loss"  # the solver's total loss, averaged over `average_loss` iterations
 _TRAIN = re.compile(r"Iteration (\d+)(?: \([^)]*\))?, loss = (\S+)")
@@ -91,10 +92,7 @@ def _series(rows, phase, key):
 def plot(path, parsed, title=""):
     """Loss curves (train total, each loss output, test losses) and, when the log has any,
     metric curves (accuracy) in a second panel; PNG written atomically (matplotlib Agg)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = figures.pyplot()
     rows = parsed["rows"]
     phases = sorted({r["phase"] for r in rows})
     panels = [("loss", [TOTAL] + sorted(parsed["losses"]))]
@@ -116,6 +114,4 @@ def plot(path, parsed, title=""):
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
+    figures.save(fig, path, dpi=100)

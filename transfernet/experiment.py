@@ -1,8 +1,8 @@
-"""Experiments in a run folder: a config's nets and solvers, training stages with the real
-`caffe train` CLI, inference with the trained models, comp6 evaluation, report writers.
+"""Experiments in a run folder: a config's nets and solvers, and its training stages with the
+real `caffe train` CLI.
 
-Used by tools/demo.py (the tiny config on the built-in dataset); written for several
-configs, datasets and run folders (baselines, source-ratio studies). A run folder holds:
+Used by tools/demo.py and tools/repro_mini.py (transfernet.evaluation segments and scores a
+run's images, transfernet.reports writes its metrics and report). A run folder holds:
 
   config.json                        the config and seed the folder was made with
   models/<net>.prototxt              every network of transfernet.nets, for this config
@@ -29,13 +29,9 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-
-from transfernet import (baselines, caffe_log, config, crf, inference, nets, records, score,
-                         solvers, surgery)
+from transfernet import baselines, caffe_log, config, nets, records, solvers, surgery
 from transfernet.weights import check_solver, describe_fits
 from transfernet.atomic import write_text
-from transfernet.classes import BACKGROUND, CLASS_NAMES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -51,15 +47,6 @@ class Run(collections.namedtuple('Run', 'dir cfg seed baseline', defaults=(None,
         return config.Layout.run(self.dir, self.cfg.layout.classifier_init)
 
 
-# No-transfer comparison (issue 4, "make demo"): the densified attention s (Eq. 7) of each
-# label, bilinearly upsampled to the image, min-max normalised per label over the image, is
-# foreground where it exceeds this threshold; labels are combined as the decoder's outputs
-# are (largest score wins, background where none is foreground).
-NO_TRANSFER_THRESHOLD = 0.5
-LABEL_SOURCES = ('predicted', 'gt')
-# Segmentation methods of one image: the decoder's maps with and without dense CRF
-# (TransferNet, Sec. 5) and the thresholded s of the same forward (no transfer).
-METHODS = ('decoder', 'decoder_crf', 'no_transfer')
 _ITERATION = re.compile(r'Iteration (\d+)')
 # Error lines of a failed caffe run: glog fatal lines (F1201 ..., or F20261201 ... from glog
 # 0.6 on Debian 12), Python exceptions of Python layers.
@@ -67,7 +54,15 @@ _ERROR = re.compile(r'^(F(\d{4})?\d{4} |[A-Za-z_.]*(Error|Exception)\b)')
 POLL_SECONDS = 5
 
 
-def _stderr(message):
+def timestamped_log(name):
+    """A progress callback printing '[<name> HH:MM:SS] message' lines on stderr."""
+    def log(message):
+        print_progress('[%s %s] %s' % (name, time.strftime('%H:%M:%S'), message))
+    return log
+
+
+def print_progress(message):
+    """The default progress callback: one line on stderr."""
     print(message, file=sys.stderr, flush=True)
 
 
@@ -199,7 +194,7 @@ def _last_iteration(path):
     return int(found[-1]) if found else 0
 
 
-def train(run, stage, force=False, progress=_stderr):
+def train(run, stage, force=False, progress=print_progress):
     """Train `stage` with `caffe train -solver` (a subprocess, glog output kept in
     logs/<stage>.log, parsed to .csv and plotted to .png); returns its timing record.
 
@@ -269,226 +264,3 @@ def train(run, stage, force=False, progress=_stderr):
     return record
 
 
-def no_transfer_scores(s, height, width, threshold=NO_TRANSFER_THRESHOLD):
-    """Score maps (K, height, width) of the no-transfer rule from s (K, h, w) on the padded
-    square: s upsampled to the image (inference.unpad), min-max normalised per label over
-    the image, kept where > threshold, 0 elsewhere. A constant map gives no foreground."""
-    maps = inference.unpad(s, height, width).reshape(len(s), -1)
-    low, high = maps.min(1, keepdims=True), maps.max(1, keepdims=True)
-    norm = (maps - low) / np.maximum(high - low, np.finfo(np.float32).tiny)
-    return np.where(norm > threshold, norm, 0).reshape(len(s), height, width).astype(np.float32)
-
-
-def no_transfer_labels(s, class_ids, height, width, threshold=NO_TRANSFER_THRESHOLD):
-    """Label map (height, width) uint8 of the no-transfer rule (see no_transfer_scores)."""
-    return crf.combine_labels(no_transfer_scores(s, height, width, threshold), class_ids)
-
-
-def label_maps(net, image, class_ids, methods=METHODS):
-    """{method: (H, W) uint8 label map} of one image for `methods` (of METHODS; one
-    seg_deploy forward per CRF setting; no_transfer uses the s of the forward without CRF)."""
-    height, width = image.shape[:2]
-    seg = inference.segment(net, image, class_ids)
-    maps = {'decoder': seg.labels}
-    if 'decoder_crf' in methods:
-        maps['decoder_crf'] = inference.segment(net, image, class_ids, use_crf=True).labels
-    if 'no_transfer' in methods:
-        maps['no_transfer'] = (no_transfer_labels(seg.s, seg.class_ids, height, width)
-                               if len(seg.class_ids) else seg.labels)
-    return {m: maps[m] for m in methods}
-
-
-def image_labels(run, ids, image_dir, gt_dir, source, candidates):
-    """{id: sorted class ids} of the images: the stage-0 classifier's prediction among
-    `candidates` (Sec. 5) or the ground truth (TransferNet-GT); cached in
-    pred/labels_<source>.json."""
-    from data_prep.common import read_image
-    path = os.path.join(run.dir, 'pred', 'labels_%s.json' % source)
-    if os.path.exists(path):
-        with open(path) as f:
-            cached = json.load(f)
-        if set(cached) == set(ids):
-            return cached
-    if source == 'gt':
-        labels = {i: inference.gt_labels(os.path.join(gt_dir, i + '.png')) for i in ids}
-    elif source == 'predicted':
-        classifier = inference.load_net(model_file(run, 'classifier_deploy'),
-                                        final_snapshot(run, 'classifier'))
-        labels = {i: inference.predict_labels(
-            classifier, read_image(os.path.join(image_dir, i + '.jpg')), candidates)
-            for i in ids}
-    else:
-        raise ValueError('label source %r; expected one of %s' % (source, LABEL_SOURCES))
-    write_text(path, json.dumps(labels, indent=1, sort_keys=True) + '\n')
-    return labels
-
-
-def infer(run, ids, image_dir, gt_dir, candidates, sources=LABEL_SOURCES,
-          weights=None, progress=_stderr, methods=METHODS):
-    """Segment the images `ids` (image_dir/<id>.jpg) with the run's deploy_net and the final
-    joint snapshot (or `weights`) by each of `methods` (METHODS), for each label source; writes
-    pred/<source>_<method>/<id>.png. Images whose PNGs all exist are skipped (resume).
-    Returns {(source, method): folder}."""
-    from data_prep.common import read_image
-    net = inference.load_net(model_file(run, deploy_net(run)),
-                             weights or final_snapshot(run, 'joint'))
-    folders = {}
-    for source in sources:
-        labels = image_labels(run, ids, image_dir, gt_dir, source, candidates)
-        out = {m: pred_dir(run, source, m) for m in methods}
-        folders.update(((source, m), d) for m, d in out.items())
-        todo = [i for i in ids
-                if not all(os.path.exists(os.path.join(d, i + '.png')) for d in out.values())]
-        progress('infer %s labels: %d images (%d done before)'
-                 % (source, len(todo), len(ids) - len(todo)))
-        for image_id in todo:
-            image = read_image(os.path.join(image_dir, image_id + '.jpg'))
-            maps = label_maps(net, image, labels[image_id], methods)
-            for method, folder in out.items():
-                score.write_palette_png(os.path.join(folder, image_id + '.png'), maps[method])
-    return folders
-
-
-def evaluate(folder, ids, gt_dir, class_table):
-    """comp6 scores of the PNGs in `folder` (score.evaluate), written to folder/eval.json."""
-    result = score.evaluate(folder, gt_dir, ids, class_table)
-    score.write_json(os.path.join(folder, 'eval.json'), result)
-    return result
-
-
-def present_classes(gt_dir, ids):
-    """{id: name} of background and the classes present in the ground truth of `ids`."""
-    present = sorted({c for i in ids for c in inference.gt_labels(os.path.join(gt_dir,
-                                                                                i + '.png'))})
-    table = {BACKGROUND: score.BACKGROUND_NAME}
-    table.update((c, CLASS_NAMES.get(c, str(c))) for c in present)
-    return table
-
-
-def label_accuracy(predicted, truth):
-    """Image-label prediction quality: exact-set accuracy, precision and recall over all
-    (image, label) pairs of the predicted vs ground-truth label sets."""
-    tp = sum(len(set(predicted[i]) & set(truth[i])) for i in truth)
-    npred = sum(len(predicted[i]) for i in truth)
-    ntrue = sum(len(truth[i]) for i in truth)
-    return {'exact': sum(set(predicted[i]) == set(truth[i]) for i in truth) / len(truth),
-            'precision': tp / npred if npred else None,
-            'recall': tp / ntrue if ntrue else None, 'images': len(truth)}
-
-
-SUMMARY_KEYS = ('mean_iou', 'per_class', 'pixel_accuracy', 'mean_accuracy', 'num_images',
-                'num_pixels', 'gt_pixels', 'pred_pixels')
-# Report rows: (label source, method, row title), in table order.
-ROWS = (('predicted', 'decoder', 'TransferNet'),
-        ('predicted', 'decoder_crf', 'TransferNet + CRF'),
-        ('gt', 'decoder', 'TransferNet-GT'),
-        ('gt', 'decoder_crf', 'TransferNet-GT + CRF'),
-        ('predicted', 'no_transfer', 'No transfer: thresholded s'),
-        ('gt', 'no_transfer', 'No transfer-GT: thresholded s'))
-
-
-def row_key(source, method):
-    return '%s_%s' % (source, method)
-
-
-def result_rows(results):
-    """metrics["results"]: {row_key: title, labels, method and the summary of the
-    evaluation} from {(source, method): evaluation result}, for the ROWS present."""
-    rows = {}
-    for source, method, title in ROWS:
-        if (source, method) in results:
-            res = results[source, method]
-            rows[row_key(source, method)] = dict(
-                {k: res[k] for k in SUMMARY_KEYS}, title=title, labels=source, method=method)
-    return rows
-
-
-def write_metrics(path, metrics):
-    """metrics.json (sorted keys), atomically."""
-    write_text(path, json.dumps(metrics, indent=1, sort_keys=True) + '\n')
-
-
-def _pct(value):
-    return 'n/a' if value is None else '%.1f' % (100 * value)
-
-
-def _foreground_share(result):
-    pixels = result['pred_pixels']
-    total = sum(pixels.values())
-    return (total - pixels[score.BACKGROUND_NAME]) / total if total else None
-
-
-def report_markdown(metrics, title, plots=(), figures=()):
-    """Markdown report of a metrics dict with keys "results" (result_rows), "training"
-    ({stage: timing record}), "labels" (label_accuracy), "config" (describe), optional
-    "wall_seconds", "data" and "joint_seeds" ({seed: {row key: mIoU}}); `plots` and
-    `figures` are paths relative to the report."""
-    results = metrics['results']
-    rows = [(title_, results[row_key(s, m)]) for s, m, title_ in ROWS
-            if row_key(s, m) in results]
-    cfg = metrics['config']
-    lines = ['# %s' % title, '']
-    if 'wall_seconds' in metrics:
-        lines += ['Wall time of this run: %.0f s (work already done in an earlier run is '
-                  'not counted).' % metrics['wall_seconds'], '']
-    if 'data' in metrics:
-        lines += ['Data: %s' % ', '.join('%s %s' % (k, v)
-                                         for k, v in sorted(metrics['data'].items())), '']
-    lines += ['Config "%s" (width %g, crop %d, seed %d, source fraction %g, classifier from '
-              '%s).' % (cfg['name'], cfg['width'], cfg['crop'], cfg['seed'],
-                        cfg['source_fraction'], cfg['classifier_init'] or 'scratch'), '',
-              '| stage | iterations | batch x iter_size | Adam lr | train time (s) |',
-              '|---|---|---|---|---|']
-    for stage in solvers.STAGES:
-        st, rec = cfg['stages'][stage], metrics['training'].get(stage, {})
-        lines.append('| %s | %d | %d x %d | %g | %s |' % (
-            stage, st['max_iter'], st['batch'], st['iter_size'], st['base_lr'],
-            '%.0f' % rec['seconds'] if 'seconds' in rec else 'n/a'))
-    lines += ['', '## Segmentation (comp6 IoU %, target classes + background)', '',
-              score.markdown_table(collections.OrderedDict(rows)).rstrip('\n'), '',
-              'Share of scored pixels predicted as foreground: ' + ', '.join(
-                  '%s %s%%' % (name, _pct(_foreground_share(res))) for name, res in rows)
-              + '.', '']
-    lines += ['## Transfer vs no transfer', '',
-              'No transfer = the densified attention s (Eq. 7) of the same forward, upsampled '
-              'to the image, min-max normalised per label, foreground where > %g, labels '
-              'combined by the largest score: what the labels and attention give without the '
-              'decoder.' % NO_TRANSFER_THRESHOLD, '']
-    for source, name in (('predicted', 'predicted labels'), ('gt', 'ground-truth labels')):
-        dec, base = results.get(row_key(source, 'decoder')), results.get(
-            row_key(source, 'no_transfer'))
-        if dec and base:
-            lines.append('- %s: decoder %s vs no transfer %s mIoU (%+.1f points)' % (
-                name, _pct(dec['mean_iou']), _pct(base['mean_iou']),
-                100 * (dec['mean_iou'] - base['mean_iou'])))
-    if len(metrics.get('joint_seeds', {})) > 1:
-        lines += ['', '## Joint-stage seeds (same stages 0 and 1; mIoU %)', '',
-                  '| joint seed | TransferNet | no transfer | gain | TransferNet-GT | '
-                  'no transfer-GT | gain |', '|---|---|---|---|---|---|---|']
-        for seed, r in sorted(metrics['joint_seeds'].items(), key=lambda kv: int(kv[0])):
-            cells = []
-            for source in LABEL_SOURCES:
-                dec, base = (r[row_key(source, m)] for m in ('decoder', 'no_transfer'))
-                cells += [_pct(dec), _pct(base), '%+.1f' % (100 * (dec - base))]
-            lines.append('| %s | %s |' % (seed, ' | '.join(cells)))
-    if 'labels' in metrics:
-        acc = metrics['labels']
-        lines += ['', '## Image labels predicted by the stage-0 classifier', '',
-                  'Over %d images: exact label set %s%%, precision %s%%, recall %s%% '
-                  '(threshold %g, arg-max if none).' % (
-                      acc['images'], _pct(acc['exact']), _pct(acc['precision']),
-                      _pct(acc['recall']), inference.CLASSIFIER_THRESHOLD)]
-    if plots:
-        lines += ['', '## Training losses (parsed from the caffe train logs)', '']
-        lines += ['![%s](%s)' % (os.path.splitext(os.path.basename(p))[0], p) for p in plots]
-    if figures:
-        lines += ['', '## Examples (image, attention alpha, densified attention s, '
-                      'segmentation)', '']
-        lines += ['![%s](%s)' % (os.path.splitext(os.path.basename(p))[0], p)
-                  for p in figures]
-    return '\n'.join(lines) + '\n'
-
-
-def write_report(path, metrics, title, plots=(), figures=()):
-    """report_markdown written to `path`, atomically."""
-    write_text(path, report_markdown(metrics, title, plots, figures))

@@ -10,6 +10,8 @@ For an image with labels L (predicted by the stage-0 classifier, or given):
    (transfernet.crf.dense_crf), or without CRF the fg probability where the network says fg;
 5. per pixel the label with the largest score, background where no score is positive
    (transfernet.crf.combine_labels).
+Also the choice of the labels (stage-0 classifier, ground truth, given ids). The figures of a
+segmentation are drawn by transfernet/attention_figures.py, its files read by transfernet/fileio.py.
 """
 import collections
 import os
@@ -17,18 +19,16 @@ import os
 import cv2
 import numpy as np
 
-from transfernet import config, crf, score, solvers, weights
+from transfernet import crf, score, weights
 from transfernet.atomic import atomic_path
 from transfernet.classes import BACKGROUND, CLASS_NAMES, IGNORE, VOC_CLASSES
+from transfernet.fileio import MEAN_BGR, read_label_png
 
 # Reference inference: every class whose stage-0 sigmoid is >= 0.6 is a label of the image;
 # the arg-max class when none is (reference-facts.md, Inference).
 CLASSIFIER_THRESHOLD = 0.6
-# BGR mean subtracted from every input (the VGG-16 mean, as in training).
-MEAN_BGR = (104.008, 116.669, 122.675)
 # Candidate labels by default: the 20 PASCAL VOC classes (the target domain).
 VOC_IDS = tuple(range(1, len(VOC_CLASSES) + 1))
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff")
 
 Segmentation = collections.namedtuple("Segmentation", [
     "class_ids",  # (K,) int64 labels of the image
@@ -108,6 +108,20 @@ def unpad(maps, height, width):
     for k, m in enumerate(maps):  # cv2.resize takes at most 512 channels: one map at a time
         out[k] = cv2.resize(m, (side, side), interpolation=cv2.INTER_LINEAR)[:height, :width]
     return out
+
+
+def pixel_cell(pixel, height, width, cells):
+    """Feature-map cell (row, col) of image pixel (y, x) under preprocess's geometry: the
+    image sits at the top-left of a square of side max(H, W), which is resized to the net
+    input and maps onto a cells x cells feature map, so the pixel centre (y + 0.5, x + 0.5)
+    falls into cell floor((y + 0.5) * cells / side). ValueError for a pixel outside the
+    image."""
+    y, x = pixel
+    if not (0 <= y < height and 0 <= x < width):
+        raise ValueError("pixel (%d, %d) is outside the %d x %d (rows x columns) image"
+                         % (y, x, height, width))
+    side = max(height, width)
+    return tuple(min(int((c + 0.5) * cells / side), cells - 1) for c in (y, x))
 
 
 def select_labels(probs, candidates, threshold=CLASSIFIER_THRESHOLD):
@@ -200,7 +214,7 @@ def segment(net, image, class_ids, use_crf=False):
 def gt_labels(label_png):
     """Class ids present in a ground-truth label PNG, without background and void (the
     paper's TransferNet-GT)."""
-    ids = np.unique(score.read_label_png(label_png))
+    ids = np.unique(read_label_png(label_png))
     return [int(i) for i in ids if i not in (BACKGROUND, IGNORE)]
 
 
@@ -238,36 +252,6 @@ def class_table(spec):
     return table
 
 
-def list_dir(folder):
-    """Image files of a folder (by extension), sorted by name."""
-    names = sorted(n for n in os.listdir(folder)
-                   if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS)
-    return [os.path.join(folder, n) for n in names]
-
-
-def list_file(list_path, root, ext=".jpg"):
-    """Image paths of a VOC ImageSets-style list: root/<id><ext>."""
-    return [os.path.join(root, i + ext) for i in score.read_list(list_path)]
-
-
-def stem(path):
-    """Output name of an input: its file name without extension."""
-    return os.path.splitext(os.path.basename(path))[0]
-
-
-def check_unique_stems(paths):
-    """The paths if their stems (output names) are distinct; ValueError listing clashes."""
-    seen, clashes = {}, []
-    for path in paths:
-        if stem(path) in seen:
-            clashes.append("%s and %s" % (seen[stem(path)], path))
-        seen.setdefault(stem(path), path)
-    if clashes:
-        raise ValueError("inputs with the same output name <stem>.png: %s"
-                         % "; ".join(clashes))
-    return paths
-
-
 def save_prob(path, seg):
     """Per-label fg probabilities as compressed .npz (class_ids, fg, scores), atomically."""
     with atomic_path(path) as tmp:
@@ -280,124 +264,3 @@ def load_prob(path):
     """The arrays written by save_prob, as a dict (no pickle)."""
     with np.load(path, allow_pickle=False) as data:
         return {k: data[k] for k in data.files}
-
-
-def overlay(image, labels, opacity=0.5):
-    """RGB uint8 image blended with the VOC colours of a label map (background untouched)."""
-    rgb = image[:, :, ::-1].astype(np.float32)
-    colours = score.voc_colormap()[labels].astype(np.float32)
-    mask = (labels != BACKGROUND)[:, :, np.newaxis]
-    return np.where(mask, (1 - opacity) * rgb + opacity * colours, rgb).astype(np.uint8)
-
-
-# A figure panel: a title, an RGB background (or None), a heat map drawn over it with the
-# jet colour map (or None), and a (row, column) point to mark on it (or None).
-Panel = collections.namedtuple("Panel", "title background heat marker")
-Panel.__new__.__defaults__ = (None, None, None)
-
-
-def label_panels(image, seg, names=None):
-    """One row of panels per label: the image, attention alpha (Eq. 3), densified attention
-    s (Eq. 7), both mapped onto the image, and the pixels the final label map gives this
-    label (VOC colour overlay)."""
-    names = names or {}
-    height, width = image.shape[:2]
-    rgb = image[:, :, ::-1]
-    if not len(seg.class_ids):
-        return [[Panel("no label", rgb)]]
-
-    def heat(maps, title):  # a panel per label; blank when the net has no such map
-        if maps is None:
-            return [Panel("no " + title)] * len(seg.class_ids)
-        return [Panel(title, rgb, m) for m in unpad(maps, height, width)]
-
-    rows = []
-    for cid, alpha, s in zip(seg.class_ids, heat(seg.alpha, "alpha"),
-                             heat(seg.s, "s (densified)")):
-        name = names.get(int(cid)) or CLASS_NAMES.get(int(cid), str(cid))
-        mine = np.where(seg.labels == cid, seg.labels, BACKGROUND)
-        rows.append([Panel(name, rgb), alpha, s,
-                     Panel("%s pixels" % name, overlay(image, mine))])
-    return rows
-
-
-def draw_figure(path, rows):
-    """Write a grid of panels (one list of Panel per row) as a PNG, atomically."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    columns = max(len(row) for row in rows)
-    fig, axes = plt.subplots(len(rows), columns, figsize=(3 * columns, 3 * len(rows)),
-                             squeeze=False)
-    for ax_row, row in zip(axes, rows):
-        for ax in ax_row:
-            ax.axis("off")
-        for ax, panel in zip(ax_row, row):
-            ax.set_title(panel.title)
-            if panel.background is not None:
-                ax.imshow(panel.background)
-            if panel.heat is not None:
-                ax.imshow(panel.heat, cmap="jet", interpolation="nearest",
-                          alpha=0.6 if panel.background is not None else 1.0)
-            if panel.marker is not None:
-                ax.plot(panel.marker[1], panel.marker[0], "w+", markersize=14, mew=3)
-                ax.plot(panel.marker[1], panel.marker[0], "k+", markersize=10, mew=1.5)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
-    plt.close(fig)
-
-
-def write_figure(path, image, seg, names=None):
-    """Figure (PNG) of an image's segmentation: the label_panels rows."""
-    draw_figure(path, label_panels(image, seg, names))
-
-
-def output_paths(out_dir, image_path, save_probs=False, vis=False):
-    """{kind: path} of an image's outputs: label PNG in out_dir (the folder tools/eval.py
-    scores), probabilities in out_dir/prob, figures in out_dir/vis."""
-    name = stem(image_path)
-    paths = {"png": os.path.join(out_dir, name + ".png")}
-    if save_probs:
-        paths["prob"] = os.path.join(out_dir, "prob", name + ".npz")
-    if vis:
-        paths["vis"] = os.path.join(out_dir, "vis", name + ".png")
-    return paths
-
-
-def write_outputs(paths, image, seg, names=None):
-    """Write the outputs of one image; the label PNG last, so it marks a finished image."""
-    if "prob" in paths:
-        save_prob(paths["prob"], seg)
-    if "vis" in paths:
-        write_figure(paths["vis"], image, seg, names)
-    score.write_palette_png(paths["png"], seg.labels)
-
-
-def add_model_arguments(parser):
-    """The networks and label-selection options shared by tools/infer.py and visualize.py."""
-    parser.add_argument("--config", choices=sorted(config.CONFIGS), default="paper",
-                        help="network config whose models and final snapshots are the "
-                             "defaults of --model/--weights/--classifier-* (default paper)")
-    parser.add_argument("--model", help="seg_deploy prototxt (default models/<config>/...)")
-    parser.add_argument("--weights", help="joint-stage caffemodel (default: final snapshot)")
-    parser.add_argument("--classifier-model", help="classifier_deploy prototxt")
-    parser.add_argument("--classifier-weights", help="stage-0 caffemodel (default: final "
-                                                     "classifier snapshot)")
-    parser.add_argument("--classes", default="voc",
-                        help="candidate classes of the classifier: 'voc' (1..20), ids "
-                             "'21,22', or a dataset meta.json / {id: name} JSON")
-    parser.add_argument("--threshold", type=float, default=CLASSIFIER_THRESHOLD,
-                        help="classifier sigmoid threshold (default %(default)s)")
-
-
-def resolve_model_arguments(args):
-    """Fill the unset --model/--weights/--classifier-* from --config's committed models and
-    final snapshots (transfernet.solvers.final_snapshot)."""
-    cfg = config.CONFIGS[args.config]
-    args.model = args.model or cfg.layout.model("seg_deploy")
-    args.weights = args.weights or solvers.final_snapshot(cfg, "joint")
-    args.classifier_model = args.classifier_model or cfg.layout.model("classifier_deploy")
-    args.classifier_weights = (args.classifier_weights
-                               or solvers.final_snapshot(cfg, "classifier"))
-    return args

@@ -18,7 +18,8 @@ import os
 
 import numpy as np
 
-from transfernet import baselines, config
+from transfernet import baselines, config, figures
+from transfernet.reports import pct
 from transfernet.atomic import atomic_path, write_text
 from transfernet.config import Stage
 
@@ -157,10 +158,6 @@ def collect(results, ratios=RATIOS):
     return {'methods': methods, 'ratio_study': study}
 
 
-def _pct(value):
-    return 'n/a' if value is None else '%.1f' % (100 * value)
-
-
 def table_markdown(methods, classes):
     """Table-1-style Markdown: rows TABLE_ROWS (n/a for a missing one), columns the paper's
     order restricted to `classes` ({id: name}, background included), then the mean IoU (%)
@@ -170,8 +167,8 @@ def table_markdown(methods, classes):
              '|---' * (len(ids) + 2) + '|']
     for title, _, _ in TABLE_ROWS:
         row = methods.get(title, {})
-        cells = [_pct(row.get('per_class', {}).get(classes[i])) for i in ids]
-        lines.append('| %s | %s | %s |' % (title, ' | '.join(cells), _pct(row.get('mean_iou'))))
+        cells = [pct(row.get('per_class', {}).get(classes[i])) for i in ids]
+        lines.append('| %s | %s | %s |' % (title, ' | '.join(cells), pct(row.get('mean_iou'))))
     return '\n'.join(lines) + '\n'
 
 
@@ -196,9 +193,9 @@ def ratio_markdown(study):
     for key in sorted(study, key=float, reverse=True):
         st = study[key]
         lines.append('| %g %% | %d | %s | %s | %s | %s | %s |' % (
-            100 * float(key), len(st['runs']), _pct(st['mean_iou']), _pct(st['std']),
-            _pct(st['min']), _pct(st['max']),
-            ', '.join('%d: %s' % (r['seed'], _pct(r['mean_iou'])) for r in st['runs'])))
+            100 * float(key), len(st['runs']), pct(st['mean_iou']), pct(st['std']),
+            pct(st['min']), pct(st['max']),
+            ', '.join('%d: %s' % (r['seed'], pct(r['mean_iou'])) for r in st['runs'])))
     return '\n'.join(lines) + '\n'
 
 
@@ -207,9 +204,7 @@ def plot_ratio(path, study, references=None, title=None):
     source ratio on a log axis, mean over subsets with a min-max bar and every subset as a dot;
     `references` {label: mean IoU} are drawn as dashed horizontal lines (the paper draws the
     weakly-supervised methods; the miniature's baselines here)."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    plt = figures.pyplot()
     keys = sorted(study, key=float)
     x = np.array([float(k) for k in keys])
     mean = np.array([100 * study[k]['mean_iou'] for k in keys])

@@ -5,8 +5,7 @@ pixel of the listed images (not averaged per image); ground-truth labels outside
 table (255 = VOC void) are ignored; a class absent from both the ground truth and the
 predictions has no IoU (n/a) and is left out of the mean. Predicted ids outside the class
 table count as wrong (they enlarge the union of the true class) and are reported.
-Label PNGs are read with PIL, which returns palette indices for VOC's palette PNGs
-(OpenCV would convert them to BGR colours).
+The label PNGs are read by transfernet.fileio.
 """
 import concurrent.futures
 import csv
@@ -15,10 +14,10 @@ import json
 import os
 
 import numpy as np
-from PIL import Image
 
-from transfernet.atomic import atomic_path, write_text
+from transfernet.atomic import write_text
 from transfernet.classes import BACKGROUND, IGNORE, VOC_CLASSES
+from transfernet.fileio import read_label_png
 
 BACKGROUND_NAME = "background"
 
@@ -59,59 +58,6 @@ def load_class_table(path):
         table[cid] = name
     table.setdefault(BACKGROUND, BACKGROUND_NAME)
     return dict(sorted(table.items()))
-
-
-def voc_colormap(n=256):
-    """The standard PASCAL VOC colour map, (n, 3) uint8 RGB (bit-interleaved label ids)."""
-    ids = np.arange(n)
-    cmap = np.zeros((n, 3), np.uint8)
-    for shift in range(8):
-        for channel in range(3):
-            bit = (ids >> channel) & 1
-            cmap[:, channel] |= (bit << (7 - shift)).astype(np.uint8)
-        ids = ids >> 3
-    return cmap
-
-
-def read_label_png(path):
-    """An 8-bit label PNG (palette or grayscale) as a (H, W) uint8 array of ids."""
-    with Image.open(path) as im:
-        if im.mode not in ("P", "L"):
-            raise EvalError("%s: label PNG has mode %s; expected an 8-bit palette (P) or "
-                            "grayscale (L) image of class ids" % (path, im.mode))
-        return np.asarray(im)
-
-
-def write_palette_png(path, label_map):
-    """Write a (H, W) uint8 label map as a VOC palette PNG, atomically."""
-    label_map = np.asarray(label_map)
-    if label_map.ndim != 2 or label_map.dtype != np.uint8:
-        raise ValueError("write_palette_png(%s): expected a 2-D uint8 label map, got %s %s"
-                         % (path, label_map.dtype, label_map.shape))
-    im = Image.fromarray(label_map, mode="P")
-    im.putpalette(voc_colormap().ravel().tolist())
-    with atomic_path(path) as tmp:
-        im.save(tmp, format="PNG")
-
-
-def read_list(path):
-    """Image ids of a VOC ImageSets-style list: first token of each non-blank line.
-
-    A token with folders or an extension (`JPEGImages/x.jpg`) gives its stem (`x`).
-    """
-    with open(path) as f:
-        tokens = [line.split()[0] for line in f if line.strip()]
-    ids = [os.path.splitext(os.path.basename(t))[0] for t in tokens]
-    seen, dups = set(), []
-    for i in ids:
-        if i in seen:
-            dups.append(i)
-        seen.add(i)
-    if dups:
-        raise EvalError("%s: duplicate ids: %s" % (path, ", ".join(sorted(set(dups)))))
-    if not ids:
-        raise EvalError("%s: no ids" % path)
-    return ids
 
 
 def _listing(title, names, limit=20):
@@ -231,7 +177,8 @@ def evaluate(pred_dir, gt_dir, ids, class_table=None, workers=2):
     """Score the predictions of `ids` (PNGs `<id>.png` in both folders) in one matrix.
 
     Raises EvalError listing missing/extra files, then (after reading all pairs) listing
-    every size mismatch. Returns the dict of `scores` plus num_images.
+    every size mismatch; fileio.FileFormatError for a PNG that is not a label PNG.
+    Returns the dict of `scores` plus num_images.
     """
     class_table = class_table or voc_class_table()
     if len(set(class_table.values())) != len(class_table):

@@ -1,4 +1,4 @@
-"""Caffe's log level for the tools: fatal messages only unless --verbose (issue 11).
+"""Caffe's log level for the tools: fatal messages only unless --verbose.
 
 glog reads GLOG_minloglevel once, when pycaffe is first imported, so a tool calls
 quiet_caffe(sys.argv) before any import that loads caffe. Without it every net set-up prints

@@ -1,20 +1,22 @@
-"""Performance measurements of `make bench` (issue 6), one function per figure.
+"""Performance measurements of `make bench`, one function per figure.
 
 Every comparison is measured in the same process, interleaved, so that the ratios hold under
 the background load of a shared machine; absolute times are only as good as that load
 (machine() records /proc/loadavg). Pure helpers (python_layer_share, python_layer_bytes,
 median_ratio, format_report) are separated from the timed code so they can be tested.
 
-Figures (issue 6, section 1):
+Figures:
   a. per-layer forward/backward time of the paper-size joint net (Input layers, batch 1) and
      the share spent in Python layers;             target: share <= 3 %
   b. seg_deploy with K labels in one forward (encoder once) against K forwards with one label
      each (the authors' per-label inference);      target: >= 1.40 at K = 3, >= 1.0 at K = 1
-  c. SourceTargetData images/s at 320x320 from 330x330 records, 1 and 2 workers;
+  c. SourceTargetData images/s at 320x320 from 330x330 records, 1 and 2 workers
+     (measured by tools/bench.py, which runs the data layer);
                                                    target: >= 500 images/s with 2 workers
   d. comp6 evaluation of 1,449 500x375 PNG pairs, reading included; target: <= 3 s
-  e. LMDB build rate of the built-in dataset at 330x330; peak RSS of a paper-size joint
-     training step at batch 8 (one solver step in a child process).
+  e. LMDB build rate of the built-in dataset at 330x330 (tools/bench.py, which runs the
+     builders); peak RSS of a paper-size joint training step at batch 8 (one solver step in
+     a child process).
 Section 3: bytes each Python layer moves between host and device per iteration.
 Issue 12 (unpooling from stock layers): the Python layers' bytes of the paper-size joint
 net at batch 4 with the stock unpooling and with the reference Python Unpool layer (both
@@ -24,9 +26,7 @@ the time with the Python Unpool;   target: <= 1.05.
 Issue 12, section 3: f. tools/infer.py --crf images/s with 0 and 2 worker processes;
                                                    target: >= 1.6x with 2 workers
 """
-import contextlib
 import gc
-import io
 import json
 import os
 import re
@@ -40,8 +40,10 @@ import numpy as np
 
 from transfernet import verbosity
 from transfernet.atomic import write_text
+from transfernet.classes import IGNORE
+from transfernet.fileio import write_label_png
 
-TARGETS = {  # issue 6; (comparison, bound)
+TARGETS = {  # (comparison, bound)
     "python_layer_share": ("<=", 0.03),
     # K = 1: ours and the per-label method are the same forward, so the ratio is 1 up to
     # timing noise; "no slower" = the 95 % interval of the median ratio reaches 1.
@@ -49,13 +51,12 @@ TARGETS = {  # issue 6; (comparison, bound)
     "deploy_speedup_k3": (">=", 1.40),
     "data_layer_images_per_s_2workers": (">=", 500.0),
     "eval_seconds_1449": ("<=", 3.0),
-    "python_layer_mb_joint_batch4": ("<=", 13.0),   # issue 12
+    "python_layer_mb_joint_batch4": ("<=", 13.0),
     "stock_unpool_time_ratio": ("<=", 1.05),
-    "infer_crf_speedup_2workers": (">=", 1.6),  # issue 12
+    "infer_crf_speedup_2workers": (">=", 1.6),
 }
 FLOAT_BYTES = 4          # every Caffe blob is float32
 EVAL_SIZE = (375, 500)   # (H, W) of the generated VOC-like label maps
-RECORD_SIZE, CROP = 330, 320  # records stored at the paper's resize, cropped to its input
 # Python layer bottoms whose data the layer never reads (only their shape), and layers whose
 # tops are constants written only when their shape changes: neither moves per iteration.
 SHAPE_ONLY_BOTTOMS = {"Unpool": (2,), "UnpoolConstants": (0, 1)}
@@ -114,8 +115,9 @@ def python_layer_bytes(layers, batch=None):
     layers: [{"name", "type", "bottoms": [{"shape", "needs_diff"}], "tops": [shape]}].
     Forward moves the data of every bottom the layer reads (device -> host; bottoms listed
     in SHAPE_ONLY_BOTTOMS for the type are only reshaped against) and every top (host ->
-    device; none for a type in CONSTANT_TOPS). Backward, run only if some bottom needs a gradient, moves the top diffs and the
-    diffs of the bottoms that need one; bottom data is still valid on the host from forward.
+    device; none for a type in CONSTANT_TOPS). Backward, run only if some bottom needs a
+    gradient, moves the top diffs and the diffs of the bottoms that need one; bottom data is
+    still valid on the host from forward.
     batch: replace every blob's first dimension (the joint net's blobs all lead with it).
     Returns {name: {"forward", "backward", "total"}} in bytes.
     """
@@ -185,7 +187,7 @@ def _fill_joint_inputs(net, seed=0):
     yy, xx = np.mgrid[:side, :side]
     radius = np.hypot(yy - side / 2, xx - side / 2)
     seg = np.where(radius < side / 4, 1, 0)
-    seg[np.abs(radius - side / 4) < 2] = 255
+    seg[np.abs(radius - side / 4) < 2] = IGNORE
     net.blobs["seg_label"].data[...] = seg
 
 
@@ -358,57 +360,6 @@ def bench_deploy(cfg, ks=(1, 2, 3), repeats=6, seed=0, k1_factor=3):
     return out
 
 
-# -- c, e. LMDB build and data layer ------------------------------------------------------
-
-@contextlib.contextmanager
-def _quiet():
-    """Silence the builders' progress bars and summaries."""
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        yield
-
-
-def bench_build(builtin, out, workers=2):
-    """Build the built-in source and target datasets at 330x330; records/s of each."""
-    from data_prep import coco, voc
-    result = {}
-    for name, build in (
-            ("source", lambda d: coco.build_source(os.path.join(builtin, "coco"), d,
-                                                   size=RECORD_SIZE, workers=workers)),
-            ("target", lambda d: voc.build_target(
-                os.path.join(builtin, "VOCdevkit", "VOC2012"), d, size=RECORD_SIZE,
-                workers=workers))):
-        folder = os.path.join(out, name)
-        start = time.perf_counter()
-        with _quiet():
-            meta = build(folder)
-        seconds = time.perf_counter() - start
-        result[name] = {"path": folder, "records": meta["count"], "seconds": seconds,
-                        "records_per_s": meta["count"] / seconds}
-    return result
-
-
-def bench_data_layer(source, target, workers=(1, 2), batches=40, batch_size=8):
-    """SourceTargetData images/s (TRAIN, 3 tops) at 320x320 from 330x330 records, by wall
-    time with each worker count, and per CPU second of one core with workers 0 (all the
-    work in this process: a load-independent measure of the cost of an image)."""
-    import caffe
-    from data_layer import measure_throughput, net_prototxt
-    params = {"source": source, "target": target, "batch_size": batch_size,
-              "resize": RECORD_SIZE, "crop": CROP, "num_classes": 80, "seed": 0}
-    result = {"images_per_s": {w: measure_throughput(dict(params, workers=w), batches=batches)
-                               for w in workers}}
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt") as f:
-        f.write(net_prototxt(dict(params, workers=0)))
-        f.flush()
-        net = caffe.Net(f.name, caffe.TRAIN)
-    net.forward()
-    start = time.process_time()
-    for _ in range(batches):
-        net.forward()
-    result["per_cpu_s_inprocess"] = batches * batch_size / (time.process_time() - start)
-    return result
-
-
 # -- d. evaluation ------------------------------------------------------------------------
 
 def label_map_pair(rng, shape=EVAL_SIZE):
@@ -423,7 +374,7 @@ def label_map_pair(rng, shape=EVAL_SIZE):
         axes = (int(rng.randint(20, 150)), int(rng.randint(20, 120)))
         angle = float(rng.uniform(0, 180))
         cv2.ellipse(gt, center, axes, angle, 0, 360, cls, -1)
-        cv2.ellipse(gt, center, axes, angle, 0, 360, 255, 4)
+        cv2.ellipse(gt, center, axes, angle, 0, 360, IGNORE, 4)
         shifted = (center[0] + int(rng.randint(-8, 9)), center[1] + int(rng.randint(-8, 9)))
         cv2.ellipse(pred, shifted, axes, angle, 0, 360,
                     cls if rng.rand() < 0.8 else int(rng.randint(1, 21)), -1)
@@ -432,18 +383,11 @@ def label_map_pair(rng, shape=EVAL_SIZE):
 
 def write_eval_pairs(folder, count, seed=0):
     """Write <folder>/gt/<id>.png and <folder>/pred/<id>.png (VOC palette PNGs); ids."""
-    from PIL import Image
-    from transfernet.score import voc_colormap
-    palette = voc_colormap().ravel().tolist()
     rng = np.random.RandomState(seed)
     ids = ["%06d" % i for i in range(count)]
-    for sub in ("gt", "pred"):
-        os.makedirs(os.path.join(folder, sub), exist_ok=True)
     for image_id in ids:
         for sub, label_map in zip(("gt", "pred"), label_map_pair(rng)):
-            im = Image.fromarray(label_map, mode="P")
-            im.putpalette(palette)
-            im.save(os.path.join(folder, sub, image_id + ".png"))
+            write_label_png(os.path.join(folder, sub, image_id + ".png"), label_map)
     return ids
 
 
@@ -490,7 +434,7 @@ def joint_step(source, target, batch, folder):
 def peak_rss_joint(source, target, batch, folder):
     """Run joint_step in a child process; {"seconds", "vmhwm_mb"} (main process only: the
     data layer's worker processes are not included)."""
-    code = ("from transfernet import bench; bench.joint_step(%r, %r, %d, %r)"
+    code = ("from transfernet import performance; performance.joint_step(%r, %r, %d, %r)"
             % (source, target, batch, folder))
     env = dict(os.environ, GLOG_minloglevel=verbosity.QUIET)
     proc = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE,
@@ -503,7 +447,7 @@ def peak_rss_joint(source, target, batch, folder):
 
 # -- report -------------------------------------------------------------------------------
 
-# -- f. inference workers (issue 12, section 3) --------------------------------------------
+# -- f. inference workers -----------------------------------------------------------------
 
 INFER_IMAGE_SIZE = (375, 500)  # (H, W): a VOC image
 INFER_SPEED = re.compile(r"\(([\d.]+) s, ([\d.]+) images/s\)")
@@ -513,7 +457,6 @@ def write_infer_inputs(folder, count, seed=0):
     """`count` 500x375 JPEG images, each with a ground-truth PNG of 2 or 3 VOC classes, and
     their list; returns (list, image folder, ground-truth folder)."""
     import cv2
-    from transfernet import score
     rng = np.random.RandomState(seed)
     images, gt = os.path.join(folder, "images"), os.path.join(folder, "gt")
     os.makedirs(images)
@@ -530,7 +473,7 @@ def write_infer_inputs(folder, count, seed=0):
             cv2.ellipse(image, centre, axes, 0, 0, 360, colour, -1)
             cv2.ellipse(labels, centre, axes, 0, 0, 360, int(cls), -1)
         cv2.imwrite(os.path.join(images, image_id + ".jpg"), image)
-        score.write_palette_png(os.path.join(gt, image_id + ".png"), labels)
+        write_label_png(os.path.join(gt, image_id + ".png"), labels)
     write_text(os.path.join(folder, "list.txt"), "".join(i + "\n" for i in ids))
     return os.path.join(folder, "list.txt"), images, gt
 
@@ -598,7 +541,7 @@ def summary(results):
         "lmdb_build_records_per_s_target": results["build"]["target"]["records_per_s"],
         "peak_rss_mb_joint_train": results["rss"]["vmhwm_mb"],
         "joint_train_step_s_batch8": results["rss"]["seconds"],
-        # issue 12
+        # the GPU-readiness figures: Python layers' host<->device traffic, unpooling time
         "python_layer_mb_joint_batch4": total_mb(results["joint"]["python_layer_bytes"]
                                                  ["batch_4"]),
         "python_layer_mb_joint_batch4_python_unpool": total_mb(
