@@ -117,11 +117,9 @@ TINY_ARCHITECTURE = Architecture(
     # as a convolution: BaselineNet's class score maps are 2x2 (4x4), coarser than conv5_3.
     classifier_crop=64,
     num_classes=80,
-    # From scratch: pixels / 64 give conv1_1 O(1) inputs (the first sigmoid cross-entropy is
-    # ~57 instead of ~1270, and stage 0 reached 44 % exact label sets on the built-in val
-    # images instead of 24 % at the time: 2400 iterations, dataset v3). conv5_3 then
-    # averages ~0.07 after stage 0: x3 gives the paper's A ~0.2 (0.004 x ~50), so s = A z
-    # reaches the decoder.
+    # From scratch: pixels / 64 give conv1_1 O(1) inputs; conv5_3 then averages ~0.07 after
+    # stage 0, and x 3 gives the paper's A ~0.2 (0.004 x ~50), so s = A z reaches the decoder
+    # (docs/decisions.md has the measurements behind these and the schedule below).
     input_scale=1 / 64, feature_scale=3)
 
 BUILTIN = Data(  # data_prep.builtin's dataset, at the tiny nets' sizes
@@ -130,14 +128,12 @@ BUILTIN = Data(  # data_prep.builtin's dataset, at the tiny nets' sizes
     resize=104, classifier_resize=70)
 
 TINY_SCHEDULE = Schedule(stages={
-    # from scratch: at 1e-3 Adam collapses conv5_3 ~300x within 300 iterations; at a
-    # fixed 3e-4 the val label sets swing between 26 and 53 % exact from one snapshot to
-    # the next, lr / 10 after 2400 iterations settles them; 3600 rather than 2400
-    # iterations: 48 % instead of 36 % exact label sets on the built-in val images (v5)
+    # from scratch: 1e-3 collapses conv5_3, a fixed 3e-4 leaves the label predictions
+    # swinging from one snapshot to the next, lr / 10 after 2400 iterations settles them
     'classifier': Stage(batch=8, iter_size=1, max_iter=3600, base_lr=3e-4, lr_step=2400),
     'attention': Stage(batch=8, iter_size=1, max_iter=300, base_lr=1e-3),
-    # the paper's 5e-4 (on built-in dataset v4, 1e-3 left the decoder's output on the
-    # unseen target shapes swinging from one snapshot to the next)
+    # the paper's 5e-4 (1e-3 leaves the decoder's output on the unseen target shapes
+    # swinging from one snapshot to the next)
     'joint': Stage(batch=4, iter_size=1, max_iter=2500, base_lr=5e-4),
 }, snapshot=100, display=10)
 
