@@ -20,6 +20,7 @@ first, so smaller ones occlude larger ones (the COCO builder's overlap rule). De
   python3 -m data_prep.voc --voc-root data/builtin/VOCdevkit/VOC2012 \
       --out data/builtin/lmdb/target --size 104
 """
+
 import argparse
 import inspect
 import json
@@ -46,9 +47,22 @@ def _star(points, inner):
 
 # Unit-size outlines (x, y in about [-1, 1]) of each shape family.
 SHAPES = {
-    "cross": np.array([[-0.12, -1], [0.12, -1], [0.12, -0.35], [0.95, -0.35], [0.95, -0.1],
-                       [0.12, -0.1], [0.12, 1], [-0.12, 1], [-0.12, -0.1], [-0.95, -0.1],
-                       [-0.95, -0.35], [-0.12, -0.35]]),
+    "cross": np.array(
+        [
+            [-0.12, -1],
+            [0.12, -1],
+            [0.12, -0.35],
+            [0.95, -0.35],
+            [0.95, -0.1],
+            [0.12, -0.1],
+            [0.12, 1],
+            [-0.12, 1],
+            [-0.12, -0.1],
+            [-0.95, -0.1],
+            [-0.95, -0.35],
+            [-0.12, -0.35],
+        ]
+    ),
     "chevron": np.array([[-1, -0.6], [0, 0.2], [1, -0.6], [1, -0.1], [0, 0.7], [-1, -0.1]]),
     "triangle": np.array([[0, -1], [0.9, 0.65], [-0.9, 0.65]]),
     "star": _star(5, 0.45),
@@ -70,11 +84,11 @@ AIRPLANE_FRACTION = 0.1
 CROWD_FRACTION = 0.25
 EMPTY_EVERY = 50
 MARKER = "builtin.json"  # the settings and VERSION of the trees beside it
-BUILDING = ".building"   # where the trees are built before they are swapped in
+BUILDING = ".building"  # where the trees are built before they are swapped in
 MIN_VISIBLE = 0.35
 VOC_BORDER = 3  # width in pixels of the 255 band drawn along VOC object boundaries
 MIN_RADIUS, MAX_RADIUS = 0.25, 0.5  # object size, fraction of the image's shorter side
-MAX_STROKES = 2       # faint clutter lines per background
+MAX_STROKES = 2  # faint clutter lines per background
 BACKGROUND_TINT = 25  # backgrounds: grey levels tinted by at most this much per channel
 # Every category has a hue tendency (degrees), so labels are learnable from colour by a small
 # network trained from scratch; objects vary +- HUE_SPREAD around it (bands 33 apart).
@@ -86,8 +100,7 @@ HUE_SPREAD = 14
 # source-hue objectness (docs/decisions.md has the measurements).
 SOURCE_HUE_SPREAD = 33
 SOURCE_IDS = frozenset(cid for cid, _ in SOURCE_SHAPES)
-CLASS_HUE = {cid: 360.0 * i / 11 for i, cid in enumerate(
-    (10, 1, 13, 3, 28, 4, 38, 16, 52, 84, 5))}
+CLASS_HUE = {cid: 360.0 * i / 11 for i, cid in enumerate((10, 1, 13, 3, 28, 4, 38, 16, 52, 84, 5))}
 
 
 def _texture(rng, h, w):
@@ -171,8 +184,12 @@ def _rle_counts(mask):
 
 def _bbox(mask):
     ys, xs = np.nonzero(mask)
-    return [float(xs.min()), float(ys.min()), float(xs.max() - xs.min() + 1),
-            float(ys.max() - ys.min() + 1)]
+    return [
+        float(xs.min()),
+        float(ys.min()),
+        float(xs.max() - xs.min() + 1),
+        float(ys.max() - ys.min() + 1),
+    ]
 
 
 def make_image(rng, shapes, n_objects, crowd_shape=None, extra_shape=None):
@@ -190,8 +207,13 @@ def make_image(rng, shapes, n_objects, crowd_shape=None, extra_shape=None):
         union = np.zeros((h, w), bool)
         cx, cy = rng.uniform(0.25, 0.75) * w, rng.uniform(0.25, 0.75) * h
         for _ in range(rng.randint(4, 9)):
-            poly = _polygon(rng, crowd_shape[1], cx + rng.randn() * 0.12 * side,
-                            cy + rng.randn() * 0.12 * side, rng.uniform(0.05, 0.09) * side)
+            poly = _polygon(
+                rng,
+                crowd_shape[1],
+                cx + rng.randn() * 0.12 * side,
+                cy + rng.randn() * 0.12 * side,
+                rng.uniform(0.05, 0.09) * side,
+            )
             m = _mask(poly, h, w)
             _paint(rng, img, m, crowd_shape[0])
             union |= m
@@ -203,8 +225,13 @@ def make_image(rng, shapes, n_objects, crowd_shape=None, extra_shape=None):
     for label, shape in picks:
         for _ in range(10):  # placements until every object stays mostly visible
             radius = rng.uniform(MIN_RADIUS, MAX_RADIUS) * side
-            poly = _polygon(rng, shape, rng.uniform(0.3 * radius, w - 0.3 * radius),
-                            rng.uniform(0.3 * radius, h - 0.3 * radius), radius)
+            poly = _polygon(
+                rng,
+                shape,
+                rng.uniform(0.3 * radius, w - 0.3 * radius),
+                rng.uniform(0.3 * radius, h - 0.3 * radius),
+                radius,
+            )
             m = _mask(poly, h, w)
             trial = sorted(objects + [(label, poly, m)], key=lambda o: -int(o[2].sum()))
             if m.sum() > 30 and _all_visible(trial):
@@ -241,21 +268,41 @@ def coco_image(job):
     root, seed, index = job
     rng = _rng(seed, 0, index)
     n = 0 if index % EMPTY_EVERY == EMPTY_EVERY - 1 else rng.randint(1, 4)
-    crowd_shape = SOURCE_SHAPES[rng.randint(len(SOURCE_SHAPES))] \
-        if n and rng.rand() < CROWD_FRACTION else None
+    crowd_shape = (
+        SOURCE_SHAPES[rng.randint(len(SOURCE_SHAPES))]
+        if n and rng.rand() < CROWD_FRACTION
+        else None
+    )
     extra = PASCAL_DISTRACTOR if n and rng.rand() < AIRPLANE_FRACTION else None
     img, objects, crowd = make_image(rng, list(SOURCE_SHAPES), n, crowd_shape, extra)
     image_id = index + 1
     name = "COCO_train2014_%012d.jpg" % image_id
     cv2.imwrite(os.path.join(root, "train2014", name), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
-    anns = [{"image_id": image_id, "category_id": cid, "segmentation": [poly],
-             "area": float(m.sum()), "bbox": _bbox(m), "iscrowd": 0}
-            for cid, poly, m in objects]
+    anns = [
+        {
+            "image_id": image_id,
+            "category_id": cid,
+            "segmentation": [poly],
+            "area": float(m.sum()),
+            "bbox": _bbox(m),
+            "iscrowd": 0,
+        }
+        for cid, poly, m in objects
+    ]
     if crowd is not None:
-        anns.append({"image_id": image_id, "category_id": crowd[0],
-                     "segmentation": {"counts": _rle_counts(crowd[1]),
-                                      "size": [img.shape[0], img.shape[1]]},
-                     "area": float(crowd[1].sum()), "bbox": _bbox(crowd[1]), "iscrowd": 1})
+        anns.append(
+            {
+                "image_id": image_id,
+                "category_id": crowd[0],
+                "segmentation": {
+                    "counts": _rle_counts(crowd[1]),
+                    "size": [img.shape[0], img.shape[1]],
+                },
+                "area": float(crowd[1].sum()),
+                "bbox": _bbox(crowd[1]),
+                "iscrowd": 1,
+            }
+        )
     info = {"id": image_id, "file_name": name, "height": img.shape[0], "width": img.shape[1]}
     return info, anns
 
@@ -267,16 +314,18 @@ def voc_image(job):
     img, objects, _ = make_image(rng, list(TARGET_SHAPES), rng.randint(1, 4))
     labels = _label_map(objects, img.shape[:2])
     if sbd_format:  # SBD: no void borders, labels in a .mat
-        cv2.imwrite(os.path.join(root, "img", name + ".jpg"), img,
-                    [cv2.IMWRITE_JPEG_QUALITY, 90])
+        cv2.imwrite(os.path.join(root, "img", name + ".jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
         present = np.unique(labels[labels > 0]).astype(np.uint8)
-        scipy.io.savemat(os.path.join(root, "cls", name + ".mat"),
-                         {"GTcls": {"Segmentation": labels, "CategoriesPresent": present}})
+        scipy.io.savemat(
+            os.path.join(root, "cls", name + ".mat"),
+            {"GTcls": {"Segmentation": labels, "CategoriesPresent": present}},
+        )
         return
     kernel = np.ones((VOC_BORDER, VOC_BORDER), np.uint8)
     labels[cv2.dilate(labels, kernel) != cv2.erode(labels, kernel)] = classes.IGNORE
-    cv2.imwrite(os.path.join(root, "JPEGImages", name + ".jpg"), img,
-                [cv2.IMWRITE_JPEG_QUALITY, 90])
+    cv2.imwrite(
+        os.path.join(root, "JPEGImages", name + ".jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90]
+    )
     fileio.write_label_png(os.path.join(root, "SegmentationClass", name + ".png"), labels)
 
 
@@ -289,8 +338,7 @@ def _write_list(path, names):
         f.write("".join(n + "\n" for n in names))
 
 
-def generate(out, seed=0, source_images=600, target_train=400, target_val=100, sbd=0,
-             workers=2):
+def generate(out, seed=0, source_images=600, target_train=400, target_val=100, sbd=0, workers=2):
     """Write <out>/coco, <out>/VOCdevkit/VOC2012 and (sbd > 0) <out>/benchmark_RELEASE.
 
     Each tree is built under <out>/.building and swapped in when complete; out/builtin.json,
@@ -304,8 +352,7 @@ def generate(out, seed=0, source_images=600, target_train=400, target_val=100, s
         os.remove(marker)
     build = os.path.join(out, BUILDING)
     try:
-        params = _generate(out, build, seed, source_images, target_train, target_val, sbd,
-                           workers)
+        params = _generate(out, build, seed, source_images, target_train, target_val, sbd, workers)
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)
         raise
@@ -318,23 +365,29 @@ def _generate(out, build, seed, source_images, target_train, target_val, sbd, wo
         shutil.rmtree(build)
     coco, voc = os.path.join(build, "coco"), os.path.join(build, "VOCdevkit", "VOC2012")
     sbd_dir = os.path.join(build, "benchmark_RELEASE", "dataset")
-    for d in [os.path.join(coco, "annotations"), os.path.join(coco, "train2014"),
-              os.path.join(voc, "JPEGImages"), os.path.join(voc, "SegmentationClass"),
-              os.path.join(voc, "ImageSets", "Segmentation")] + \
-            ([os.path.join(sbd_dir, "img"), os.path.join(sbd_dir, "cls")] if sbd else []):
+    for d in [
+        os.path.join(coco, "annotations"),
+        os.path.join(coco, "train2014"),
+        os.path.join(voc, "JPEGImages"),
+        os.path.join(voc, "SegmentationClass"),
+        os.path.join(voc, "ImageSets", "Segmentation"),
+    ] + ([os.path.join(sbd_dir, "img"), os.path.join(sbd_dir, "cls")] if sbd else []):
         os.makedirs(d)
     voc_train = ["2012_%06d" % i for i in range(target_train)]
     voc_val = ["2012_%06d" % i for i in range(target_train, target_train + target_val)]
     sbd_new = ["2011_%06d" % i for i in range(sbd)]
     voc_names = voc_train + voc_val
-    jobs_voc = [(voc, seed, 1, i, n, False) for i, n in enumerate(voc_names)] + \
-        [(sbd_dir, seed, 2, i, n, True) for i, n in enumerate(sbd_new)]
+    jobs_voc = [(voc, seed, 1, i, n, False) for i, n in enumerate(voc_names)] + [
+        (sbd_dir, seed, 2, i, n, True) for i, n in enumerate(sbd_new)
+    ]
     if sbd:  # SBD also holds VOC images: the first three val and three train ones
-        jobs_voc += [(sbd_dir, seed, 1, voc_names.index(n), n, True)
-                     for n in voc_val[:3] + voc_train[:3]]
+        jobs_voc += [
+            (sbd_dir, seed, 1, voc_names.index(n), n, True) for n in voc_val[:3] + voc_train[:3]
+        ]
     with multiprocessing.Pool(workers) as pool:
-        coco_out = pool.map(coco_image, [(coco, seed, i) for i in range(source_images)],
-                            chunksize=8)
+        coco_out = pool.map(
+            coco_image, [(coco, seed, i) for i in range(source_images)], chunksize=8
+        )
         pool.map(voc_image, jobs_voc, chunksize=8)
     images, anns = [], []
     for info, image_anns in coco_out:
@@ -342,11 +395,16 @@ def _generate(out, build, seed, source_images, target_train, target_val, sbd, wo
         for a in image_anns:
             anns.append(dict(a, id=len(anns) + 1))
     used = [SOURCE_SHAPES[i][0] for i in range(len(SOURCE_SHAPES))] + [PASCAL_DISTRACTOR[0]]
-    dataset = {"info": {"description": "TransferNet built-in dataset (COCO format)",
-                        "seed": seed},
-               "licenses": [], "images": images, "annotations": anns,
-               "categories": [{"id": c, "name": classes.COCO_NAME_BY_ID[c],
-                               "supercategory": "shape"} for c in sorted(used)]}
+    dataset = {
+        "info": {"description": "TransferNet built-in dataset (COCO format)", "seed": seed},
+        "licenses": [],
+        "images": images,
+        "annotations": anns,
+        "categories": [
+            {"id": c, "name": classes.COCO_NAME_BY_ID[c], "supercategory": "shape"}
+            for c in sorted(used)
+        ],
+    }
     with open(os.path.join(coco, "annotations", "instances_train2014.json"), "w") as f:
         json.dump(dataset, f)
     seg = os.path.join(voc, "ImageSets", "Segmentation")
@@ -360,8 +418,14 @@ def _generate(out, build, seed, source_images, target_train, target_val, sbd, wo
     if not sbd and os.path.exists(os.path.join(out, "benchmark_RELEASE")):
         shutil.rmtree(os.path.join(out, "benchmark_RELEASE"))
     shutil.rmtree(build)
-    return {"version": VERSION, "seed": seed, "source_images": source_images,
-            "target_train": target_train, "target_val": target_val, "sbd": sbd}
+    return {
+        "version": VERSION,
+        "seed": seed,
+        "source_images": source_images,
+        "target_train": target_train,
+        "target_val": target_val,
+        "sbd": sbd,
+    }
 
 
 def ensure(out, workers=2, **settings):
@@ -372,8 +436,9 @@ def ensure(out, workers=2, **settings):
     bound.apply_defaults()
     wanted = dict(bound.arguments, version=VERSION)
     del wanted["out"], wanted["workers"]
-    if _recorded(out) == wanted and all(os.path.isdir(os.path.join(out, tree))
-                                        for tree in _trees(wanted["sbd"])):
+    if _recorded(out) == wanted and all(
+        os.path.isdir(os.path.join(out, tree)) for tree in _trees(wanted["sbd"])
+    ):
         shutil.rmtree(os.path.join(out, BUILDING), ignore_errors=True)
         return False
     generate(out, workers=workers, **settings)
@@ -400,11 +465,24 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=2, help="worker processes")
     a = p.parse_args(argv)
     common.exit_on_sigterm()
-    generated = ensure(a.out, a.workers, seed=a.seed, source_images=a.source_images,
-                       target_train=a.target_train, target_val=a.target_val, sbd=a.sbd)
-    print("data_prep.builtin: %s %s (%s)" % ("wrote" if generated else "up to date:", a.out,
-                                             json.dumps(_recorded(a.out), sort_keys=True)),
-          file=sys.stderr)
+    generated = ensure(
+        a.out,
+        a.workers,
+        seed=a.seed,
+        source_images=a.source_images,
+        target_train=a.target_train,
+        target_val=a.target_val,
+        sbd=a.sbd,
+    )
+    print(
+        "data_prep.builtin: %s %s (%s)"
+        % (
+            "wrote" if generated else "up to date:",
+            a.out,
+            json.dumps(_recorded(a.out), sort_keys=True),
+        ),
+        file=sys.stderr,
+    )
 
 
 if __name__ == "__main__":

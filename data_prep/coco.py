@@ -12,6 +12,7 @@ The image's labels are the ids left in the label map after resizing.
 
   python3 -m data_prep.coco --root data/coco --out data/lmdb/coco60 [--ratio 0.5 --seed 1]
 """
+
 import argparse
 import json
 import os
@@ -26,8 +27,7 @@ from transfernet import classes, fileio, records
 
 DEFAULT_ANNOTATIONS = "annotations/instances_train2014.json"
 DEFAULT_IMAGES = "train2014"
-DOWNLOAD = ("https://cocodataset.org/#download (2014 Train images, "
-            "2014 Train/Val annotations)")
+DOWNLOAD = "https://cocodataset.org/#download (2014 Train images, " "2014 Train/Val annotations)"
 MIN_POLYGON_COORDS = 6  # three (x, y) points
 
 PASCAL_CATEGORY = "pascal_category"
@@ -51,8 +51,9 @@ def instance_mask(segmentation, height, width, what):
             raise fileio.Skip(common.DEGENERATE_POLYGON, "%s: empty polygon list" % what)
         for poly in segmentation:
             if len(poly) < MIN_POLYGON_COORDS or len(poly) % 2:
-                raise fileio.Skip(common.DEGENERATE_POLYGON,
-                                  "%s: polygon with %d coordinates" % (what, len(poly)))
+                raise fileio.Skip(
+                    common.DEGENERATE_POLYGON, "%s: polygon with %d coordinates" % (what, len(poly))
+                )
         rles = mask_utils.frPyObjects(segmentation, height, width)
         mask = mask_utils.decode(mask_utils.merge(rles))
         if not mask.any():
@@ -60,14 +61,17 @@ def instance_mask(segmentation, height, width, what):
         return mask.astype(bool)
     if isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
         if list(segmentation["size"]) != [height, width]:
-            raise fileio.Skip(common.SIZE_MISMATCH, "%s: RLE size %s, image %dx%d"
-                              % (what, segmentation["size"], height, width))
+            raise fileio.Skip(
+                common.SIZE_MISMATCH,
+                "%s: RLE size %s, image %dx%d" % (what, segmentation["size"], height, width),
+            )
         rle = segmentation
         if isinstance(rle["counts"], list):
             rle = mask_utils.frPyObjects(rle, height, width)
         return mask_utils.decode(rle).astype(bool)
-    raise fileio.Skip(common.DEGENERATE_POLYGON, "%s: segmentation is neither polygons nor RLE"
-                      % what)
+    raise fileio.Skip(
+        common.DEGENERATE_POLYGON, "%s: segmentation is neither polygons nor RLE" % what
+    )
 
 
 def label_map(anns, height, width, what):
@@ -78,10 +82,13 @@ def label_map(anns, height, width, what):
     for ann in anns:
         cid = ann["category_id"]
         if cid not in classes.COCO60_ID:
-            raise fileio.Skip(common.UNKNOWN_CATEGORY, "%s: annotation %s has category id %r"
-                              % (what, ann.get("id"), cid))
-        mask = instance_mask(ann["segmentation"], height, width,
-                             "%s annotation %s" % (what, ann.get("id")))
+            raise fileio.Skip(
+                common.UNKNOWN_CATEGORY,
+                "%s: annotation %s has category id %r" % (what, ann.get("id"), cid),
+            )
+        mask = instance_mask(
+            ann["segmentation"], height, width, "%s annotation %s" % (what, ann.get("id"))
+        )
         if ann.get("iscrowd", 0):
             crowd |= mask
         else:
@@ -100,15 +107,22 @@ def encode_one(task):
     path, height, width, anns, size = task
     image = fileio.read_image(path)
     if image.shape[:2] != (height, width):
-        raise fileio.Skip(common.SIZE_MISMATCH, "%s is %dx%d, its annotations are %dx%d"
-                          % (path, image.shape[0], image.shape[1], height, width))
+        raise fileio.Skip(
+            common.SIZE_MISMATCH,
+            "%s is %dx%d, its annotations are %dx%d"
+            % (path, image.shape[0], image.shape[1], height, width),
+        )
     labels = records.warp_mask(label_map(anns, height, width, path), size)
     ids = [int(c) for c in np.unique(labels) if c not in (classes.BACKGROUND, classes.IGNORE)]
     if not ids:
-        raise fileio.Skip(NO_OBJECT_PIXELS, "%s: no object pixel left at %dx%d"
-                          % (path, size, size))
-    return records.encode_image(records.warp_image(image, size), ids), \
-        records.encode_mask(labels), ids
+        raise fileio.Skip(
+            NO_OBJECT_PIXELS, "%s: no object pixel left at %dx%d" % (path, size, size)
+        )
+    return (
+        records.encode_image(records.warp_image(image, size), ids),
+        records.encode_mask(labels),
+        ids,
+    )
 
 
 def field_problem(entry, fields):
@@ -133,8 +147,10 @@ def load_instances(path):
         raise ValueError("%s is not valid JSON: %s" % (path, e)) from None
     problem = field_problem(dataset, INSTANCES_FIELDS)
     if problem:
-        raise ValueError("%s %s: a COCO instances JSON has 'images', 'annotations' and "
-                         "'categories' lists" % (path, problem))
+        raise ValueError(
+            "%s %s: a COCO instances JSON has 'images', 'annotations' and "
+            "'categories' lists" % (path, problem)
+        )
     for i, cat in enumerate(dataset["categories"]):
         problem = field_problem(cat, CATEGORY_FIELDS)
         if problem:
@@ -195,8 +211,16 @@ def select_images(images, anns, ratio, seed):
     return candidates, dropped
 
 
-def build_source(root, out_dir, annotations=DEFAULT_ANNOTATIONS, images=DEFAULT_IMAGES,
-                 size=records.DEFAULT_SIZE, ratio=1.0, seed=0, workers=2):
+def build_source(
+    root,
+    out_dir,
+    annotations=DEFAULT_ANNOTATIONS,
+    images=DEFAULT_IMAGES,
+    size=records.DEFAULT_SIZE,
+    ratio=1.0,
+    seed=0,
+    workers=2,
+):
     """Build the source dataset from a COCO root; returns its meta dict."""
     records.remove_partial(out_dir)
     common.require_files("MS-COCO", root, [annotations, images + "/"], DOWNLOAD)
@@ -208,20 +232,39 @@ def build_source(root, out_dir, annotations=DEFAULT_ANNOTATIONS, images=DEFAULT_
     tasks = []
     for img_id in kept:
         info = infos[img_id]
-        tasks.append((info["file_name"], (os.path.join(root, images, info["file_name"]),
-                                          info["height"], info["width"], anns[img_id], size)))
+        tasks.append(
+            (
+                info["file_name"],
+                (
+                    os.path.join(root, images, info["file_name"]),
+                    info["height"],
+                    info["width"],
+                    anns[img_id],
+                    size,
+                ),
+            )
+        )
     listed = sorted(c["id"] for c in dataset["categories"] if c["id"] in classes.COCO60_ID)
     meta = {
-        "kind": "source", "size": size, "num_classes": classes.NUM_CLASSES,
+        "kind": "source",
+        "size": size,
+        "num_classes": classes.NUM_CLASSES,
         "classes": {str(classes.COCO60_ID[c]): classes.COCO_NAME_BY_ID[c] for c in listed},
         "coco_category_ids": {str(classes.COCO60_ID[c]): c for c in listed},
         "dropped": dropped,
-        "params": {"root": os.path.abspath(root), "annotations": annotations,
-                   "images": images, "ratio": ratio, "seed": seed, "size": size,
-                   "images_in_json": len(dataset["images"])},
+        "params": {
+            "root": os.path.abspath(root),
+            "annotations": annotations,
+            "images": images,
+            "ratio": ratio,
+            "seed": seed,
+            "size": size,
+            "images_in_json": len(dataset["images"]),
+        },
     }
-    return common.build(out_dir, tasks, encode_one, meta, workers=workers, desc="coco",
-                        skipped=skipped)
+    return common.build(
+        out_dir, tasks, encode_one, meta, workers=workers, desc="coco", skipped=skipped
+    )
 
 
 def main(argv=None):

@@ -1,4 +1,5 @@
 """Shared pieces of the dataset builders: the parallel build loop, skip reports."""
+
 import multiprocessing
 import os
 import signal
@@ -26,8 +27,14 @@ def require_files(what, root, expected, download):
     if missing:
         raise FileNotFoundError(
             "%s not found under %s: missing %s.\nExpected layout:\n%s\nDownload: %s"
-            % (what, os.path.abspath(root), ", ".join(missing),
-               "\n".join("  %s/%s" % (root.rstrip("/"), p) for p in expected), download))
+            % (
+                what,
+                os.path.abspath(root),
+                ", ".join(missing),
+                "\n".join("  %s/%s" % (root.rstrip("/"), p) for p in expected),
+                download,
+            )
+        )
 
 
 def _imap(fn, tasks, workers):
@@ -50,8 +57,9 @@ def _guarded(fn_task):
         return ("skip", s.reason, s.detail)
 
 
-def build(out_dir, tasks, fn, meta, workers=2, map_size=records.DEFAULT_MAP_SIZE, desc="build",
-          skipped=()):
+def build(
+    out_dir, tasks, fn, meta, workers=2, map_size=records.DEFAULT_MAP_SIZE, desc="build", skipped=()
+):
     """Run fn over tasks in worker processes (ordered) and write the dataset atomically.
 
     tasks: list of (item_name, task); fn(task) -> (image_value, mask_value or None, class_ids)
@@ -70,8 +78,14 @@ def build(out_dir, tasks, fn, meta, workers=2, map_size=records.DEFAULT_MAP_SIZE
 
     def produce():
         results = _imap(_guarded, [(fn, t) for _, t in tasks], workers)
-        bar = tqdm(zip(tasks, results), total=len(tasks), desc=desc, file=sys.stderr,
-                   unit="img", dynamic_ncols=True)
+        bar = tqdm(
+            zip(tasks, results),
+            total=len(tasks),
+            desc=desc,
+            file=sys.stderr,
+            unit="img",
+            dynamic_ncols=True,
+        )
         for (name, _), result in bar:
             if result[0] == "skip":
                 dropped[result[1]] = dropped.get(result[1], 0) + 1
@@ -86,9 +100,11 @@ def build(out_dir, tasks, fn, meta, workers=2, map_size=records.DEFAULT_MAP_SIZE
         count = records.write_dataset(out_dir, produce(), meta, map_size=map_size, report=report)
     except records.EmptyDataset:
         _print_summary(out_dir, 0, time.time() - start, dropped, report, written=False)
-        raise ValueError("%s: no records to write: every input was dropped (counts above); "
-                         "parameters: %s" % (out_dir, ", ".join(
-                             "%s=%s" % kv for kv in sorted(meta.get("params", {}).items()))))
+        raise ValueError(
+            "%s: no records to write: every input was dropped (counts above); "
+            "parameters: %s"
+            % (out_dir, ", ".join("%s=%s" % kv for kv in sorted(meta.get("params", {}).items())))
+        )
     _print_summary(out_dir, count, time.time() - start, dropped, report, written=True)
     return records.read_meta(out_dir)
 
@@ -96,15 +112,22 @@ def build(out_dir, tasks, fn, meta, workers=2, map_size=records.DEFAULT_MAP_SIZE
 def _print_summary(out_dir, count, seconds, dropped, report, written):
     """Kept count, rate and one line per drop reason; where report.tsv is if it was written,
     else the first skipped input of each reason."""
-    print("%s: kept %d images (%.0f records/s, %.1f s)" % (out_dir, count, count / seconds,
-                                                           seconds))
+    print(
+        "%s: kept %d images (%.0f records/s, %.1f s)" % (out_dir, count, count / seconds, seconds)
+    )
     example = {}
     for reason, item, detail in report:
         example.setdefault(reason, detail if item in detail else "%s: %s" % (item, detail))
     for reason, n in sorted(dropped.items()):
         if n:
-            print("  dropped %d: %s%s" % (n, reason, "" if written or reason not in example
-                                          else " (first: %s)" % example[reason]))
+            print(
+                "  dropped %d: %s%s"
+                % (
+                    n,
+                    reason,
+                    "" if written or reason not in example else " (first: %s)" % example[reason],
+                )
+            )
     if report and written:
         print("  skipped inputs listed in %s" % os.path.join(out_dir, "report.tsv"))
     sys.stdout.flush()  # before an error on stderr

@@ -10,6 +10,7 @@ for images in both. The val list stays in VOC format for evaluation.
   python3 -m data_prep.voc --voc-root data/VOCdevkit/VOC2012 \
       [--sbd-root data/benchmark_RELEASE/dataset] --out data/lmdb/voc_train_aug
 """
+
 import argparse
 import os
 import sys
@@ -20,14 +21,22 @@ import scipy.io
 from data_prep import common
 from transfernet import classes, fileio, records
 
-VOC_FILES = ["JPEGImages/", "SegmentationClass/", "ImageSets/Segmentation/train.txt",
-             "ImageSets/Segmentation/val.txt"]
+VOC_FILES = [
+    "JPEGImages/",
+    "SegmentationClass/",
+    "ImageSets/Segmentation/train.txt",
+    "ImageSets/Segmentation/val.txt",
+]
 SBD_FILES = ["img/", "cls/", "train.txt", "val.txt"]
-VOC_DOWNLOAD = ("http://host.robots.ox.ac.uk/pascal/VOC/voc2012/ "
-                "(VOCtrainval_11-May-2012.tar, unpacks to VOCdevkit/VOC2012)")
-SBD_DOWNLOAD = ("the Semantic Boundaries Dataset page of Hariharan et al., "
-                "http://home.bharathh.info/pubs/codes/SBD/download.html "
-                "(benchmark.tgz, unpacks to benchmark_RELEASE/dataset)")
+VOC_DOWNLOAD = (
+    "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/ "
+    "(VOCtrainval_11-May-2012.tar, unpacks to VOCdevkit/VOC2012)"
+)
+SBD_DOWNLOAD = (
+    "the Semantic Boundaries Dataset page of Hariharan et al., "
+    "http://home.bharathh.info/pubs/codes/SBD/download.html "
+    "(benchmark.tgz, unpacks to benchmark_RELEASE/dataset)"
+)
 NO_ANNOTATION = "no_annotation"
 
 
@@ -36,8 +45,9 @@ def read_voc_label(path):
     try:
         return fileio.read_label_png(path)
     except (OSError, SyntaxError, ValueError) as e:  # ValueError: fileio.FileFormatError too
-        raise fileio.Skip(common.UNREADABLE_MASK, str(e) if str(path) in str(e)
-                          else "%s: %s" % (path, e))
+        raise fileio.Skip(
+            common.UNREADABLE_MASK, str(e) if str(path) in str(e) else "%s: %s" % (path, e)
+        )
 
 
 def read_sbd_label(path):
@@ -45,13 +55,17 @@ def read_sbd_label(path):
     try:
         mat = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
     except Exception as e:  # a broken file raises MatReadError, ValueError, IndexError, ...
-        raise fileio.Skip(common.UNREADABLE_MASK, "%s: not a readable .mat file (%s: %s)"
-                          % (path, type(e).__name__, e))
+        raise fileio.Skip(
+            common.UNREADABLE_MASK,
+            "%s: not a readable .mat file (%s: %s)" % (path, type(e).__name__, e),
+        )
     try:
         return np.asarray(mat["GTcls"].Segmentation, dtype=np.uint8)
     except (KeyError, AttributeError, ValueError, TypeError) as e:
-        raise fileio.Skip(common.UNREADABLE_MASK, "%s: no GTcls.Segmentation (%s: %s)"
-                          % (path, type(e).__name__, e))
+        raise fileio.Skip(
+            common.UNREADABLE_MASK,
+            "%s: no GTcls.Segmentation (%s: %s)" % (path, type(e).__name__, e),
+        )
 
 
 def encode_one(task):
@@ -60,14 +74,24 @@ def encode_one(task):
     image = fileio.read_image(image_path)
     labels = (read_sbd_label if label_path.endswith(".mat") else read_voc_label)(label_path)
     if labels.shape != image.shape[:2]:
-        raise fileio.Skip(common.SIZE_MISMATCH, "%s is %dx%d, %s is %dx%d"
-                          % (label_path, labels.shape[0], labels.shape[1], image_path,
-                             image.shape[0], image.shape[1]))
+        raise fileio.Skip(
+            common.SIZE_MISMATCH,
+            "%s is %dx%d, %s is %dx%d"
+            % (
+                label_path,
+                labels.shape[0],
+                labels.shape[1],
+                image_path,
+                image.shape[0],
+                image.shape[1],
+            ),
+        )
     ids = [int(c) for c in np.unique(labels) if c not in (classes.BACKGROUND, classes.IGNORE)]
     unknown = [c for c in ids if c > len(classes.VOC_CLASSES)]
     if unknown:
-        raise fileio.Skip(common.UNKNOWN_CATEGORY, "%s: class ids %s outside 1..20"
-                          % (label_path, unknown))
+        raise fileio.Skip(
+            common.UNKNOWN_CATEGORY, "%s: class ids %s outside 1..20" % (label_path, unknown)
+        )
     if not ids:
         raise fileio.Skip(NO_ANNOTATION, "%s: no object pixel" % label_path)
     return records.encode_image(records.warp_image(image, size), ids), None, ids
@@ -76,18 +100,31 @@ def encode_one(task):
 def train_aug_tasks(voc_root, sbd_root, size):
     """[(name, task)] of train_aug in name order, and the list sizes for the metadata."""
     seg = os.path.join(voc_root, "ImageSets", "Segmentation")
-    voc_train, voc_val = fileio.read_list(os.path.join(seg, "train.txt")), \
-        fileio.read_list(os.path.join(seg, "val.txt"))
-    sources = {n: (os.path.join(voc_root, "JPEGImages", n + ".jpg"),
-                   os.path.join(voc_root, "SegmentationClass", n + ".png")) for n in voc_train}
+    voc_train, voc_val = (
+        fileio.read_list(os.path.join(seg, "train.txt")),
+        fileio.read_list(os.path.join(seg, "val.txt")),
+    )
+    sources = {
+        n: (
+            os.path.join(voc_root, "JPEGImages", n + ".jpg"),
+            os.path.join(voc_root, "SegmentationClass", n + ".png"),
+        )
+        for n in voc_train
+    }
     lists = {"voc_train": len(voc_train), "voc_val": len(voc_val)}
     if sbd_root:
-        sbd = fileio.read_list(os.path.join(sbd_root, "train.txt")) + \
-            fileio.read_list(os.path.join(sbd_root, "val.txt"))
+        sbd = fileio.read_list(os.path.join(sbd_root, "train.txt")) + fileio.read_list(
+            os.path.join(sbd_root, "val.txt")
+        )
         lists["sbd_train_val"] = len(sbd)
         for n in sbd:
-            sources.setdefault(n, (os.path.join(sbd_root, "img", n + ".jpg"),
-                                   os.path.join(sbd_root, "cls", n + ".mat")))
+            sources.setdefault(
+                n,
+                (
+                    os.path.join(sbd_root, "img", n + ".jpg"),
+                    os.path.join(sbd_root, "cls", n + ".mat"),
+                ),
+            )
     excluded = set(voc_val) & set(sources)
     lists["removed_voc_val"] = len(excluded)
     names = sorted(set(sources) - set(voc_val))
@@ -101,16 +138,24 @@ def build_target(voc_root, out_dir, sbd_root=None, size=records.DEFAULT_SIZE, wo
     if sbd_root:
         common.require_files("SBD", sbd_root, SBD_FILES, SBD_DOWNLOAD)
     else:
-        print("data_prep.voc: no SBD root given: the target set is VOC 2012 train only "
-              "(1,464 images on the real VOC), not train_aug (10,582)")
+        print(
+            "data_prep.voc: no SBD root given: the target set is VOC 2012 train only "
+            "(1,464 images on the real VOC), not train_aug (10,582)"
+        )
     tasks, lists = train_aug_tasks(voc_root, sbd_root, size)
     meta = {
-        "kind": "target", "size": size, "num_classes": classes.NUM_CLASSES,
+        "kind": "target",
+        "size": size,
+        "num_classes": classes.NUM_CLASSES,
         "classes": {str(i + 1): n for i, n in enumerate(classes.VOC_CLASSES)},
         "split": "train_aug" if sbd_root else "voc_train",
         "dropped": {},
-        "params": dict(lists, voc_root=os.path.abspath(voc_root),
-                       sbd_root=os.path.abspath(sbd_root) if sbd_root else None, size=size),
+        "params": dict(
+            lists,
+            voc_root=os.path.abspath(voc_root),
+            sbd_root=os.path.abspath(sbd_root) if sbd_root else None,
+            size=size,
+        ),
     }
     return common.build(out_dir, tasks, encode_one, meta, workers=workers, desc="voc")
 

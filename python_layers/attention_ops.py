@@ -5,8 +5,10 @@ bottoms and write its results straight into the blobs. Bottoms: A, the conv5_3 b
 (NA, D, H, W), and alpha (AttentionPool) or z (Densify); A's batch NA is N or 1 (the deploy
 net encodes an image once and attends to K labels).
 """
+
 import caffe
 from layer_params import parse_params, report_errors
+
 from transfernet.attention import attention_pool, densify, feature_gradient
 
 
@@ -15,16 +17,19 @@ def check_shapes(layer, A, other, other_name, other_shapes):
     `other_shapes(N, D, H, W)` with N its own batch and A's batch equal to N or 1."""
     name = type(layer).__name__
     if len(A) != 4:
-        raise ValueError("%s: bottom A must be 4-D (N, D, H, W), got shape %s"
-                         % (name, A))
+        raise ValueError("%s: bottom A must be 4-D (N, D, H, W), got shape %s" % (name, A))
     n = other[0] if len(other) else None
     expected = other_shapes(n, *A[1:])
     if other not in expected:
-        raise ValueError("%s: bottom %s must have shape %s for A of shape %s, got %s"
-                         % (name, other_name, " or ".join(map(str, expected)), A, other))
+        raise ValueError(
+            "%s: bottom %s must have shape %s for A of shape %s, got %s"
+            % (name, other_name, " or ".join(map(str, expected)), A, other)
+        )
     if A[0] not in (1, n):
-        raise ValueError("%s: A's batch must be 1 or equal %s's batch %d, got A of shape %s"
-                         % (name, other_name, n, A))
+        raise ValueError(
+            "%s: A's batch must be 1 or equal %s's batch %d, got A of shape %s"
+            % (name, other_name, n, A)
+        )
 
 
 class _AttentionLayer(caffe.Layer):
@@ -38,8 +43,10 @@ class _AttentionLayer(caffe.Layer):
     def setup(self, bottom, top):
         parse_params(self, self.param_str, {})
         if len(bottom) != 2 or len(top) != 1:
-            raise ValueError("%s: expected 2 bottoms and 1 top, got %d bottoms and %d tops"
-                             % (type(self).__name__, len(bottom), len(top)))
+            raise ValueError(
+                "%s: expected 2 bottoms and 1 top, got %d bottoms and %d tops"
+                % (type(self).__name__, len(bottom), len(top))
+            )
 
 
 @report_errors
@@ -48,8 +55,7 @@ class AttentionPool(_AttentionLayer):
 
     def reshape(self, bottom, top):
         A, alpha = tuple(bottom[0].shape), tuple(bottom[1].shape)
-        check_shapes(self, A, alpha, "alpha",
-                     lambda n, d, h, w: [(n, 1, h, w), (n, h * w)])
+        check_shapes(self, A, alpha, "alpha", lambda n, d, h, w: [(n, 1, h, w), (n, h * w)])
         top[0].reshape(alpha[0], A[1])
 
     def forward(self, bottom, top):

@@ -35,6 +35,7 @@ Workers are daemon processes that also die with their parent (PR_SET_PDEATHSIG);
 pycaffe never frees a Python layer, so call `layer.close()` to stop them before the process
 ends if needed (they are stopped at interpreter exit anyway).
 """
+
 import ctypes
 import json
 import multiprocessing
@@ -50,17 +51,28 @@ import caffe
 import cv2
 import lmdb
 import numpy as np
-
 from layer_params import REQUIRED, parse_params, report_errors
+
 from transfernet import records
 from transfernet.classes import IGNORE
 from transfernet.fileio import MEAN_BGR
 
-DEFAULTS = {"source": None, "target": None, "source_fraction": 0.5, "batch_size": REQUIRED,
-            "resize": 330, "crop": 320, "mirror": True, "mean": list(MEAN_BGR),
-            "num_classes": 80, "multilabel": False, "seed": 0, "workers": 2}
-SLOTS_PER_WORKER = 2   # shared-memory batches each worker may have ready ahead of the net
-POLL_SECONDS = 1.0     # how often blocked workers / the layer check that the other side lives
+DEFAULTS = {
+    "source": None,
+    "target": None,
+    "source_fraction": 0.5,
+    "batch_size": REQUIRED,
+    "resize": 330,
+    "crop": 320,
+    "mirror": True,
+    "mean": list(MEAN_BGR),
+    "num_classes": 80,
+    "multilabel": False,
+    "seed": 0,
+    "workers": 2,
+}
+SLOTS_PER_WORKER = 2  # shared-memory batches each worker may have ready ahead of the net
+POLL_SECONDS = 1.0  # how often blocked workers / the layer check that the other side lives
 NAME = "SourceTargetData"
 
 
@@ -71,8 +83,10 @@ def _fail(message):
 def _check_int(params, key, low, high=None):
     value = params[key]
     if type(value) is not int or value < low or (high is not None and value > high):
-        raise _fail("%r must be an integer in [%s, %s], got %r"
-                    % (key, low, "inf" if high is None else high, value))
+        raise _fail(
+            "%r must be an integer in [%s, %s], got %r"
+            % (key, low, "inf" if high is None else high, value)
+        )
 
 
 def _check_dataset(role, path, num_classes, need_masks):
@@ -86,19 +100,24 @@ def _check_dataset(role, path, num_classes, need_masks):
     except ValueError as exc:
         raise _fail("%s dataset: %s" % (role, exc)) from None
     if meta.get("num_classes") != num_classes:
-        raise _fail("%s dataset %s has num_classes %r in meta.json, the layer has num_classes %d"
-                    % (role, path, meta.get("num_classes"), num_classes))
+        raise _fail(
+            "%s dataset %s has num_classes %r in meta.json, the layer has num_classes %d"
+            % (role, path, meta.get("num_classes"), num_classes)
+        )
     masks = os.path.join(path, "masks")
     if need_masks and not os.path.isdir(masks):
-        raise _fail("source dataset %s has no masks/ LMDB (a target dataset was given as "
-                    "source?)" % path)
+        raise _fail(
+            "source dataset %s has no masks/ LMDB (a target dataset was given as " "source?)" % path
+        )
     for sub in ("images", "masks") if need_masks else ("images",):
         env = lmdb.open(os.path.join(path, sub), readonly=True, lock=False)
         entries = env.stat()["entries"]
         env.close()
         if entries != meta["count"] or entries == 0:
-            raise _fail("%s dataset %s: %s/ holds %d records, meta.json says count %r"
-                        % (role, path, sub, entries, meta["count"]))
+            raise _fail(
+                "%s dataset %s: %s/ holds %d records, meta.json says count %r"
+                % (role, path, sub, entries, meta["count"])
+            )
     return {"path": path, "count": int(meta["count"]), "masks": need_masks}
 
 
@@ -106,14 +125,20 @@ def load_config(param_str, phase, num_tops):
     """Validated layer configuration from param_str (see the module docstring)."""
     params = parse_params(NAME, param_str, DEFAULTS)
     if num_tops not in (2, 3):
-        raise _fail("expected 2 tops (data, label) or 3 (data, label, seg-label), got %d"
-                    % num_tops)
+        raise _fail(
+            "expected 2 tops (data, label) or 3 (data, label, seg-label), got %d" % num_tops
+        )
     if params["multilabel"] and num_tops == 3:
         raise _fail("multilabel mode emits no seg-label: use 2 tops, got 3")
-    for key, low in (("batch_size", 1), ("resize", 1), ("crop", 1), ("num_classes", 1),
-                     ("workers", 0)):
+    for key, low in (
+        ("batch_size", 1),
+        ("resize", 1),
+        ("crop", 1),
+        ("num_classes", 1),
+        ("workers", 0),
+    ):
         _check_int(params, key, low)
-    _check_int(params, "seed", 0, 2 ** 32 - 1)
+    _check_int(params, "seed", 0, 2**32 - 1)
     if params["crop"] > params["resize"]:
         raise _fail("crop %d is larger than resize %d" % (params["crop"], params["resize"]))
     if not 0.0 <= params["source_fraction"] <= 1.0:
@@ -123,9 +148,12 @@ def load_config(param_str, phase, num_tops):
         raise _fail("'mean' must be 3 numbers (B, G, R), got %r" % (mean,))
     if params["source"] is None and params["target"] is None:
         raise _fail("'source' and 'target' are both null: give at least one dataset folder")
-    datasets = [None if params[role] is None else
-                _check_dataset(role, params[role], params["num_classes"], role == "source")
-                for role in ("source", "target")]
+    datasets = [
+        None
+        if params[role] is None
+        else _check_dataset(role, params[role], params["num_classes"], role == "source")
+        for role in ("source", "target")
+    ]
     fraction = params["source_fraction"]
     if datasets[0] is None:
         fraction = 0.0
@@ -134,9 +162,16 @@ def load_config(param_str, phase, num_tops):
     train = phase == caffe.TRAIN
     # Only the TRAIN net is replicated per solver; the TEST net runs on rank 0 alone.
     rank, ranks = (caffe.solver_rank(), caffe.solver_count()) if train else (0, 1)
-    return dict(params, datasets=datasets, source_fraction=fraction,
-                train=train, rank=rank, ranks=ranks, seg=num_tops == 3,
-                mean=np.array(mean, np.float32).reshape(1, 3, 1, 1))
+    return dict(
+        params,
+        datasets=datasets,
+        source_fraction=fraction,
+        train=train,
+        rank=rank,
+        ranks=ranks,
+        seg=num_tops == 3,
+        mean=np.array(mean, np.float32).reshape(1, 3, 1, 1),
+    )
 
 
 def batch_shapes(cfg):
@@ -155,8 +190,9 @@ class Reader:
             if dataset is None:
                 continue
             for sub in ["images"] + (["masks"] if dataset["masks"] else []):
-                env = lmdb.open(os.path.join(dataset["path"], sub), readonly=True, lock=False,
-                                readahead=False)
+                env = lmdb.open(
+                    os.path.join(dataset["path"], sub), readonly=True, lock=False, readahead=False
+                )
                 self.envs.append(env)
                 txns[sub] = env.begin(buffers=True)
 
@@ -182,8 +218,10 @@ def _load(reader, cfg, domain, index, need_mask):
             raise ValueError("class ids %s not in 1..%d" % (ids, cfg["num_classes"]))
         mask = records.decode_mask(reader.get(domain, index, "masks")) if need_mask else None
     except ValueError as exc:
-        raise ValueError("%s: %s dataset %s record %d: %s"
-                         % (NAME, ("source", "target")[domain], dataset["path"], index, exc))
+        raise ValueError(
+            "%s: %s dataset %s record %d: %s"
+            % (NAME, ("source", "target")[domain], dataset["path"], index, exc)
+        )
     return image, ids, mask
 
 
@@ -284,14 +322,22 @@ class Prefetcher:
         self.queues, self.slots, self.procs = [], [], []
         shapes = batch_shapes(cfg)
         for w in range(self.workers):
-            slots = [[np.frombuffer(ctx.RawArray("f", int(np.prod(s))), np.float32).reshape(s)
-                      for s in shapes] for _ in range(SLOTS_PER_WORKER)]
+            slots = [
+                [
+                    np.frombuffer(ctx.RawArray("f", int(np.prod(s))), np.float32).reshape(s)
+                    for s in shapes
+                ]
+                for _ in range(SLOTS_PER_WORKER)
+            ]
             free, ready = ctx.Queue(), ctx.Queue()
             for slot in range(SLOTS_PER_WORKER):
                 free.put(slot)
-            proc = ctx.Process(target=_worker, name="%s-worker-%d" % (NAME, w), daemon=True,
-                               args=(cfg, w, self.workers, slots, free, ready, self.stop,
-                                     os.getpid()))
+            proc = ctx.Process(
+                target=_worker,
+                name="%s-worker-%d" % (NAME, w),
+                daemon=True,
+                args=(cfg, w, self.workers, slots, free, ready, self.stop, os.getpid()),
+            )
             self.slots.append(slots)
             self.queues.append((free, ready))
             self.procs.append(proc)
@@ -313,8 +359,9 @@ class Prefetcher:
                 break
             except queue.Empty:
                 if not self.procs[w].is_alive():
-                    raise RuntimeError("%s: worker %d died (exit code %s)"
-                                       % (NAME, w, self.procs[w].exitcode)) from None
+                    raise RuntimeError(
+                        "%s: worker %d died (exit code %s)" % (NAME, w, self.procs[w].exitcode)
+                    ) from None
         slot, k = message
         if slot == "error":
             raise RuntimeError("%s: worker %d failed:\n%s" % (NAME, w, k))
@@ -374,10 +421,12 @@ class SourceTargetData(caffe.Layer):
 def net_prototxt(params, seg=True):
     """Text of a one-layer net holding SourceTargetData with `params` (a dict)."""
     tops = ["data", "label"] + (["seg-label"] if seg else [])
-    return ('name: "source_target_data"\nlayer { name: "data" type: "Python" %s\n'
-            '  python_param { module: "data_layer" layer: "SourceTargetData" '
-            'param_str: %s } }\n' % (" ".join('top: "%s"' % t for t in tops),
-                                     json.dumps(json.dumps(params))))
+    return (
+        'name: "source_target_data"\nlayer { name: "data" type: "Python" %s\n'
+        '  python_param { module: "data_layer" layer: "SourceTargetData" '
+        "param_str: %s } }\n"
+        % (" ".join('top: "%s"' % t for t in tops), json.dumps(json.dumps(params)))
+    )
 
 
 def measure_throughput(params, batches=50, warmup=3, seg=True):

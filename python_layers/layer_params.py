@@ -23,6 +23,7 @@ REQUIRED accepts any value). Any violation raises ValueError("<LayerClass> param
 Every layer class is decorated with `report_errors`, so that its errors are seen under the
 `caffe` CLI too.
 """
+
 import copy
 import functools
 import json
@@ -32,8 +33,14 @@ import sys
 REQUIRED = object()
 """Default marking a key that param_str must provide."""
 
-_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-               list: "a list", dict: "an object"}
+_TYPE_NAMES = {
+    bool: "a boolean",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    dict: "an object",
+}
 
 
 def _error(name, message):
@@ -48,9 +55,11 @@ def _check_type(name, key, value, default):
     if expected is float and type(value) is int:
         return float(value)
     if type(value) is not expected:
-        raise _error(name, "%r must be %s like the default %r, got %s"
-                     % (key, _TYPE_NAMES.get(expected, expected.__name__), default,
-                        json.dumps(value)))
+        raise _error(
+            name,
+            "%r must be %s like the default %r, got %s"
+            % (key, _TYPE_NAMES.get(expected, expected.__name__), default, json.dumps(value)),
+        )
     return value
 
 
@@ -70,14 +79,20 @@ def parse_params(layer, param_str, defaults):
         raise _error(name, "expected a JSON object, got %s" % json.dumps(given))
     unknown = sorted(set(given) - set(defaults))
     if unknown:
-        raise _error(name, "unknown key(s) %s; expected keys: %s"
-                     % (", ".join(map(repr, unknown)), sorted(defaults) or "none"))
-    missing = sorted(key for key, default in defaults.items()
-                     if default is REQUIRED and key not in given)
+        raise _error(
+            name,
+            "unknown key(s) %s; expected keys: %s"
+            % (", ".join(map(repr, unknown)), sorted(defaults) or "none"),
+        )
+    missing = sorted(
+        key for key, default in defaults.items() if default is REQUIRED and key not in given
+    )
     if missing:
         raise _error(name, "missing required key(s) %s" % ", ".join(map(repr, missing)))
-    return {key: _check_type(name, key, given[key], default) if key in given
-            else copy.deepcopy(default) for key, default in defaults.items()}
+    return {
+        key: _check_type(name, key, given[key], default) if key in given else copy.deepcopy(default)
+        for key, default in defaults.items()
+    }
 
 
 LAYER_METHODS = ("setup", "reshape", "forward", "backward")
@@ -95,6 +110,7 @@ def report_errors(cls):
     There the exception ends the process with only `terminate called after throwing an
     instance of 'boost::python::error_already_set'`; under pycaffe it reaches the caller as
     any Python exception and is not printed twice."""
+
     def wrap(name, method):
         @functools.wraps(method)
         def reported(self, *args):
@@ -102,10 +118,14 @@ def report_errors(cls):
                 return method(self, *args)
             except Exception as exc:
                 if _embedded():
-                    print("Error in Python layer %s.%s: %s: %s" % (
-                        cls.__name__, name, type(exc).__name__, exc), file=sys.stderr,
-                        flush=True)
+                    print(
+                        "Error in Python layer %s.%s: %s: %s"
+                        % (cls.__name__, name, type(exc).__name__, exc),
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 raise
+
         return reported
 
     for name in LAYER_METHODS:

@@ -14,9 +14,9 @@ oracle and the Python-layer variant the bench measures the stock construction ag
 The output size H x W is taken from the pre-pooling blob, so any size works (odd ones too:
 7x7 pooled 2x2/2 with CEIL rounding is 4x4 and unpools back to 7x7).
 """
-import numpy as np
 
 import caffe
+import numpy as np
 from layer_params import parse_params, report_errors
 
 
@@ -70,20 +70,26 @@ class UnpoolConstants(caffe.Layer):
     def setup(self, bottom, top):
         parse_params(self, self.param_str, {})
         if len(bottom) != 2 or len(top) != 2:
-            raise ValueError("UnpoolConstants: expected 2 bottoms (x, ref) and 2 tops, got %d "
-                             "bottoms and %d tops" % (len(bottom), len(top)))
+            raise ValueError(
+                "UnpoolConstants: expected 2 bottoms (x, ref) and 2 tops, got %d "
+                "bottoms and %d tops" % (len(bottom), len(top))
+            )
         self.plane = None
         self.written = 0
 
     def reshape(self, bottom, top):
         x, ref = tuple(bottom[0].shape), tuple(bottom[1].shape)
         if len(x) != 4 or len(ref) != 4:
-            raise ValueError("UnpoolConstants: x and ref must be 4-D (N, C, H, W), got x %s "
-                             "and ref %s" % (x, ref))
+            raise ValueError(
+                "UnpoolConstants: x and ref must be 4-D (N, C, H, W), got x %s "
+                "and ref %s" % (x, ref)
+            )
         pooled = (-(-ref[2] // 2), -(-ref[3] // 2))
         if x[2:] != pooled:
-            raise ValueError("UnpoolConstants: x's h x w must be %d x %d (ref's %d x %d "
-                             "pooled 2x2/2), got x %s" % (pooled + ref[2:] + (x,)))
+            raise ValueError(
+                "UnpoolConstants: x's h x w must be %d x %d (ref's %d x %d "
+                "pooled 2x2/2), got x %s" % (pooled + ref[2:] + (x,))
+            )
         for i in range(2):
             top[i].reshape(*(x + (2,)))
         plane = (x[1],) + ref[2:]
@@ -124,22 +130,27 @@ class Unpool(caffe.Layer):
     def setup(self, bottom, top):
         parse_params(self, self.param_str, {})
         if len(bottom) != 3 or len(top) != 1:
-            raise ValueError("Unpool: expected 3 bottoms (x, mask, ref) and 1 top, got %d "
-                             "bottoms and %d tops" % (len(bottom), len(top)))
+            raise ValueError(
+                "Unpool: expected 3 bottoms (x, mask, ref) and 1 top, got %d "
+                "bottoms and %d tops" % (len(bottom), len(top))
+            )
         self.buffer = np.empty(0, np.int64)
         self.shapes = self.index = self.offsets = None
 
     def reshape(self, bottom, top):
         x, mask, ref = (tuple(bottom[i].shape) for i in range(3))
         if len(x) != 4 or len(ref) != 4:
-            raise ValueError("Unpool: x and ref must be 4-D (N, C, H, W), got x %s and ref %s"
-                             % (x, ref))
+            raise ValueError(
+                "Unpool: x and ref must be 4-D (N, C, H, W), got x %s and ref %s" % (x, ref)
+            )
         if mask not in (x, (1,) + x[1:]):
-            raise ValueError("Unpool: mask must have shape %s or %s like x, got %s"
-                             % (x, (1,) + x[1:], mask))
+            raise ValueError(
+                "Unpool: mask must have shape %s or %s like x, got %s" % (x, (1,) + x[1:], mask)
+            )
         if ref[2] < x[2] or ref[3] < x[3]:
-            raise ValueError("Unpool: ref's H x W must be at least x's %d x %d, got ref %s"
-                             % (x[2], x[3], ref))
+            raise ValueError(
+                "Unpool: ref's H x W must be at least x's %d x %d, got ref %s" % (x[2], x[3], ref)
+            )
         top[0].reshape(*(x[:2] + ref[2:]))
         if (x, ref[2:]) != self.shapes:
             self.shapes = (x, ref[2:])
@@ -153,8 +164,10 @@ class Unpool(caffe.Layer):
         mask, out = bottom[1].data, top[0].data
         plane = out.shape[2] * out.shape[3]
         if mask.size and (mask.min() < 0 or mask.max() >= plane):
-            raise ValueError("Unpool: mask values must lie in [0, %d) for ref's H x W %s, got "
-                             "[%g, %g]" % (plane, out.shape[2:], mask.min(), mask.max()))
+            raise ValueError(
+                "Unpool: mask values must lie in [0, %d) for ref's H x W %s, got "
+                "[%g, %g]" % (plane, out.shape[2:], mask.min(), mask.max())
+            )
         switch_indices(mask, self.offsets, self.index)
         unpool(bottom[0].data, self.index, out)
 

@@ -1,6 +1,7 @@
 """Real training runs for the training smoke tests (tests/test_train.py,
 tests/test_baselines.py): the `caffe` CLI or tools/train.py in a subprocess on nets built from
 the generator."""
+
 import os
 import subprocess
 import sys
@@ -8,8 +9,9 @@ import sys
 from transfernet import caffe_log
 from transfernet.atomic import write_text
 
-TRAIN_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        "tools", "train.py")
+TRAIN_PY = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools", "train.py"
+)
 
 
 def write_solver(tmp_path, net, solver, iterations, snapshot=0):
@@ -36,21 +38,24 @@ def train_rows(argv):
     env = dict(os.environ, GLOG_minloglevel="0", GLOG_logtostderr="1")
     run = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
-    rows = [r for r in caffe_log.parse_log(run.stderr.splitlines())["rows"]
-            if r["phase"] == "train"]
+    rows = [
+        r for r in caffe_log.parse_log(run.stderr.splitlines())["rows"] if r["phase"] == "train"
+    ]
     return rows, run.stdout
 
 
 def caffe_train(solver_path, snapshot=None):
     """argv of `caffe train`."""
-    return (["caffe", "train", "-solver", solver_path]
-            + (["-snapshot", snapshot] if snapshot else []))
+    return ["caffe", "train", "-solver", solver_path] + (
+        ["-snapshot", snapshot] if snapshot else []
+    )
 
 
 def train_py(solver_path, snapshot=None):
     """argv of tools/train.py on the CPU."""
-    return ([sys.executable, TRAIN_PY, "--solver", solver_path]
-            + (["--snapshot", snapshot] if snapshot else []))
+    return [sys.executable, TRAIN_PY, "--solver", solver_path] + (
+        ["--snapshot", snapshot] if snapshot else []
+    )
 
 
 def run_caffe_train(tmp_path, net, solver, iterations):

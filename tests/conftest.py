@@ -1,4 +1,5 @@
 """Test set-up shared by every test: quiet glog, CPU Caffe; the built-in dataset fixture."""
+
 import os
 
 import pytest
@@ -32,4 +33,5 @@ def builtin_lmdbs(tmp_path_factory):
 def weights(tmp_path_factory):
     """{'seg', 'cls'}: caffemodels of the tiny deploy nets with seeded random weights."""
     import tiny_weights
+
     return tiny_weights.make_weights(tmp_path_factory.mktemp("weights"))

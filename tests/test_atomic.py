@@ -1,5 +1,6 @@
 """transfernet.atomic: temporaries' names, the removal of a dead writer's leftovers, the
 write checks made before a tool starts its work."""
+
 import os
 import subprocess
 
@@ -36,13 +37,13 @@ def test_write_checks_name_the_path_and_the_reason(tmp_path):
     assert os.listdir(str(tmp_path / "new" / "deeper")) == []  # created, probe removed
     with pytest.raises(OSError, match="output folder %s exists and is a file" % a_file):
         atomic.check_writable_folder(str(a_file))
-    with pytest.raises(OSError, match="cannot create output folder %s: %s is a file"
-                                      % (a_file / "x" / "y", a_file)):
+    with pytest.raises(
+        OSError, match="cannot create output folder %s: %s is a file" % (a_file / "x" / "y", a_file)
+    ):
         atomic.check_writable_folder(str(a_file / "x" / "y"))
     with pytest.raises(OSError, match="--out file %s is a folder; name a file" % tmp_path):
         atomic.check_writable_file(str(tmp_path), "--out file")
-    with pytest.raises(OSError, match="folder of the --out file %s exists and is a file"
-                                      % a_file):
+    with pytest.raises(OSError, match="folder of the --out file %s exists and is a file" % a_file):
         atomic.check_writable_file(str(a_file / "e.json"), "--out file")
     atomic.check_writable_file(str(tmp_path / "sub" / "e.json"))
     assert os.path.isdir(str(tmp_path / "sub")) and os.listdir(str(tmp_path / "sub")) == []

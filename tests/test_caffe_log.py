@@ -1,4 +1,5 @@
 """Caffe log parsing on the log of a real `caffe train` run of a one-layer net."""
+
 import csv
 import os
 import subprocess
@@ -47,8 +48,13 @@ def train_log(tmp_path_factory):
     (folder / "net.prototxt").write_text(NET)
     (folder / "solver.prototxt").write_text(SOLVER)
     env = dict(os.environ, GLOG_minloglevel="0", GLOG_logtostderr="1")
-    run = subprocess.run(["caffe", "train", "-solver", "solver.prototxt"], cwd=str(folder),
-                         env=env, capture_output=True, text=True)
+    run = subprocess.run(
+        ["caffe", "train", "-solver", "solver.prototxt"],
+        cwd=str(folder),
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     log = folder / "train.log"
     log.write_text(run.stderr)
@@ -81,14 +87,32 @@ def test_real_caffe_log(train_log):
 
 def test_cli_writes_csv_and_plot(train_log, tmp_path):
     out_csv, out_png = tmp_path / "log.csv", tmp_path / "log.png"
-    run = subprocess.run([sys.executable, "tools/parse_log.py", train_log, "--csv",
-                          str(out_csv), "--png", str(out_png)], capture_output=True, text=True)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "tools/parse_log.py",
+            train_log,
+            "--csv",
+            str(out_csv),
+            "--png",
+            str(out_png),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr
     assert "train: 5 rows; iteration 20" in run.stdout and "test: 3 rows" in run.stdout
     with open(str(out_csv)) as f:
         table = list(csv.DictReader(f))
-    assert list(table[0]) == ["phase", "iteration", "lr", "smoothed_loss", "accuracy",
-                              "euclid", "euclid_half"]
+    assert list(table[0]) == [
+        "phase",
+        "iteration",
+        "lr",
+        "smoothed_loss",
+        "accuracy",
+        "euclid",
+        "euclid_half",
+    ]
     parsed = caffe_log.read_log(train_log)
     assert len(table) == len(parsed["rows"]) == 8
     first_train = next(r for r in table if r["phase"] == "train")
@@ -113,8 +137,7 @@ def test_handwritten_lines(tmp_path):
     parsed = caffe_log.parse_log(lines)
     assert parsed["rows"] == [
         {"phase": "test1", "iteration": 0, "acc": 0.25},
-        {"phase": "train", "iteration": 40, caffe_log.TOTAL: 1.5, "seg_loss": 0.75,
-         "lr": 0.001},
+        {"phase": "train", "iteration": 40, caffe_log.TOTAL: 1.5, "seg_loss": 0.75, "lr": 0.001},
     ]
     assert parsed["losses"] == {"seg_loss"} and parsed["metrics"] == {"acc"}
 
@@ -122,6 +145,7 @@ def test_handwritten_lines(tmp_path):
 def test_cli_rejects_log_without_solver_lines(tmp_path):
     log = tmp_path / "empty.log"
     log.write_text("nothing here\n")
-    run = subprocess.run([sys.executable, "tools/parse_log.py", str(log)],
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [sys.executable, "tools/parse_log.py", str(log)], capture_output=True, text=True
+    )
     assert run.returncode == 1 and "no Caffe solver lines" in run.stderr

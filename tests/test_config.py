@@ -1,5 +1,6 @@
 """transfernet.config: a config is four values (architecture, data, schedule, layout); a new
 dataset or schedule is one new value, and the layout owns every path the generators write."""
+
 import json
 import os
 
@@ -9,19 +10,44 @@ from google.protobuf import text_format
 from transfernet import baselines, config, experiment, nets, repro, solvers
 
 # Another dataset for the tiny nets: other folders, domain mix and resizes.
-OTHER_DATA = config.Data(source='data/other/lmdb/source', target='data/other/lmdb/target',
-                         source_fraction=0.25, resize=112, classifier_resize=80)
+OTHER_DATA = config.Data(
+    source="data/other/lmdb/source",
+    target="data/other/lmdb/target",
+    source_fraction=0.25,
+    resize=112,
+    classifier_resize=80,
+)
 # What config.json has always held: the reports and resume read these keys.
-CONFIG_KEYS = ['classifier_crop', 'classifier_init', 'classifier_resize', 'crop', 'display',
-               'feature_scale', 'input_scale', 'name', 'num_classes', 'resize', 'seed',
-               'snapshot', 'snapshot_dir', 'solver_dir', 'source', 'source_fraction', 'stages',
-               'target', 'width']
+CONFIG_KEYS = [
+    "classifier_crop",
+    "classifier_init",
+    "classifier_resize",
+    "crop",
+    "display",
+    "feature_scale",
+    "input_scale",
+    "name",
+    "num_classes",
+    "resize",
+    "seed",
+    "snapshot",
+    "snapshot_dir",
+    "solver_dir",
+    "source",
+    "source_fraction",
+    "stages",
+    "target",
+    "width",
+]
 
 
 def _data_params(proto):
     """{layer name: param_str dict} of the SourceTargetData layers of a NetParameter."""
-    return {layer.name: json.loads(layer.python_param.param_str) for layer in proto.layer
-            if layer.type == 'Python' and layer.python_param.layer == 'SourceTargetData'}
+    return {
+        layer.name: json.loads(layer.python_param.param_str)
+        for layer in proto.layer
+        if layer.type == "Python" and layer.python_param.layer == "SourceTargetData"
+    }
 
 
 def _without_data_params(proto):
@@ -29,45 +55,62 @@ def _without_data_params(proto):
     copy = caffe_pb2.NetParameter()
     copy.CopyFrom(proto)
     for layer in copy.layer:
-        if layer.python_param.layer == 'SourceTargetData':
-            layer.python_param.ClearField('param_str')
+        if layer.python_param.layer == "SourceTargetData":
+            layer.python_param.ClearField("param_str")
     return str(copy)
 
 
 def test_a_new_dataset_is_one_data_value_and_changes_only_the_data_layers():
-    other = config.Config('tiny', config.TINY_ARCHITECTURE, OTHER_DATA, config.TINY_SCHEDULE,
-                          config.TINY.layout)
-    for net, build in ([(n, nets.build) for n in nets.NETS]
-                       + [(n, baselines.build) for n in baselines.NETS]):
+    other = config.Config(
+        "tiny", config.TINY_ARCHITECTURE, OTHER_DATA, config.TINY_SCHEDULE, config.TINY.layout
+    )
+    for net, build in [(n, nets.build) for n in nets.NETS] + [
+        (n, baselines.build) for n in baselines.NETS
+    ]:
         mine, tiny = build(other, net), build(config.TINY, net)
         assert _without_data_params(mine) == _without_data_params(tiny), net
         params = _data_params(mine)
-        assert bool(params) == net.endswith('_train'), net
+        assert bool(params) == net.endswith("_train"), net
         for param in params.values():
-            assert (param['source'], param['target'], param['source_fraction']) == (
-                OTHER_DATA.source, OTHER_DATA.target, OTHER_DATA.source_fraction), net
-            assert param['resize'] == (OTHER_DATA.classifier_resize
-                                       if net == 'classifier_train' else OTHER_DATA.resize)
-            assert param['crop'] == (config.TINY_ARCHITECTURE.classifier_crop
-                                     if net == 'classifier_train' else
-                                     config.TINY_ARCHITECTURE.crop)
+            assert (param["source"], param["target"], param["source_fraction"]) == (
+                OTHER_DATA.source,
+                OTHER_DATA.target,
+                OTHER_DATA.source_fraction,
+            ), net
+            assert param["resize"] == (
+                OTHER_DATA.classifier_resize if net == "classifier_train" else OTHER_DATA.resize
+            )
+            assert param["crop"] == (
+                config.TINY_ARCHITECTURE.classifier_crop
+                if net == "classifier_train"
+                else config.TINY_ARCHITECTURE.crop
+            )
     # the solvers do not depend on the data at all
     for stage in solvers.STAGES:
         assert solvers.solver(other, stage) == solvers.solver(config.TINY, stage)
 
 
 def test_a_new_schedule_is_one_schedule_value():
-    short = config.Schedule(stages={k: v._replace(max_iter=7, base_lr=0.5)
-                                    for k, v in config.TINY_SCHEDULE.stages.items()},
-                            snapshot=7, display=1)
+    short = config.Schedule(
+        stages={
+            k: v._replace(max_iter=7, base_lr=0.5) for k, v in config.TINY_SCHEDULE.stages.items()
+        },
+        snapshot=7,
+        display=1,
+    )
     cfg = config.TINY._replace(schedule=short)
     for stage in solvers.STAGES:
         param = solvers.solver(cfg, stage)
         assert (param.max_iter, param.base_lr, param.snapshot, param.display) == (
-            7, 0.5, 7, 1), stage
-    assert solvers.solver(cfg, 'joint').weights == [
-        'snapshots/tiny/attention/attention_iter_7.caffemodel']
-    assert str(nets.build(cfg, 'seg_deploy')) == str(nets.build(config.TINY, 'seg_deploy'))
+            7,
+            0.5,
+            7,
+            1,
+        ), stage
+    assert solvers.solver(cfg, "joint").weights == [
+        "snapshots/tiny/attention/attention_iter_7.caffemodel"
+    ]
+    assert str(nets.build(cfg, "seg_deploy")) == str(nets.build(config.TINY, "seg_deploy"))
 
 
 def test_mini_composes_the_tiny_parts_at_112_px():
@@ -75,17 +118,20 @@ def test_mini_composes_the_tiny_parts_at_112_px():
     assert mini.architecture == tiny.architecture._replace(crop=112, classifier_crop=80)
     assert (mini.data.resize, mini.data.classifier_resize) == (120, 86)
     assert mini.data.source_fraction == tiny.data.source_fraction
-    assert mini.schedule.stages['attention'].max_iter == 400
-    assert {k: v for k, v in mini.schedule.stages.items() if k != 'attention'} == {
-        k: v for k, v in tiny.schedule.stages.items() if k != 'attention'}
-    assert mini.layout.model('seg_deploy') == 'models/mini/seg_deploy.prototxt'
+    assert mini.schedule.stages["attention"].max_iter == 400
+    assert {k: v for k, v in mini.schedule.stages.items() if k != "attention"} == {
+        k: v for k, v in tiny.schedule.stages.items() if k != "attention"
+    }
+    assert mini.layout.model("seg_deploy") == "models/mini/seg_deploy.prototxt"
 
 
 def test_committed_layout_owns_every_generated_path():
-    assert config.PAPER.layout.solver('joint') == 'solvers/joint.prototxt'
-    assert config.TINY.layout.solver('joint') == 'solvers/tiny/joint.prototxt'
-    assert config.TINY.layout.snapshot('joint', 2500) == \
-        'snapshots/tiny/joint/joint_iter_2500.caffemodel'
+    assert config.PAPER.layout.solver("joint") == "solvers/joint.prototxt"
+    assert config.TINY.layout.solver("joint") == "solvers/tiny/joint.prototxt"
+    assert (
+        config.TINY.layout.snapshot("joint", 2500)
+        == "snapshots/tiny/joint/joint_iter_2500.caffemodel"
+    )
     for cfg in config.CONFIGS.values():
         layout = cfg.layout
         for stage in solvers.STAGES:
@@ -95,9 +141,9 @@ def test_committed_layout_owns_every_generated_path():
             assert list(param.weights) == [w for w in [solvers.initial_weights(cfg, stage)] if w]
         for baseline in baselines.BASELINES:
             param = baselines.solver(cfg, baseline)
-            assert param.net == layout.model(baseline + '_train')
+            assert param.net == layout.model(baseline + "_train")
             assert param.snapshot_prefix == layout.snapshot_prefix(baseline)
-            assert param.weights[0].startswith(layout.snapshot_prefix('classifier'))
+            assert param.weights[0].startswith(layout.snapshot_prefix("classifier"))
 
 
 def _solver(path):
@@ -112,18 +158,25 @@ def test_run_layout_owns_every_path_and_the_seed_reaches_the_generators(tmp_path
         folder = str(tmp_path / str(baseline))
         run = experiment.prepare(folder, repro.MINI, 5, baseline=baseline)
         layout = run.layout
-        assert layout == config.Layout(os.path.join(folder, 'models'),
-                                       os.path.join(folder, 'solvers'),
-                                       os.path.join(folder, 'snapshots'), None)
+        assert layout == config.Layout(
+            os.path.join(folder, "models"),
+            os.path.join(folder, "solvers"),
+            os.path.join(folder, "snapshots"),
+            None,
+        )
         for stage in solvers.STAGES:
             param = _solver(layout.solver(stage))
             trains = baseline if baseline and stage == baselines.STAGE else None
-            expected = (baselines.solver(run.cfg, trains, layout, 5, name=stage) if trains
-                        else solvers.solver(run.cfg, stage, layout, 5))
+            expected = (
+                baselines.solver(run.cfg, trains, layout, 5, name=stage)
+                if trains
+                else solvers.solver(run.cfg, stage, layout, 5)
+            )
             assert param == expected, (baseline, stage)
             assert param.random_seed == 5
-            assert param.net == layout.model(trains + '_train' if trains
-                                             else solvers.STAGE_NET[stage])
+            assert param.net == layout.model(
+                trains + "_train" if trains else solvers.STAGE_NET[stage]
+            )
             assert param.snapshot_prefix == layout.snapshot_prefix(stage)
             assert os.path.isdir(os.path.dirname(param.snapshot_prefix))
             for path in [param.net, param.snapshot_prefix] + list(param.weights):
@@ -131,14 +184,19 @@ def test_run_layout_owns_every_path_and_the_seed_reaches_the_generators(tmp_path
         for name in os.listdir(layout.models):
             with open(os.path.join(layout.models, name)) as f:
                 text = f.read()
-            assert 'models/mini' not in text and 'snapshots/mini' not in text
+            assert "models/mini" not in text and "snapshots/mini" not in text
             net = text_format.Merge(text, caffe_pb2.NetParameter())
-            assert all(p['seed'] == 5 for p in _data_params(net).values()), name
+            assert all(p["seed"] == 5 for p in _data_params(net).values()), name
 
 
 def test_config_json_keeps_its_flat_keys():
     described = experiment.describe(repro.MINI, 3)
     assert sorted(described) == CONFIG_KEYS
-    assert (described['crop'], described['resize'], described['solver_dir'],
-            described['snapshot'], described['seed']) == (112, 120, 'solvers/mini', 800, 3)
-    assert described['stages']['attention']['max_iter'] == 400
+    assert (
+        described["crop"],
+        described["resize"],
+        described["solver_dir"],
+        described["snapshot"],
+        described["seed"],
+    ) == (112, 120, "solvers/mini", 800, 3)
+    assert described["stages"]["attention"]["max_iter"] == 400

@@ -1,4 +1,5 @@
 """Dense CRF on {bkg, fg} and the final labelling, on constructed images and probabilities."""
+
 import numpy as np
 import pytest
 
@@ -22,7 +23,8 @@ def scene():
 def test_reweight_halves_background():
     # fg / (fg + (1 - fg) / 2)
     assert crf.reweight_fg(np.array([0.3, 0.45, 0.9, 0.0, 1.0])) == pytest.approx(
-        [0.3 / 0.65, 0.45 / 0.725, 0.9 / 0.95, 0.0, 1.0], rel=1e-6)
+        [0.3 / 0.65, 0.45 / 0.725, 0.9 / 0.95, 0.0, 1.0], rel=1e-6
+    )
 
 
 def test_crf_changes_low_confidence_and_keeps_confident_pixels():
@@ -33,8 +35,8 @@ def test_crf_changes_low_confidence_and_keeps_confident_pixels():
     # Without the CRF, the patch in the object would be bkg (0.46 < 0.5) and the patch in
     # the background fg (0.62 > 0.5); the CRF follows the surrounding colour region.
     assert reweighted[29:35, 45:51].max() < 0.5 < reweighted[29:35, 13:19].min()
-    assert np.allclose(out[29:35, 45:51], 0.3 / 0.65)        # flipped to fg, value kept
-    assert (out[29:35, 13:19] == 0).all()                       # flipped to bkg
+    assert np.allclose(out[29:35, 45:51], 0.3 / 0.65)  # flipped to fg, value kept
+    assert (out[29:35, 13:19] == 0).all()  # flipped to bkg
     # Confident pixels keep their label; fg keeps its re-weighted probability.
     assert np.allclose(out[:, 36:42], 0.9 / 0.95) and np.allclose(out[:, 56:], 0.9 / 0.95)
     assert (out[:, :8] == 0).all() and (out[:, 24:32] == 0).all()
@@ -66,9 +68,13 @@ def test_crf_rejects_bad_inputs():
 
 
 def test_combine_labels_argmax_and_background():
-    probs = np.array([[[0.0, 0.7, 0.2, 0.5]],       # label 15
-                      [[0.0, 0.1, 0.6, 0.5]]],      # label 3
-                     np.float32)
+    probs = np.array(
+        [
+            [[0.0, 0.7, 0.2, 0.5]],  # label 15
+            [[0.0, 0.1, 0.6, 0.5]],
+        ],  # label 3
+        np.float32,
+    )
     labels = crf.combine_labels(probs, [15, 3])
     # no positive score -> 0; larger score wins; tie -> first label
     assert labels.dtype == np.uint8 and labels.tolist() == [[0, 15, 3, 15]]

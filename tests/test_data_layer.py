@@ -4,6 +4,7 @@ The synthetic records encode where every pixel came from: B = x gradient, G = y 
 R = record number, so the crop window, the mirror and the record of every output sample can be
 read back from `data` and the seg-label checked against the record's own mask exactly.
 """
+
 import json
 import os
 import subprocess
@@ -11,11 +12,11 @@ import sys
 import time
 
 import caffe
+import data_layer
 import numpy as np
 import pytest
 from caffe.proto import caffe_pb2
 
-import data_layer
 from transfernet import records
 
 SIZE, RESIZE, CROP = 40, 40, 32
@@ -41,44 +42,69 @@ def _mask(r, ids, size=SIZE):
     for value in list(ids) + [255]:
         y, x = rng.randint(0, size // 2, 2)
         h, w = rng.randint(size // 4, size // 2, 2)
-        mask[y:y + h, x:x + w] = value
+        mask[y : y + h, x : x + w] = value
     return mask
 
 
 def _write(path, kind, ids_list, size=SIZE, masks=True, num_classes=80):
-    recs = [(records.encode_image(_image(r, size), ids),
-             records.encode_mask(_mask(r, ids, size)) if masks else None)
-            for r, ids in enumerate(ids_list)]
-    records.write_dataset(path, recs, {"kind": kind, "size": size, "num_classes": num_classes,
-                                       "classes": {}, "dropped": {}, "params": {}})
+    recs = [
+        (
+            records.encode_image(_image(r, size), ids),
+            records.encode_mask(_mask(r, ids, size)) if masks else None,
+        )
+        for r, ids in enumerate(ids_list)
+    ]
+    records.write_dataset(
+        path,
+        recs,
+        {
+            "kind": kind,
+            "size": size,
+            "num_classes": num_classes,
+            "classes": {},
+            "dropped": {},
+            "params": {},
+        },
+    )
     return path
 
 
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory):
     root = tmp_path_factory.mktemp("datasets")
-    return {"source": _write(str(root / "source"), "source", SOURCE_IDS),
-            "target": _write(str(root / "target"), "target", TARGET_IDS, masks=False),
-            "big": _write(str(root / "big"), "source", SOURCE_IDS, size=2 * SIZE),
-            "classes20": _write(str(root / "classes20"), "target", TARGET_IDS, masks=False,
-                                num_classes=20),
-            "broken": _broken(str(root / "broken")),
-            "root": str(root)}
+    return {
+        "source": _write(str(root / "source"), "source", SOURCE_IDS),
+        "target": _write(str(root / "target"), "target", TARGET_IDS, masks=False),
+        "big": _write(str(root / "big"), "source", SOURCE_IDS, size=2 * SIZE),
+        "classes20": _write(
+            str(root / "classes20"), "target", TARGET_IDS, masks=False, num_classes=20
+        ),
+        "broken": _broken(str(root / "broken")),
+        "root": str(root),
+    }
 
 
 def _broken(path):
     """Source dataset whose record 1 holds bytes that are no JPEG."""
     bad = caffe_pb2.Datum(encoded=True, data=b"not a jpeg", channels=3, height=SIZE, width=SIZE)
     bad.float_data.append(22)
-    recs = [(records.encode_image(_image(0), [21]), records.encode_mask(_mask(0, [21]))),
-            (bad.SerializeToString(), records.encode_mask(_mask(1, [22])))]
+    recs = [
+        (records.encode_image(_image(0), [21]), records.encode_mask(_mask(0, [21]))),
+        (bad.SerializeToString(), records.encode_mask(_mask(1, [22]))),
+    ]
     records.write_dataset(path, recs, {"kind": "source", "size": SIZE, "num_classes": 80})
     return path
 
 
 def _params(datasets, **kw):
-    params = {"source": datasets["source"], "target": datasets["target"], "batch_size": 16,
-              "resize": RESIZE, "crop": CROP, "workers": 0}
+    params = {
+        "source": datasets["source"],
+        "target": datasets["target"],
+        "batch_size": 16,
+        "resize": RESIZE,
+        "crop": CROP,
+        "workers": 0,
+    }
     params.update(kw)
     return params
 
@@ -87,9 +113,11 @@ def _net(tmp_path, params, tops=3, phase=caffe.TRAIN, raw=None):
     text = data_layer.net_prototxt(params, seg=tops == 3)
     if raw is not None or tops not in (2, 3):
         tops_text = " ".join('top: "t%d"' % i for i in range(tops))
-        text = ('layer { name: "data" type: "Python" %s python_param { module: "data_layer" '
-                'layer: "SourceTargetData" param_str: %s } }'
-                % (tops_text, json.dumps(json.dumps(params) if raw is None else raw)))
+        text = (
+            'layer { name: "data" type: "Python" %s python_param { module: "data_layer" '
+            'layer: "SourceTargetData" param_str: %s } }'
+            % (tops_text, json.dumps(json.dumps(params) if raw is None else raw))
+        )
     path = tmp_path / ("net%d.prototxt" % len(list(tmp_path.iterdir())))
     path.write_text(text)
     return caffe.Net(str(path), phase)
@@ -139,7 +167,7 @@ def _check_samples(batch, crop=CROP, train=True):
         if not is_source[i]:
             assert (seg[i] == 255).all()
             continue
-        window = _mask(record[i], ids)[y0[i]:y0[i] + crop, x0[i]:x0[i] + crop]
+        window = _mask(record[i], ids)[y0[i] : y0[i] + crop, x0[i] : x0[i] + crop]
         window = window[:, ::-1] if flipped[i] else window
         expected = np.where(window == chosen[i], 1, np.where(window == 255, 255, 0))
         np.testing.assert_array_equal(seg[i, 0], expected)
@@ -191,8 +219,11 @@ def test_single_domain_datasets(tmp_path, datasets):
 
 
 def test_resize_warps_image_bilinear_and_mask_nearest(tmp_path, datasets):
-    net = _net(tmp_path, _params(datasets, source=datasets["big"], source_fraction=1.0,
-                                 crop=RESIZE), phase=caffe.TEST)
+    net = _net(
+        tmp_path,
+        _params(datasets, source=datasets["big"], source_fraction=1.0, crop=RESIZE),
+        phase=caffe.TEST,
+    )
     net.forward()
     bgr = net.blobs["data"].data + MEAN[None, :, None, None]
     record = np.round((bgr[:, 2, 0, 0] - 30) / 40).astype(int)
@@ -243,10 +274,12 @@ def test_stream_depends_on_seed_only(tmp_path, datasets):
 def solver_rank():
     """set(rank, count): Caffe's solver rank and count as tools/train.py sets them in each of
     its processes (multiprocess, which lets Python layers run with several solvers)."""
+
     def set_rank(rank, count):
         caffe.set_solver_count(count)
         caffe.set_solver_rank(rank)
         caffe.set_multiprocess(count > 1)
+
     yield set_rank
     set_rank(0, 1)
 
@@ -260,8 +293,9 @@ def _test_stream(tmp_path, datasets, n, **kw):
 
 
 @pytest.mark.parametrize("workers", [0, 1, 2])
-def test_solver_ranks_take_disjoint_parts_whose_union_is_the_stream(tmp_path, datasets,
-                                                                    solver_rank, workers):
+def test_solver_ranks_take_disjoint_parts_whose_union_is_the_stream(
+    tmp_path, datasets, solver_rank, workers
+):
     whole = _stream(tmp_path, datasets, n=6, seed=3)
     whole_test = _test_stream(tmp_path, datasets, n=2, seed=3)
     assert not any(_same([a], [b]) for i, a in enumerate(whole) for b in whole[:i])
@@ -296,10 +330,17 @@ def test_workers_stop_on_close(tmp_path, datasets):
 def test_workers_die_with_their_process(tmp_path, datasets, exit):
     proto = tmp_path / "net.prototxt"
     proto.write_text(data_layer.net_prototxt(_params(datasets, workers=2)))
-    script = ("import os, sys, caffe; net = caffe.Net(%r, caffe.TRAIN); net.forward(); "
-              "print(net.layers[0].worker_pids(), flush=True); %s" % (str(proto), exit))
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=120, env=dict(os.environ, GLOG_minloglevel="2"))
+    script = (
+        "import os, sys, caffe; net = caffe.Net(%r, caffe.TRAIN); net.forward(); "
+        "print(net.layers[0].worker_pids(), flush=True); %s" % (str(proto), exit)
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, GLOG_minloglevel="2"),
+    )
     assert out.returncode == 0, out.stderr
     pids = json.loads(out.stdout.strip().splitlines()[-1])
     assert len(pids) == 2
@@ -311,8 +352,12 @@ def test_workers_die_with_their_process(tmp_path, datasets, exit):
 
 @pytest.mark.parametrize("workers,error", [(0, ValueError), (1, RuntimeError)])
 def test_undecodable_record_fails_naming_it(tmp_path, datasets, workers, error):
-    net = _net(tmp_path, _params(datasets, source=datasets["broken"], source_fraction=1.0,
-                                 batch_size=8, workers=workers))
+    net = _net(
+        tmp_path,
+        _params(
+            datasets, source=datasets["broken"], source_fraction=1.0, batch_size=8, workers=workers
+        ),
+    )
     try:
         with pytest.raises(error, match="source dataset .*broken record 1: decode_image"):
             for _ in range(4):
@@ -346,8 +391,10 @@ def test_bad_params_raise_naming_layer_problem_and_path(tmp_path, datasets, chan
     if isinstance(change, str):
         params, raw = {}, change
     else:
-        params = _params(datasets, **{k: v.format(**datasets) if isinstance(v, str) else v
-                                      for k, v in change.items()})
+        params = _params(
+            datasets,
+            **{k: v.format(**datasets) if isinstance(v, str) else v for k, v in change.items()},
+        )
         params = {k: v for k, v in params.items() if not (k == "batch_size" and v is None)}
         raw = None
     with pytest.raises(ValueError) as info:

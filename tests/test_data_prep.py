@@ -1,4 +1,5 @@
 """Dataset builders on the built-in dataset (real COCO JSON / VOC / SBD formats, real LMDB)."""
+
 import json
 import os
 import re
@@ -39,8 +40,15 @@ def _report(dataset):
 @pytest.fixture(scope="module")
 def raw(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("builtin"))
-    builtin.generate(out, seed=3, source_images=N_SOURCE, target_train=N_TRAIN,
-                     target_val=N_VAL, sbd=N_SBD, workers=2)
+    builtin.generate(
+        out,
+        seed=3,
+        source_images=N_SOURCE,
+        target_train=N_TRAIN,
+        target_val=N_VAL,
+        sbd=N_SBD,
+        workers=2,
+    )
     return out
 
 
@@ -85,10 +93,16 @@ def test_label_map_overlap_and_crowd_rule():
     crowd[25:35, 5:15] = 1  # overlaps the big square on rows 25..29
     flat = crowd.flatten(order="F")
     counts = np.diff(np.concatenate([[0], np.flatnonzero(np.diff(flat)) + 1, [flat.size]]))
-    anns = [{"id": 1, "category_id": 13, "segmentation": small, "iscrowd": 0},  # small first
-            {"id": 2, "category_id": 84, "segmentation": big, "iscrowd": 0},
-            {"id": 3, "category_id": 52, "iscrowd": 1,
-             "segmentation": {"counts": counts.tolist(), "size": [40, 40]}}]
+    anns = [
+        {"id": 1, "category_id": 13, "segmentation": small, "iscrowd": 0},  # small first
+        {"id": 2, "category_id": 84, "segmentation": big, "iscrowd": 0},
+        {
+            "id": 3,
+            "category_id": 52,
+            "iscrowd": 1,
+            "segmentation": {"counts": counts.tolist(), "size": [40, 40]},
+        },
+    ]
     labels = coco.label_map(anns, 40, 40, "test")
     assert labels[15, 15] == 24  # smaller instance on top whatever the annotation order
     assert labels[5, 5] == 74 and labels[27, 10] == 74  # instance pixels win over crowd
@@ -98,13 +112,12 @@ def test_label_map_overlap_and_crowd_rule():
 
 def test_builtin_is_deterministic(raw, tmp_path):
     builtin.generate(str(tmp_path), seed=3, source_images=6, target_train=3, target_val=1)
-    with open(os.path.join(str(tmp_path), "coco", "annotations",
-                           "instances_train2014.json")) as f:
+    with open(os.path.join(str(tmp_path), "coco", "annotations", "instances_train2014.json")) as f:
         small = json.load(f)
     with open(os.path.join(raw, "coco", "annotations", "instances_train2014.json")) as f:
         full = json.load(f)
     assert small["images"] == full["images"][:6]
-    assert small["annotations"] == full["annotations"][:len(small["annotations"])]
+    assert small["annotations"] == full["annotations"][: len(small["annotations"])]
     for name in ("JPEGImages/2012_000001.jpg", "SegmentationClass/2012_000002.png"):
         paths = [os.path.join(r, "VOCdevkit", "VOC2012", name) for r in (str(tmp_path), raw)]
         with open(paths[0], "rb") as a, open(paths[1], "rb") as b:
@@ -124,8 +137,9 @@ def _hue_distance(a, b):
 
 def test_builtin_source_colours_span_target_hues():
     rng = np.random.RandomState(0)
-    source = _hues([builtin._class_color(rng, cid) for cid in builtin.SOURCE_IDS
-                    for _ in range(300)])
+    source = _hues(
+        [builtin._class_color(rng, cid) for cid in builtin.SOURCE_IDS for _ in range(300)]
+    )
     for cid, _ in builtin.TARGET_SHAPES:
         centre = builtin.CLASS_HUE[cid]
         target = _hues([builtin._class_color(rng, cid) for _ in range(300)])
@@ -139,11 +153,14 @@ def test_builtin_source_colours_span_target_hues():
 def test_builtin_formats(raw, gt):
     cats = {c["id"]: c["name"] for c in gt.dataset["categories"]}
     assert cats[5] == "airplane" and len(cats) == 7
-    assert any(a["iscrowd"] and isinstance(a["segmentation"]["counts"], list)
-               for a in gt.dataset["annotations"])
-    png = Image.open(os.path.join(raw, "VOCdevkit", "VOC2012", "SegmentationClass",
-                                  "2012_000000.png"))
-    assert png.mode == "P" and png.getpalette()[3 * 255:3 * 256] == [224, 224, 192]
+    assert any(
+        a["iscrowd"] and isinstance(a["segmentation"]["counts"], list)
+        for a in gt.dataset["annotations"]
+    )
+    png = Image.open(
+        os.path.join(raw, "VOCdevkit", "VOC2012", "SegmentationClass", "2012_000000.png")
+    )
+    assert png.mode == "P" and png.getpalette()[3 * 255 : 3 * 256] == [224, 224, 192]
     values = set(np.unique(np.array(png)))
     assert 255 in values and values - {0, 255} <= {1, 3, 4, 16}
 
@@ -151,14 +168,21 @@ def test_builtin_formats(raw, gt):
 def test_source_counts_and_no_pascal(source, gt):
     meta = records.read_meta(source)
     kept = _expected_source_ids(gt)
-    n_pascal = sum(1 for i in gt.imgs if {a["category_id"] for a in gt.imgToAnns[i]}
-                   & classes.PASCAL_COCO_IDS)
+    n_pascal = sum(
+        1 for i in gt.imgs if {a["category_id"] for a in gt.imgToAnns[i]} & classes.PASCAL_COCO_IDS
+    )
     assert 0 < n_pascal and meta["dropped"]["pascal_category"] == n_pascal
     assert meta["dropped"]["no_annotation"] == N_SOURCE // builtin.EMPTY_EVERY
     assert meta["count"] == meta["kept"] == len(kept) == len(_read_all(source, "masks"))
     assert meta["kind"] == "source" and meta["size"] == SIZE
-    assert meta["classes"] == {"22": "traffic light", "24": "stop sign", "32": "umbrella",
-                               "40": "kite", "52": "banana", "74": "book"}
+    assert meta["classes"] == {
+        "22": "traffic light",
+        "24": "stop sign",
+        "32": "umbrella",
+        "40": "kite",
+        "52": "banana",
+        "74": "book",
+    }
     for value in _read_all(source, "images"):
         assert all(21 <= c <= 80 for c in records.decode_image(value)[1])
 
@@ -179,8 +203,12 @@ def test_source_labels_and_crowd_round_trip(source, gt):
         crowd = np.zeros_like(objects)
         for a in anns:
             (crowd if a["iscrowd"] else objects)[gt.annToMask(a) > 0] = True
-        ignore = cv2.resize((crowd & ~objects).astype(np.uint8), (SIZE, SIZE),
-                            interpolation=cv2.INTER_NEAREST) > 0
+        ignore = (
+            cv2.resize(
+                (crowd & ~objects).astype(np.uint8), (SIZE, SIZE), interpolation=cv2.INTER_NEAREST
+            )
+            > 0
+        )
         np.testing.assert_array_equal(mask == 255, ignore)
         n_crowd += int(crowd.any())
     assert n_crowd > 0
@@ -193,8 +221,9 @@ def test_target_train_aug_with_sbd(raw, tmp_path):
     meta = voc.build_target(root, out, sbd_root=sbd_root, size=SIZE)
     assert sorted(os.listdir(out)) == ["images", "meta.json"]  # no masks/ at all
     assert meta["split"] == "train_aug" and meta["params"]["removed_voc_val"] == 3
-    names = sorted(["2012_%06d" % i for i in range(N_TRAIN)] +
-                   ["2011_%06d" % i for i in range(N_SBD)])
+    names = sorted(
+        ["2012_%06d" % i for i in range(N_TRAIN)] + ["2011_%06d" % i for i in range(N_SBD)]
+    )
     values = _read_all(out, "images")
     assert meta["count"] == len(values) == N_TRAIN + N_SBD
     for name, value in zip(names, values):
@@ -209,8 +238,9 @@ def test_target_train_aug_with_sbd(raw, tmp_path):
 
 
 def test_target_without_sbd_says_so(raw, tmp_path, capsys):
-    meta = voc.build_target(os.path.join(raw, "VOCdevkit", "VOC2012"), str(tmp_path / "t"),
-                            size=SIZE)
+    meta = voc.build_target(
+        os.path.join(raw, "VOCdevkit", "VOC2012"), str(tmp_path / "t"), size=SIZE
+    )
     assert meta["count"] == N_TRAIN and meta["split"] == "voc_train"
     assert "VOC 2012 train only" in capsys.readouterr().out
 
@@ -221,17 +251,37 @@ def test_missing_roots_explain_layout_and_download(raw, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"(?s)SegmentationClass.*host\.robots\.ox"):
         voc.build_target(str(tmp_path / "novoc"), str(tmp_path / "o"))
     with pytest.raises(FileNotFoundError, match=r"(?s)cls/.*Hariharan"):
-        voc.build_target(os.path.join(raw, "VOCdevkit", "VOC2012"), str(tmp_path / "o"),
-                         sbd_root=str(tmp_path / "nosbd"))
+        voc.build_target(
+            os.path.join(raw, "VOCdevkit", "VOC2012"),
+            str(tmp_path / "o"),
+            sbd_root=str(tmp_path / "nosbd"),
+        )
     assert not os.path.exists(str(tmp_path / "o"))
 
 
 def test_cli_ratio_subset_is_seeded(raw, gt, tmp_path):
     def run(seed, out):
-        subprocess.run([sys.executable, "-m", "data_prep.coco", "--root",
-                        os.path.join(raw, "coco"), "--out", out, "--size", "32",
-                        "--ratio", "0.5", "--seed", str(seed), "--workers", "1"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "data_prep.coco",
+                "--root",
+                os.path.join(raw, "coco"),
+                "--out",
+                out,
+                "--size",
+                "32",
+                "--ratio",
+                "0.5",
+                "--seed",
+                str(seed),
+                "--workers",
+                "1",
+            ],
+            check=True,
+            capture_output=True,
+        )
         return records.read_meta(out), _read_all(out, "images")
 
     n = len(_expected_source_ids(gt))
@@ -257,7 +307,7 @@ def test_coco_bad_inputs_skipped_counted_reported(raw, gt, tmp_path):
     with open(path(kept[1]), "rb") as f:
         jpeg = f.read()
     with open(path(kept[1]), "wb") as f:  # truncated
-        f.write(jpeg[:len(jpeg) // 2])
+        f.write(jpeg[: len(jpeg) // 2])
     bad[kept[1]] = "truncated_image"
     info[kept[2]]["height"] += 7  # annotations drawn on another size than the image
     bad[kept[2]] = "mask_size_differs_from_image"
@@ -285,7 +335,8 @@ def test_coco_bad_inputs_skipped_counted_reported(raw, gt, tmp_path):
     for reason in set(bad.values()):
         assert meta["dropped"][reason] == list(bad.values()).count(reason)
     assert sorted((r, name) for r, name, _ in _report(out)) == sorted(
-        (bad[i], info[i]["file_name"]) for i in bad)
+        (bad[i], info[i]["file_name"]) for i in bad
+    )
     images = _read_all(out, "images")
     survivors = [i for i in kept if i not in bad]
     for i in kept[6:9]:
@@ -310,8 +361,11 @@ def test_voc_bad_inputs_skipped_counted_reported(raw, tmp_path):
     fileio.write_label_png(seg("2012_000002"), labels)
     out = str(tmp_path / "target")
     meta = voc.build_target(root, out, size=SIZE)
-    bad = {"2012_000000": "truncated_image", "2012_000001": "mask_size_differs_from_image",
-           "2012_000002": "unknown_category_id"}
+    bad = {
+        "2012_000000": "truncated_image",
+        "2012_000001": "mask_size_differs_from_image",
+        "2012_000002": "unknown_category_id",
+    }
     assert meta["count"] == N_TRAIN - 3
     assert meta["dropped"] == {r: 1 for r in bad.values()}
     assert sorted((n, r) for r, n, _ in _report(out)) == sorted(bad.items())
@@ -322,8 +376,9 @@ def test_failed_build_keeps_previous_dataset(raw, tmp_path):
     coco.build_source(os.path.join(raw, "coco"), out, size=32, ratio=0.2)
     before = _read_all(out, "images")
     os.makedirs(str(tmp_path / "coco" / "empty"))
-    shutil.copytree(os.path.join(raw, "coco", "annotations"),
-                    str(tmp_path / "coco" / "annotations"))
+    shutil.copytree(
+        os.path.join(raw, "coco", "annotations"), str(tmp_path / "coco" / "annotations")
+    )
     # Every image missing: nothing to write, the build fails ...
     with pytest.raises(ValueError, match="no records"):
         coco.build_source(str(tmp_path / "coco"), out, images="empty", size=32)
@@ -361,7 +416,7 @@ def test_coco_malformed_entries_and_empty_image_skipped_counted_reported(raw, gt
     name = {im["id"]: im["file_name"] for im in data["images"]}
     del _kept_annotation(data, kept[0])["segmentation"]  # bbox only
     del _kept_annotation(data, kept[1])["id"]
-    orphan = dict(_kept_annotation(data, kept[2]), id=10 ** 6)
+    orphan = dict(_kept_annotation(data, kept[2]), id=10**6)
     del orphan["image_id"]
     data["annotations"].append(orphan)  # belongs to no image: reported on its own
     entry = next(im for im in data["images"] if im["id"] == kept[3])
@@ -379,10 +434,15 @@ def test_coco_malformed_entries_and_empty_image_skipped_counted_reported(raw, gt
     rows = {(r, item): detail for r, item, detail in _report(out)}
     orphan_item = "annotations[%d]" % (len(data["annotations"]) - 1)
     image_item = "images[%d]" % data["images"].index(entry)
-    assert sorted(rows) == sorted([
-        ("malformed_annotation", name[kept[0]]), ("malformed_annotation", name[kept[1]]),
-        ("malformed_annotation", orphan_item), ("malformed_image_entry", image_item),
-        ("unreadable_image", name[kept[4]])])
+    assert sorted(rows) == sorted(
+        [
+            ("malformed_annotation", name[kept[0]]),
+            ("malformed_annotation", name[kept[1]]),
+            ("malformed_annotation", orphan_item),
+            ("malformed_image_entry", image_item),
+            ("unreadable_image", name[kept[4]]),
+        ]
+    )
     assert "has no 'segmentation'" in rows[("malformed_annotation", name[kept[0]])]
     assert "has no 'id'" in rows[("malformed_annotation", name[kept[1]])]
     assert "has no 'image_id'" in rows[("malformed_annotation", orphan_item)]
@@ -390,15 +450,20 @@ def test_coco_malformed_entries_and_empty_image_skipped_counted_reported(raw, gt
     assert "empty file" in rows[("unreadable_image", name[kept[4]])]
 
 
-@pytest.mark.parametrize("content, message", [
-    (b'{"images": [', r"is not valid JSON: Expecting value: line 1 column 13"),
-    (b"", r"is not valid JSON"),
-    (b"[]", r"is a list, not an object"),
-    (b'{"images": [], "annotations": []}', r"has no 'categories': a COCO instances JSON has"),
-    (b'{"images": {}, "annotations": [], "categories": []}', r"has 'images' = \{\}"),
-    (b'{"images": [], "annotations": [], "categories": [{"id": 13}]}',
-     r": categories\[0\] has no 'name'"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b'{"images": [', r"is not valid JSON: Expecting value: line 1 column 13"),
+        (b"", r"is not valid JSON"),
+        (b"[]", r"is a list, not an object"),
+        (b'{"images": [], "annotations": []}', r"has no 'categories': a COCO instances JSON has"),
+        (b'{"images": {}, "annotations": [], "categories": []}', r"has 'images' = \{\}"),
+        (
+            b'{"images": [], "annotations": [], "categories": [{"id": 13}]}',
+            r": categories\[0\] has no 'name'",
+        ),
+    ],
+)
 def test_coco_unusable_json_is_one_error_naming_file(tmp_path, content, message):
     root = tmp_path / "coco"
     (root / "annotations").mkdir(parents=True)
@@ -407,8 +472,19 @@ def test_coco_unusable_json_is_one_error_naming_file(tmp_path, content, message)
     path.write_bytes(content)
     with pytest.raises(ValueError, match=re.escape(str(path)) + ".*" + message):
         coco.build_source(str(root), str(tmp_path / "out"))
-    cli = subprocess.run([sys.executable, "-m", "data_prep.coco", "--root", str(root), "--out",
-                          str(tmp_path / "out")], capture_output=True, text=True)
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "data_prep.coco",
+            "--root",
+            str(root),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert cli.returncode == 1 and "Traceback" not in cli.stderr
     assert re.search("^data_prep.coco: " + re.escape(str(path)) + ".*" + message, cli.stderr)
     assert not os.path.exists(str(tmp_path / "out"))
@@ -440,16 +516,35 @@ def test_voc_sbd_empty_and_broken_files_skipped_counted(raw, tmp_path):
 
 def test_build_with_no_records_prints_counts_and_parameters(raw, gt, tmp_path):
     out = str(tmp_path / "source")
-    cli = subprocess.run([sys.executable, "-m", "data_prep.coco", "--root",
-                          os.path.join(raw, "coco"), "--out", out, "--size", "32",
-                          "--ratio", "0.001", "--workers", "1"], capture_output=True, text=True)
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "data_prep.coco",
+            "--root",
+            os.path.join(raw, "coco"),
+            "--out",
+            out,
+            "--size",
+            "32",
+            "--ratio",
+            "0.001",
+            "--workers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+    )
     n = len(_expected_source_ids(gt))
     assert cli.returncode == 1 and "Traceback" not in cli.stderr
     assert "%s: kept 0 images" % out in cli.stdout
     assert "dropped %d: not_sampled_ratio" % n in cli.stdout
     assert "dropped %d: no_annotation" % (N_SOURCE // builtin.EMPTY_EVERY) in cli.stdout
-    assert re.search(r"no records to write: every input was dropped \(counts above\); "
-                     r"parameters: .*ratio=0\.001, .*seed=0, size=32", cli.stderr)
+    assert re.search(
+        r"no records to write: every input was dropped \(counts above\); "
+        r"parameters: .*ratio=0\.001, .*seed=0, size=32",
+        cli.stderr,
+    )
     assert not os.path.exists(out) and not os.path.exists(out + ".partial")
 
 
@@ -464,12 +559,26 @@ def test_interrupted_builtin_generation_is_cleaned_and_redone(tmp_path, sig):
     out = str(tmp_path / "b")
     small = dict(seed=3, source_images=4, target_train=2, target_val=1)
     assert builtin.ensure(out, **small)
-    proc = subprocess.Popen([sys.executable, "-m", "data_prep.builtin", "--out", out,
-                             "--seed", "4", "--source-images", "400", "--workers", "1"])
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "data_prep.builtin",
+            "--out",
+            out,
+            "--seed",
+            "4",
+            "--source-images",
+            "400",
+            "--workers",
+            "1",
+        ]
+    )
     # Once the workers run (a SIGTERM while the pool forks them can be lost: Python ignores
     # exceptions raised in its at-fork callbacks, and the generation then simply completes).
-    _wait_for(os.path.join(out, ".building", "coco", "train2014",
-                           "COCO_train2014_%012d.jpg" % 1), proc)
+    _wait_for(
+        os.path.join(out, ".building", "coco", "train2014", "COCO_train2014_%012d.jpg" % 1), proc
+    )
     proc.send_signal(sig)
     assert proc.wait() == (143 if sig == signal.SIGTERM else -signal.SIGKILL)
     # SIGTERM: cleaned up at once; SIGKILL: left, then cleaned up by the next run. Either way
@@ -491,32 +600,54 @@ def test_leftover_building_folder_removed_when_dataset_current(tmp_path):
 
 def test_builtin_cli_regenerates_a_stale_tree(tmp_path):
     out = str(tmp_path / "b")
-    args = [sys.executable, "-m", "data_prep.builtin", "--out", out, "--source-images", "4",
-            "--target-train", "2", "--target-val", "1", "--workers", "1"]
-    assert "data_prep.builtin: wrote" in subprocess.run(args, capture_output=True, text=True,
-                                                        check=True).stderr
-    assert "up to date" in subprocess.run(args, capture_output=True, text=True,
-                                          check=True).stderr
+    args = [
+        sys.executable,
+        "-m",
+        "data_prep.builtin",
+        "--out",
+        out,
+        "--source-images",
+        "4",
+        "--target-train",
+        "2",
+        "--target-val",
+        "1",
+        "--workers",
+        "1",
+    ]
+    assert (
+        "data_prep.builtin: wrote"
+        in subprocess.run(args, capture_output=True, text=True, check=True).stderr
+    )
+    assert "up to date" in subprocess.run(args, capture_output=True, text=True, check=True).stderr
     marker = os.path.join(out, "builtin.json")
     with open(marker) as f:
         params = json.load(f)
     with open(marker, "w") as f:
         json.dump(dict(params, version=builtin.VERSION - 1), f)  # an older generator's tree
-    assert "data_prep.builtin: wrote" in subprocess.run(args, capture_output=True, text=True,
-                                                        check=True).stderr
+    assert (
+        "data_prep.builtin: wrote"
+        in subprocess.run(args, capture_output=True, text=True, check=True).stderr
+    )
     with open(marker) as f:
         assert json.load(f) == params
     shutil.rmtree(os.path.join(out, "coco"))  # a tree deleted by hand
-    assert "data_prep.builtin: wrote" in subprocess.run(args, capture_output=True, text=True,
-                                                        check=True).stderr
+    assert (
+        "data_prep.builtin: wrote"
+        in subprocess.run(args, capture_output=True, text=True, check=True).stderr
+    )
 
 
 def test_leftover_partial_lmdb_removed_by_next_build(raw, tmp_path):
     out = str(tmp_path / "target")
     os.makedirs(out + ".partial")  # as a SIGKILLed build leaves it
     with pytest.raises(FileNotFoundError):  # even a build that fails early removes it
-        voc.build_target(os.path.join(raw, "VOCdevkit", "VOC2012"), out, size=SIZE,
-                         sbd_root=str(tmp_path / "nosbd"))
+        voc.build_target(
+            os.path.join(raw, "VOCdevkit", "VOC2012"),
+            out,
+            size=SIZE,
+            sbd_root=str(tmp_path / "nosbd"),
+        )
     assert os.listdir(str(tmp_path)) == []
     os.makedirs(os.path.join(out + ".partial", "images"))
     voc.build_target(os.path.join(raw, "VOCdevkit", "VOC2012"), out, size=SIZE)
@@ -525,10 +656,23 @@ def test_leftover_partial_lmdb_removed_by_next_build(raw, tmp_path):
 
 def test_sigterm_during_lmdb_build_removes_partial(raw, tmp_path):
     out = str(tmp_path / "source")
-    proc = subprocess.Popen([sys.executable, "-m", "data_prep.coco", "--root",
-                             os.path.join(raw, "coco"), "--out", out, "--size", "330",
-                             "--workers", "2"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "data_prep.coco",
+            "--root",
+            os.path.join(raw, "coco"),
+            "--out",
+            out,
+            "--size",
+            "330",
+            "--workers",
+            "2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     _wait_for(os.path.join(out + ".partial", "images"), proc)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 143

@@ -1,6 +1,7 @@
 """transfernet.experiment (run folders, the caffe train stage runner with the real CLI),
 transfernet.no_transfer (the rule), transfernet.reports (metrics and report writers) and
 transfernet.evaluation's label accuracy."""
+
 import json
 import os
 
@@ -26,9 +27,11 @@ def tiny_data(tmp_path_factory):
 
 def short_config(source, target):
     """The tiny config on these LMDBs with a short schedule (a new Schedule value)."""
-    schedule = config.Schedule(stages={k: v._replace(max_iter=ITERATIONS)
-                                       for k, v in config.TINY.schedule.stages.items()},
-                               snapshot=ITERATIONS, display=5)
+    schedule = config.Schedule(
+        stages={k: v._replace(max_iter=ITERATIONS) for k, v in config.TINY.schedule.stages.items()},
+        snapshot=ITERATIONS,
+        display=5,
+    )
     return config.TINY.with_data(source=source, target=target)._replace(schedule=schedule)
 
 
@@ -44,7 +47,8 @@ def test_prepare_writes_nets_and_chained_solvers(tmp_path, tiny_data):
     assert 'weights: "%s"' % experiment.final_snapshot(run, "classifier") in solver
     assert "random_seed: 7" in solver
     assert experiment.final_snapshot(run, "joint").endswith(
-        "snapshots/joint/joint_iter_%d.caffemodel" % ITERATIONS)
+        "snapshots/joint/joint_iter_%d.caffemodel" % ITERATIONS
+    )
     with open(experiment.solver_file(run, "classifier")) as f:
         assert "weights:" not in f.read()  # tiny: stage 0 from scratch
     # same config again: accepted; another seed: refused, naming the field
@@ -72,19 +76,28 @@ def test_train_stage_with_caffe_cli_writes_snapshot_and_log(tmp_path, tiny_data)
     assert "done" in messages[-1]
     assert "classifier: no initial weights: every layer from its filler" in messages
     experiment.train(run, "attention", progress=messages.append)
-    loaded = [m for m in messages if m.startswith("attention: weights %s: "
-                                                  % experiment.final_snapshot(run, "classifier"))]
+    loaded = [
+        m
+        for m in messages
+        if m.startswith("attention: weights %s: " % experiment.final_snapshot(run, "classifier"))
+    ]
     assert len(loaded) == 1 and "conv5_3" in loaded[0]
     fillers = [m for m in messages if m.startswith("attention: from fillers: ")]
     assert len(fillers) == 1 and "feat_embed" in fillers[0] and "conv5_3" not in fillers[0]
     import caffe
-    net = caffe.Net(experiment.model_file(run, "attention_train"), caffe.TEST,
-                    weights=experiment.final_snapshot(run, "attention"))
-    stage0 = caffe.Net(experiment.model_file(run, "classifier_deploy"), caffe.TEST,
-                       weights=experiment.final_snapshot(run, "classifier"))
+
+    net = caffe.Net(
+        experiment.model_file(run, "attention_train"),
+        caffe.TEST,
+        weights=experiment.final_snapshot(run, "attention"),
+    )
+    stage0 = caffe.Net(
+        experiment.model_file(run, "classifier_deploy"),
+        caffe.TEST,
+        weights=experiment.final_snapshot(run, "classifier"),
+    )
     # stage 1 froze the encoder it got from stage 0
-    np.testing.assert_array_equal(net.params["conv3_1"][0].data,
-                                  stage0.params["conv3_1"][0].data)
+    np.testing.assert_array_equal(net.params["conv3_1"][0].data, stage0.params["conv3_1"][0].data)
     # retraining stage 0 invalidates stage 1 (it started from the old weights)
     assert experiment.stage_done(run, "attention") is not None
     experiment.train(run, "classifier", force=True, progress=messages.append)
@@ -93,8 +106,11 @@ def test_train_stage_with_caffe_cli_writes_snapshot_and_log(tmp_path, tiny_data)
 
 def test_train_stage_needs_previous_snapshot(tmp_path, tiny_data):
     run = experiment.prepare(str(tmp_path / "run"), short_config(*tiny_data))
-    with pytest.raises(RuntimeError, match="classifier_iter_%d.caffemodel not found; it is the "
-                                           "final snapshot of the previous stage" % ITERATIONS):
+    with pytest.raises(
+        RuntimeError,
+        match="classifier_iter_%d.caffemodel not found; it is the "
+        "final snapshot of the previous stage" % ITERATIONS,
+    ):
         experiment.train(run, "attention", progress=lambda m: None)
 
 
@@ -130,7 +146,7 @@ def test_no_transfer_rule_on_constructed_maps():
     s[1] = [[5, 5, -9, -9], [5, 5, -9, -9], [7, 5, -9, -9], [5, 5, -9, -9]]
     scores = no_transfer.scores(s, 4, 2)
     # label 0: min 0, max 10 -> fg where s > 5; label 1: min 5, max 7 -> only (2, 0)
-    expected0 = np.array([[0, 1], [0, .8], [0, .6], [0, .9]], np.float32)
+    expected0 = np.array([[0, 1], [0, 0.8], [0, 0.6], [0, 0.9]], np.float32)
     np.testing.assert_allclose(scores[0], expected0, atol=1e-6)
     expected1 = np.zeros((4, 2), np.float32)
     expected1[2, 0] = 1
@@ -145,26 +161,42 @@ def test_no_transfer_rule_on_constructed_maps():
 def fake_result(ious):
     names = ["background", "aeroplane", "bird"]
     valid = [v for v in ious if v is not None]
-    return {"per_class": dict(zip(names, ious)), "mean_iou": sum(valid) / len(valid),
-            "pixel_accuracy": 0.9, "mean_accuracy": 0.8, "num_images": 3, "num_pixels": 300,
-            "gt_pixels": dict.fromkeys(names, 100), "pred_pixels": dict.fromkeys(names, 100),
-            "confusion": [[1]]}
+    return {
+        "per_class": dict(zip(names, ious)),
+        "mean_iou": sum(valid) / len(valid),
+        "pixel_accuracy": 0.9,
+        "mean_accuracy": 0.8,
+        "num_images": 3,
+        "num_pixels": 300,
+        "gt_pixels": dict.fromkeys(names, 100),
+        "pred_pixels": dict.fromkeys(names, 100),
+        "confusion": [[1]],
+    }
 
 
 def test_metrics_and_report_on_fixed_inputs(tmp_path):
-    results = {("predicted", "decoder"): fake_result([0.9, 0.6, 0.3]),
-               ("gt", "decoder"): fake_result([0.9, 0.7, None]),
-               ("predicted", "no_transfer"): fake_result([0.6, 0.2, 0.1]),
-               ("gt", "no_transfer"): fake_result([0.5, 0.3, 0.1])}
+    results = {
+        ("predicted", "decoder"): fake_result([0.9, 0.6, 0.3]),
+        ("gt", "decoder"): fake_result([0.9, 0.7, None]),
+        ("predicted", "no_transfer"): fake_result([0.6, 0.2, 0.1]),
+        ("gt", "no_transfer"): fake_result([0.5, 0.3, 0.1]),
+    }
     rows = reports.result_rows(results)
-    assert set(rows) == {"predicted_decoder", "gt_decoder", "predicted_no_transfer",
-                         "gt_no_transfer"}
+    assert set(rows) == {
+        "predicted_decoder",
+        "gt_decoder",
+        "predicted_no_transfer",
+        "gt_no_transfer",
+    }
     assert rows["gt_decoder"]["title"] == "TransferNet-GT"
     assert "confusion" not in rows["gt_decoder"]
     cfg = config.TINY
-    metrics = {"config": experiment.describe(cfg, 0), "results": rows,
-               "training": {"classifier": {"seconds": 12.0}},
-               "labels": {"exact": 0.5, "precision": 0.75, "recall": 1.0, "images": 3}}
+    metrics = {
+        "config": experiment.describe(cfg, 0),
+        "results": rows,
+        "training": {"classifier": {"seconds": 12.0}},
+        "labels": {"exact": 0.5, "precision": 0.75, "recall": 1.0, "images": 3},
+    }
     path = str(tmp_path / "metrics.json")
     reports.write_metrics(path, metrics)
     with open(path) as f:
@@ -172,19 +204,22 @@ def test_metrics_and_report_on_fixed_inputs(tmp_path):
     assert loaded["results"]["predicted_decoder"]["mean_iou"] == pytest.approx(0.6)
     assert loaded["config"]["stages"]["joint"]["max_iter"] == cfg.schedule.stages["joint"].max_iter
     report = str(tmp_path / "report.md")
-    reports.write_report(report, metrics, "T", plots=["logs/joint.png"],
-                            figures=["figures/a.png"])
+    reports.write_report(report, metrics, "T", plots=["logs/joint.png"], figures=["figures/a.png"])
     with open(report) as f:
         text = f.read()
     lines = text.splitlines()
     header = "| method | background | aeroplane | bird | mean |"
-    table = lines[lines.index(header):lines.index(header) + 6]
-    assert table[2:] == ["| TransferNet | 90.0 | 60.0 | 30.0 | 60.0 |",
-                         "| TransferNet-GT | 90.0 | 70.0 | n/a | 80.0 |",
-                         "| No transfer: thresholded s | 60.0 | 20.0 | 10.0 | 30.0 |",
-                         "| No transfer-GT: thresholded s | 50.0 | 30.0 | 10.0 | 30.0 |"]
-    assert ("Share of scored pixels predicted as foreground: TransferNet 66.7%, "
-            "TransferNet-GT 66.7%,") in text
+    table = lines[lines.index(header) : lines.index(header) + 6]
+    assert table[2:] == [
+        "| TransferNet | 90.0 | 60.0 | 30.0 | 60.0 |",
+        "| TransferNet-GT | 90.0 | 70.0 | n/a | 80.0 |",
+        "| No transfer: thresholded s | 60.0 | 20.0 | 10.0 | 30.0 |",
+        "| No transfer-GT: thresholded s | 50.0 | 30.0 | 10.0 | 30.0 |",
+    ]
+    assert (
+        "Share of scored pixels predicted as foreground: TransferNet 66.7%, "
+        "TransferNet-GT 66.7%,"
+    ) in text
     assert "- predicted labels: decoder 60.0 vs no transfer 30.0 mIoU (+30.0 points)" in lines
     assert "- ground-truth labels: decoder 80.0 vs no transfer 30.0 mIoU (+50.0 points)" in lines
     assert "| classifier | %d | 8 x 1 |" % cfg.schedule.stages["classifier"].max_iter in text
@@ -195,16 +230,31 @@ def test_metrics_and_report_on_fixed_inputs(tmp_path):
 
 def test_report_joint_seed_table():
     rows = reports.result_rows({("predicted", "decoder"): fake_result([0.9, 0.6, 0.3])})
-    metrics = {"config": experiment.describe(config.TINY, 0), "results": rows, "training": {},
-               "joint_seeds": {"10": {"predicted_decoder": 0.4, "predicted_no_transfer": 0.3,
-                                      "gt_decoder": 0.5, "gt_no_transfer": 0.25},
-                               "2": {"predicted_decoder": 0.2, "predicted_no_transfer": 0.3,
-                                     "gt_decoder": 0.35, "gt_no_transfer": 0.3}}}
+    metrics = {
+        "config": experiment.describe(config.TINY, 0),
+        "results": rows,
+        "training": {},
+        "joint_seeds": {
+            "10": {
+                "predicted_decoder": 0.4,
+                "predicted_no_transfer": 0.3,
+                "gt_decoder": 0.5,
+                "gt_no_transfer": 0.25,
+            },
+            "2": {
+                "predicted_decoder": 0.2,
+                "predicted_no_transfer": 0.3,
+                "gt_decoder": 0.35,
+                "gt_no_transfer": 0.3,
+            },
+        },
+    }
     lines = reports.report_markdown(metrics, "T").splitlines()
     first = lines.index("## Joint-stage seeds (same stages 0 and 1; mIoU %)")
-    assert lines[first + 4:first + 6] == [  # numeric seed order, gains signed
+    assert lines[first + 4 : first + 6] == [  # numeric seed order, gains signed
         "| 2 | 20.0 | 30.0 | -10.0 | 35.0 | 30.0 | +5.0 |",
-        "| 10 | 40.0 | 30.0 | +10.0 | 50.0 | 25.0 | +25.0 |"]
+        "| 10 | 40.0 | 30.0 | +10.0 | 50.0 | 25.0 | +25.0 |",
+    ]
     one_seed = dict(metrics, joint_seeds={"0": metrics["joint_seeds"]["2"]})
     assert "Joint-stage seeds" not in reports.report_markdown(one_seed, "T")
 

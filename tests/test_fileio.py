@@ -1,4 +1,5 @@
 """transfernet.fileio: images, label PNGs and the VOC palette, list files, output names."""
+
 import cv2
 import numpy as np
 import pytest
@@ -7,11 +8,14 @@ from PIL import Image
 from transfernet import fileio
 
 
-@pytest.mark.parametrize("content, why", [
-    (b"", "empty file"),
-    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "not a decodable image"),
-    (b"\xff\xd8\xff\xe0" + b"\x00" * 64 + b"\xff\xd9", "not a decodable image"),
-])
+@pytest.mark.parametrize(
+    "content, why",
+    [
+        (b"", "empty file"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "not a decodable image"),
+        (b"\xff\xd8\xff\xe0" + b"\x00" * 64 + b"\xff\xd9", "not a decodable image"),
+    ],
+)
 def test_read_image_undecodable_is_a_skip(tmp_path, content, why):
     path = str(tmp_path / "bad.img")
     with open(path, "wb") as f:
@@ -40,11 +44,11 @@ def test_palette_png_roundtrip_and_voc_colours(tmp_path):
     assert np.array_equal(fileio.read_label_png(path), labels)
     # OpenCV decodes the palette to BGR colours: the standard VOC colour map.
     bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-    assert bgr[0, 1].tolist() == [0, 0, 128]        # aeroplane (128, 0, 0)
-    assert bgr[0, 2].tolist() == [128, 128, 192]    # person (192, 128, 128)
-    assert bgr[1, 0].tolist() == [128, 64, 0]       # tvmonitor (0, 64, 128)
-    assert bgr[1, 2].tolist() == [0, 128, 0]        # bicycle (0, 128, 0)
-    assert bgr[1, 1].tolist() == [192, 224, 224]    # void (224, 224, 192)
+    assert bgr[0, 1].tolist() == [0, 0, 128]  # aeroplane (128, 0, 0)
+    assert bgr[0, 2].tolist() == [128, 128, 192]  # person (192, 128, 128)
+    assert bgr[1, 0].tolist() == [128, 64, 0]  # tvmonitor (0, 64, 128)
+    assert bgr[1, 2].tolist() == [0, 128, 0]  # bicycle (0, 128, 0)
+    assert bgr[1, 1].tolist() == [192, 224, 224]  # void (224, 224, 192)
     assert bgr[0, 0].tolist() == [0, 0, 0]
     with pytest.raises(ValueError, match="2-D uint8"):
         fileio.write_label_png(path, labels.astype(np.int32))

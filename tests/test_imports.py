@@ -5,21 +5,24 @@ The Caffe layers (python_layers/, loaded by Caffe under their bare module names)
 dataset builders (data_prep/) use the library; the library never uses them, nor the tools.
 The I/O layer (transfernet/fileio.py over transfernet/atomic.py) uses no other project module.
 """
+
 import ast
 import os
 
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LAYER_MODULES = sorted(n[:-len(".py")] for n in os.listdir(os.path.join(REPO, "python_layers"))
-                       if n.endswith(".py"))
+LAYER_MODULES = sorted(
+    n[: -len(".py")] for n in os.listdir(os.path.join(REPO, "python_layers")) if n.endswith(".py")
+)
 PACKAGES = {"transfernet", "data_prep", "tools", "python_layers"}
 PROJECT = PACKAGES | set(LAYER_MODULES)
 
 
 def modules(folder):
-    return sorted(os.path.join(folder, n) for n in os.listdir(os.path.join(REPO, folder))
-                  if n.endswith(".py"))
+    return sorted(
+        os.path.join(folder, n) for n in os.listdir(os.path.join(REPO, folder)) if n.endswith(".py")
+    )
 
 
 def project_imports(path):
@@ -33,14 +36,20 @@ def project_imports(path):
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module)
             # `from transfernet import score` imports the module transfernet.score
-            names.update("%s.%s" % (node.module, alias.name) for alias in node.names
-                         if node.module in PACKAGES)
+            names.update(
+                "%s.%s" % (node.module, alias.name)
+                for alias in node.names
+                if node.module in PACKAGES
+            )
     return {n for n in names if n.split(".")[0] in PROJECT}
 
 
 def test_the_checker_sees_every_kind_of_import():
-    assert project_imports("tools/bench.py") >= {"transfernet.performance", "data_layer",
-                                                 "data_prep.coco"}
+    assert project_imports("tools/bench.py") >= {
+        "transfernet.performance",
+        "data_layer",
+        "data_prep.coco",
+    }
     assert "transfernet.records" in project_imports("python_layers/data_layer.py")
     # inside a function: bench_joint_layers' `from transfernet import nets`
     assert "transfernet.nets" in project_imports("transfernet/performance.py")
@@ -48,8 +57,11 @@ def test_the_checker_sees_every_kind_of_import():
 
 @pytest.mark.parametrize("path", modules("transfernet"))
 def test_the_library_imports_no_builder_layer_or_tool(path):
-    bad = {n for n in project_imports(path)
-           if n.split(".")[0] in {"data_prep", "python_layers", "tools"} | set(LAYER_MODULES)}
+    bad = {
+        n
+        for n in project_imports(path)
+        if n.split(".")[0] in {"data_prep", "python_layers", "tools"} | set(LAYER_MODULES)
+    }
     assert not bad, "%s imports %s" % (path, ", ".join(sorted(bad)))
 
 

@@ -1,5 +1,6 @@
 """Inference (Sec. 5) on the tiny networks with seeded random weights: geometry, label
 selection, batched deploy, label maps, and the tools/infer.py command line."""
+
 import json
 import os
 import re
@@ -9,10 +10,9 @@ import sys
 import cv2
 import numpy as np
 import pytest
+from tiny_weights import CLS_MODEL, REPO, SEG_MODEL, make_image
 
 from transfernet import atomic, crf, fileio, inference, score
-
-from tiny_weights import CLS_MODEL, REPO, SEG_MODEL, make_image
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,8 @@ def test_predict_labels_with_the_classifier(classifier):
         assert set(labels) <= set(candidates)
     threshold = float(np.sort(probs[:20])[-3])  # exactly the three best VOC classes
     assert inference.predict_labels(classifier, image, threshold=threshold) == sorted(
-        (np.argsort(probs[:20])[-3:] + 1).tolist())
+        (np.argsort(probs[:20])[-3:] + 1).tolist()
+    )
 
 
 def test_batched_deploy_equals_one_forward_per_label(seg_net):
@@ -148,11 +149,21 @@ def test_class_table(tmp_path):
 
 # ---- tools/infer.py in a subprocess -------------------------------------------------------
 
+
 def run_infer(weights, *args):
-    cmd = [sys.executable, os.path.join(REPO, "tools", "infer.py"), "--config", "tiny",
-           "--weights", weights["seg"], "--classifier-weights", weights["cls"]] + list(args)
-    return subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True)
+    cmd = [
+        sys.executable,
+        os.path.join(REPO, "tools", "infer.py"),
+        "--config",
+        "tiny",
+        "--weights",
+        weights["seg"],
+        "--classifier-weights",
+        weights["cls"],
+    ] + list(args)
+    return subprocess.run(
+        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True
+    )
 
 
 @pytest.fixture
@@ -170,6 +181,7 @@ def image_dir(tmp_path):
 
 def read_png(path):
     from PIL import Image
+
     with Image.open(path) as im:
         assert im.mode == "P"  # a VOC palette PNG
     return fileio.read_label_png(path)
@@ -180,8 +192,7 @@ def test_cli_predicted_labels_outputs_failures_and_resume(weights, image_dir, tm
     out = tmp_path / "out"
     meta = tmp_path / "meta.json"
     meta.write_text(json.dumps({"kind": "target", "classes": {"3": "bird", "8": "cat"}}))
-    args = ["--dir", str(folder), "--out", str(out), "--classes", str(meta),
-            "--save-prob", "--vis"]
+    args = ["--dir", str(folder), "--out", str(out), "--classes", str(meta), "--save-prob", "--vis"]
     res = run_infer(weights, *args)
     assert res.returncode == 1, res.stderr
     assert "broken.jpg" in res.stderr and "unreadable_image" in res.stderr
@@ -213,8 +224,18 @@ def test_cli_given_labels_from_a_list(weights, image_dir, tmp_path):
     listing = tmp_path / "val.txt"
     listing.write_text("a\nc\n")
     out = tmp_path / "out"
-    res = run_infer(weights, "--list", str(listing), "--root", str(folder), "--labels", "3,8",
-                    "--out", str(out), "--save-prob")
+    res = run_infer(
+        weights,
+        "--list",
+        str(listing),
+        "--root",
+        str(folder),
+        "--labels",
+        "3,8",
+        "--out",
+        str(out),
+        "--save-prob",
+    )
     assert res.returncode == 0, res.stderr
     assert "2 images: 2 segmented, 0 already done, 0 failed" in res.stdout
     assert sorted(os.listdir(out)) == ["a.png", "c.png", "prob"]
@@ -222,12 +243,21 @@ def test_cli_given_labels_from_a_list(weights, image_dir, tmp_path):
     for name in ("a", "c"):
         labels = read_png(str(out / (name + ".png")))
         assert labels.shape == sizes[name]
-        assert inference.load_prob(str(out / "prob" / (name + ".npz")))["class_ids"].tolist() \
-            == [3, 8]
+        assert inference.load_prob(str(out / "prob" / (name + ".npz")))["class_ids"].tolist() == [
+            3,
+            8,
+        ]
         found |= set(np.unique(labels).tolist())
     assert found <= {0, 3, 8} and len(found) > 1
-    bad = run_infer(weights, "--image", str(folder / "a.jpg"), "--labels", "3,81",
-                    "--out", str(tmp_path / "bad"))
+    bad = run_infer(
+        weights,
+        "--image",
+        str(folder / "a.jpg"),
+        "--labels",
+        "3,81",
+        "--out",
+        str(tmp_path / "bad"),
+    )
     assert bad.returncode == 2 and "81" in bad.stderr
 
 
@@ -239,8 +269,17 @@ def test_cli_gt_labels(weights, image_dir, tmp_path):
         gt[5:20, 5:30], gt[30:40, 10:20], gt[-1] = 12, 5, 255
         fileio.write_label_png(str(gt_dir / (name + ".png")), gt)
     out = tmp_path / "out"
-    res = run_infer(weights, "--dir", str(folder), "--gt-labels", str(gt_dir), "--crf",
-                    "--save-prob", "--out", str(out))
+    res = run_infer(
+        weights,
+        "--dir",
+        str(folder),
+        "--gt-labels",
+        str(gt_dir),
+        "--crf",
+        "--save-prob",
+        "--out",
+        str(out),
+    )
     assert res.returncode == 1
     assert "c.jpg" in res.stderr and "missing_ground_truth" in res.stderr
     assert "broken.jpg" in res.stderr
@@ -256,13 +295,24 @@ def test_cli_on_builtin_val_with_gt_labels_is_scorable(weights, tmp_path):
     """Built-in dataset (data_prep.builtin) VOC val images: list + root + GT labels, scored
     by transfernet.score like tools/eval.py does."""
     from data_prep import builtin
-    builtin.generate(str(tmp_path / "builtin"), seed=3, source_images=0, target_train=0,
-                     target_val=3, workers=1)
+
+    builtin.generate(
+        str(tmp_path / "builtin"), seed=3, source_images=0, target_train=0, target_val=3, workers=1
+    )
     voc = tmp_path / "builtin" / "VOCdevkit" / "VOC2012"
     listing = str(voc / "ImageSets" / "Segmentation" / "val.txt")
     out = tmp_path / "pred"
-    res = run_infer(weights, "--list", listing, "--root", str(voc / "JPEGImages"),
-                    "--gt-labels", str(voc / "SegmentationClass"), "--out", str(out))
+    res = run_infer(
+        weights,
+        "--list",
+        listing,
+        "--root",
+        str(voc / "JPEGImages"),
+        "--gt-labels",
+        str(voc / "SegmentationClass"),
+        "--out",
+        str(out),
+    )
     assert res.returncode == 0, res.stderr
     ids = fileio.read_list(listing)
     assert len(ids) == 3 and sorted(os.listdir(out)) == sorted(i + ".png" for i in ids)
@@ -270,10 +320,12 @@ def test_cli_on_builtin_val_with_gt_labels_is_scorable(weights, tmp_path):
         gt = fileio.read_label_png(str(voc / "SegmentationClass" / (i + ".png")))
         pred = read_png(str(out / (i + ".png")))
         assert pred.shape == gt.shape
-        assert set(np.unique(pred)) <= {0} | set(inference.gt_labels(
-            str(voc / "SegmentationClass" / (i + ".png"))))
-    result = score.evaluate(str(out), str(voc / "SegmentationClass"), ids,
-                            score.voc_class_table(), workers=1)
+        assert set(np.unique(pred)) <= {0} | set(
+            inference.gt_labels(str(voc / "SegmentationClass" / (i + ".png")))
+        )
+    result = score.evaluate(
+        str(out), str(voc / "SegmentationClass"), ids, score.voc_class_table(), workers=1
+    )
     assert 0 <= result["mean_iou"] <= 1
 
 
@@ -283,16 +335,17 @@ def test_cli_skips_ground_truth_with_ids_the_network_lacks(weights, image_dir, t
     for name, ids in (("a", (5, 200)), ("b", (12,)), ("c", (3,))):
         gt = np.zeros(sizes[name], np.uint8)
         for k, cid in enumerate(ids):
-            gt[5 + 10 * k:10 + 10 * k, 5:30] = cid
+            gt[5 + 10 * k : 10 + 10 * k, 5:30] = cid
         fileio.write_label_png(str(gt_dir / (name + ".png")), gt)
     out = tmp_path / "out"
-    res = run_infer(weights, "--dir", str(folder), "--gt-labels", str(gt_dir),
-                    "--out", str(out))
+    res = run_infer(weights, "--dir", str(folder), "--gt-labels", str(gt_dir), "--out", str(out))
     assert res.returncode == 1
     assert "Traceback" not in res.stderr
     assert "4 images: 2 segmented, 0 already done, 2 failed" in res.stdout
-    assert ("%s/a.jpg  (class_ids_not_in_network: %s/a.png holds class ids [200]; the network "
-            "has [1, 80])" % (folder, gt_dir)) in res.stderr
+    assert (
+        "%s/a.jpg  (class_ids_not_in_network: %s/a.png holds class ids [200]; the network "
+        "has [1, 80])" % (folder, gt_dir)
+    ) in res.stderr
     assert sorted(os.listdir(out)) == ["b.png", "c.png"]
 
 
@@ -303,13 +356,19 @@ def test_cli_checks_the_output_folders_before_any_work(weights, image_dir, tmp_p
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "vis").write_text("")
     for out, extra, message in [
-            (a_file / "out", [], "cannot create output folder %s: %s is a file, not a folder"
-             % (a_file / "out", a_file)),
-            (a_file, [], "output folder %s exists and is a file, not a folder" % a_file),
-            (tmp_path / "out", ["--vis"], "output folder %s exists and is a file, not a folder"
-             % (tmp_path / "out" / "vis"))]:
-        res = run_infer(weights, "--dir", str(folder), "--labels", "3", "--out", str(out),
-                        *extra)
+        (
+            a_file / "out",
+            [],
+            "cannot create output folder %s: %s is a file, not a folder" % (a_file / "out", a_file),
+        ),
+        (a_file, [], "output folder %s exists and is a file, not a folder" % a_file),
+        (
+            tmp_path / "out",
+            ["--vis"],
+            "output folder %s exists and is a file, not a folder" % (tmp_path / "out" / "vis"),
+        ),
+    ]:
+        res = run_infer(weights, "--dir", str(folder), "--labels", "3", "--out", str(out), *extra)
         assert res.returncode == 2
         assert res.stderr == "infer.py: error: %s\n" % message and res.stdout == ""
     assert os.listdir(str(tmp_path / "out")) == ["vis"]
@@ -321,8 +380,7 @@ def dead_pid():
     return proc.pid
 
 
-def test_cli_removes_a_killed_runs_temporaries_and_eval_ignores_them(weights, image_dir,
-                                                                      tmp_path):
+def test_cli_removes_a_killed_runs_temporaries_and_eval_ignores_them(weights, image_dir, tmp_path):
     folder, sizes = image_dir
     listing = tmp_path / "val.txt"
     listing.write_text("a\nc\n")
@@ -330,14 +388,25 @@ def test_cli_removes_a_killed_runs_temporaries_and_eval_ignores_them(weights, im
     for name in ("a", "c"):
         fileio.write_label_png(str(gt_dir / (name + ".png")), np.full(sizes[name], 3, np.uint8))
     out = tmp_path / "out"
-    args = ["--list", str(listing), "--root", str(folder), "--labels", "3", "--vis",
-            "--out", str(out)]
+    args = [
+        "--list",
+        str(listing),
+        "--root",
+        str(folder),
+        "--labels",
+        "3",
+        "--vis",
+        "--out",
+        str(out),
+    ]
     assert run_infer(weights, *args).returncode == 0
     # What a SIGKILL during the writes of c leaves: truncated temporaries, no c.png.
     os.remove(str(out / "c.png"))
     pid = dead_pid()
-    leftovers = [out / (".c.png.%d.tmpk2j3h4q0.png" % pid),
-                 out / "vis" / (".c.png.%d.tmpx8y9z0ab.png" % pid)]
+    leftovers = [
+        out / (".c.png.%d.tmpk2j3h4q0.png" % pid),
+        out / "vis" / (".c.png.%d.tmpx8y9z0ab.png" % pid),
+    ]
     for path in leftovers:
         path.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     live = out / (".x.png.%d.tmpabcdefgh.png" % os.getpid())  # a live writer's: kept
@@ -352,9 +421,21 @@ def test_cli_removes_a_killed_runs_temporaries_and_eval_ignores_them(weights, im
     assert "2 images: 1 segmented, 1 already done, 0 failed" in res.stdout
     # tools/eval.py ignores hidden files (the live temporary, an older run's ".c.png.XXXX.png")
     (out / ".c.png.k2j3h4q0.png").write_bytes(b"")
-    ev = subprocess.run([sys.executable, "tools/eval.py", "--pred", str(out), "--gt",
-                         str(gt_dir), "--list", str(listing)], cwd=REPO,
-                        capture_output=True, text=True)
+    ev = subprocess.run(
+        [
+            sys.executable,
+            "tools/eval.py",
+            "--pred",
+            str(out),
+            "--gt",
+            str(gt_dir),
+            "--list",
+            str(listing),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert ev.returncode == 0, ev.stderr
     assert "2 images" in ev.stdout
 
@@ -365,17 +446,17 @@ def test_cli_is_quiet_unless_verbose_and_counts_an_empty_image(weights, image_di
     res = run_infer(weights, "--dir", str(folder), "--out", str(tmp_path / "out"))
     assert res.returncode == 1
     assert "5 images: 3 segmented, 0 already done, 2 failed" in res.stdout
-    assert "%s/empty.jpg  (unreadable_image: %s/empty.jpg: empty file)" % (folder, folder) \
+    assert (
+        "%s/empty.jpg  (unreadable_image: %s/empty.jpg: empty file)" % (folder, folder)
         in res.stderr
+    )
     assert not re.search(r"^[IWEF](\d{4})?\d{4} ", res.stderr, re.M) and "net.cpp" not in res.stderr
-    res = run_infer(weights, "--dir", str(folder), "--out", str(tmp_path / "out2"),
-                    "--verbose")
+    res = run_infer(weights, "--dir", str(folder), "--out", str(tmp_path / "out2"), "--verbose")
     assert res.returncode == 1 and "Network initialization done." in res.stderr
     assert len(re.findall(r"^I(\d{4})?\d{4} ", res.stderr, re.M)) > 500  # glog 0.4 / 0.6 info lines
 
 
-def test_cli_workers_write_the_same_bytes_and_report_failures_alike(weights, image_dir,
-                                                                     tmp_path):
+def test_cli_workers_write_the_same_bytes_and_report_failures_alike(weights, image_dir, tmp_path):
     folder, sizes = image_dir
     for k in range(4):  # more images than 2 workers hold at once (2N ahead)
         cv2.imwrite(str(folder / ("d%d.jpg" % k)), make_image(60 + 7 * k, 90, seed=20 + k))
@@ -383,25 +464,51 @@ def test_cli_workers_write_the_same_bytes_and_report_failures_alike(weights, ima
     for workers in (0, 2):
         out = tmp_path / ("out%d" % workers)
         (out / "vis" / "b.png").mkdir(parents=True)  # a failed write, in the worker
-        res = run_infer(weights, "--dir", str(folder), "--crf", "--save-prob", "--vis",
-                        "--workers", str(workers), "--out", str(out))
+        res = run_infer(
+            weights,
+            "--dir",
+            str(folder),
+            "--crf",
+            "--save-prob",
+            "--vis",
+            "--workers",
+            str(workers),
+            "--out",
+            str(out),
+        )
         assert res.returncode == 1, res.stderr
         assert "8 images: 6 segmented, 0 already done, 2 failed" in res.stdout
-        runs[workers] = (out, res.stderr[res.stderr.index("failed images:"):])
+        runs[workers] = (out, res.stderr[res.stderr.index("failed images:") :])
     (out0, failed0), (out2, failed2) = runs[0], runs[2]
     assert failed2 == failed0.replace(str(out0), str(out2))
     assert "b.jpg  (write failed: Is a directory: %s)" % (out2 / "vis" / "b.png") in failed2
     assert "broken.jpg  (unreadable_image:" in failed2
-    files = sorted(os.path.relpath(os.path.join(d, f), str(out0))
-                   for d, _, names in os.walk(str(out0)) for f in names)
+    files = sorted(
+        os.path.relpath(os.path.join(d, f), str(out0))
+        for d, _, names in os.walk(str(out0))
+        for f in names
+    )
     assert len(files) == 6 * 3 + 1  # label PNG, npz, figure each; b's npz, written first
-    assert files == sorted(os.path.relpath(os.path.join(d, f), str(out2))
-                           for d, _, names in os.walk(str(out2)) for f in names)
+    assert files == sorted(
+        os.path.relpath(os.path.join(d, f), str(out2))
+        for d, _, names in os.walk(str(out2))
+        for f in names
+    )
     for name in files:
         assert (out0 / name).read_bytes() == (out2 / name).read_bytes(), name
     # Resume with workers: the finished images are skipped, b is retried.
     os.rmdir(str(out2 / "vis" / "b.png"))
-    res = run_infer(weights, "--dir", str(folder), "--crf", "--save-prob", "--vis",
-                    "--workers", "2", "--out", str(out2))
+    res = run_infer(
+        weights,
+        "--dir",
+        str(folder),
+        "--crf",
+        "--save-prob",
+        "--vis",
+        "--workers",
+        "2",
+        "--out",
+        str(out2),
+    )
     assert "8 images: 1 segmented, 6 already done, 1 failed" in res.stdout
     assert cv2.imread(str(out2 / "vis" / "b.png")) is not None

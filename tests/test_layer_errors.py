@@ -2,13 +2,14 @@
 the generated nets reports its exceptions (layer_params.report_errors), shown by a real
 `caffe train` whose data layer cannot open its datasets; under pycaffe the exception reaches
 the caller once, unprinted."""
+
 import importlib
 import os
 import subprocess
 
+import caffe
 import pytest
 
-import caffe
 from transfernet import baselines, config, nets, solvers
 from transfernet.atomic import write_text
 
@@ -18,9 +19,14 @@ def python_layers():
     found = set()
     for cfg in config.CONFIGS.values():
         protos = [nets.build(cfg, net) for net in nets.NETS] + [
-            baselines.build(cfg, net) for net in baselines.NETS]
-        found |= {(l.python_param.module, l.python_param.layer)
-                  for proto in protos for l in proto.layer if l.type == "Python"}
+            baselines.build(cfg, net) for net in baselines.NETS
+        ]
+        found |= {
+            (layer.python_param.module, layer.python_param.layer)
+            for proto in protos
+            for layer in proto.layer
+            if layer.type == "Python"
+        }
     return sorted(found)
 
 
@@ -29,8 +35,7 @@ def test_every_python_layer_of_the_generated_nets_reports_its_errors():
     assert ("data_layer", "SourceTargetData") in layers and len(layers) >= 3
     for module, layer in layers:
         cls = getattr(importlib.import_module(module), layer)
-        assert getattr(cls, "reports_errors", False), "%s.%s: not @report_errors" % (
-            module, layer)
+        assert getattr(cls, "reports_errors", False), "%s.%s: not @report_errors" % (module, layer)
 
 
 def caffe_train(tmp_path, net):
@@ -41,8 +46,13 @@ def caffe_train(tmp_path, net):
     solver.max_iter = 1
     write_text(str(tmp_path / "solver.prototxt"), str(solver))
     env = dict(os.environ, GLOG_minloglevel="0", GLOG_logtostderr="1")
-    return subprocess.run(["caffe", "train", "-solver", str(tmp_path / "solver.prototxt")],
-                          env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        ["caffe", "train", "-solver", str(tmp_path / "solver.prototxt")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_caffe_train_shows_the_data_layer_message(tmp_path):
@@ -50,17 +60,22 @@ def test_caffe_train_shows_the_data_layer_message(tmp_path):
     net = nets.build(config.TINY.with_data(source=missing, target=None), "classifier_train")
     run = caffe_train(tmp_path, net)
     assert run.returncode != 0
-    assert "terminate called after throwing an instance of 'boost::python::error_already_set'"\
-        in run.stderr  # what alone was printed before
-    assert ("Error in Python layer SourceTargetData.setup: ValueError: SourceTargetData: "
-            "source dataset %s does not exist (build it with `make data`)" % missing) \
-        in run.stderr.splitlines()
+    assert (
+        "terminate called after throwing an instance of 'boost::python::error_already_set'"
+        in run.stderr
+    )  # what alone was printed before
+    assert (
+        "Error in Python layer SourceTargetData.setup: ValueError: SourceTargetData: "
+        "source dataset %s does not exist (build it with `make data`)" % missing
+    ) in run.stderr.splitlines()
 
 
 def test_pycaffe_raises_layer_errors_to_the_caller_unprinted(tmp_path, capfd):
     missing = str(tmp_path / "no_such_lmdb")
-    write_text(str(tmp_path / "net.prototxt"), str(nets.build(
-        config.TINY.with_data(source=missing, target=None), "classifier_train")))
+    write_text(
+        str(tmp_path / "net.prototxt"),
+        str(nets.build(config.TINY.with_data(source=missing, target=None), "classifier_train")),
+    )
     with pytest.raises(ValueError, match="source dataset %s does not exist" % missing):
         caffe.Net(str(tmp_path / "net.prototxt"), caffe.TRAIN)
     assert "Error in Python layer" not in capfd.readouterr().err
@@ -69,12 +84,15 @@ def test_pycaffe_raises_layer_errors_to_the_caller_unprinted(tmp_path, capfd):
 def test_caffe_train_shows_a_reshape_error_of_another_layer(tmp_path):
     net = caffe.proto.caffe_pb2.NetParameter()
     net.layer.add(name="A", type="Input", top=["A"]).input_param.shape.add(dim=[1, 4, 3, 3])
-    net.layer.add(name="alpha", type="Input", top=["alpha"]).input_param.shape.add(
-        dim=[2, 1, 3, 4])
+    net.layer.add(name="alpha", type="Input", top=["alpha"]).input_param.shape.add(dim=[2, 1, 3, 4])
     pool = net.layer.add(name="z", type="Python", bottom=["A", "alpha"], top=["z"])
     pool.python_param.module, pool.python_param.layer = "attention_ops", "AttentionPool"
     run = caffe_train(tmp_path, net)
     assert run.returncode != 0
-    assert any(line.startswith("Error in Python layer AttentionPool.reshape: ValueError: "
-                               "AttentionPool: bottom alpha must have shape")
-               for line in run.stderr.splitlines()), run.stderr[-2000:]
+    assert any(
+        line.startswith(
+            "Error in Python layer AttentionPool.reshape: ValueError: "
+            "AttentionPool: bottom alpha must have shape"
+        )
+        for line in run.stderr.splitlines()
+    ), run.stderr[-2000:]

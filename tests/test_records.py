@@ -1,16 +1,17 @@
 """Record format: encode/decode round trips, the LMDB writer's keys, map growth, atomicity."""
+
 import json
 import os
 import re
 
 import caffe
 import cv2
+import data_layer
 import lmdb
 import numpy as np
 import pytest
 from caffe.proto import caffe_pb2
 
-import data_layer
 from transfernet import records
 
 
@@ -139,8 +140,9 @@ def test_is_current_checks_size_age_and_params(tmp_path):
     marker.write_text("{}")
     out = str(tmp_path / "t")
     assert not records.is_current(out, 20, str(marker))  # no dataset yet
-    records.write_dataset(out, _records(2, masks=False),
-                          {"kind": "target", "size": 20, "params": {"ratio": 0.5}})
+    records.write_dataset(
+        out, _records(2, masks=False), {"kind": "target", "size": 20, "params": {"ratio": 0.5}}
+    )
     os.utime(str(marker), (0, 0))
     assert records.is_current(out, 20, str(marker), ratio=0.5)
     assert not records.is_current(out, 30, str(marker))  # another record size
@@ -156,8 +158,11 @@ def test_empty_dataset_is_reported_as_empty(tmp_path):
     lmdb.open(os.path.join(out, "images")).close()
     with open(os.path.join(out, "meta.json"), "w") as f:
         json.dump({"kind": "target", "size": 20, "count": 0, "num_classes": 80}, f)
-    with pytest.raises(ValueError, match=re.escape(out) + r" is an empty dataset \(0 records\): "
-                       "rebuild it with `make data`"):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(out) + r" is an empty dataset \(0 records\): "
+        "rebuild it with `make data`",
+    ):
         records.read_meta(out)
     # The training data layer (real pycaffe layer code) passes the same message on.
     params = json.dumps({"target": out, "batch_size": 2, "resize": 20, "crop": 20})

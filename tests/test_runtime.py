@@ -1,5 +1,6 @@
 """The runtime matches its requirements file (requirements.txt; requirements-cuda.txt in the
 CUDA root), and pycaffe is the real, Python-layer-enabled Caffe."""
+
 import importlib.metadata
 import os
 import subprocess
@@ -9,8 +10,9 @@ import cv2
 import pytest
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REQUIREMENTS = ("requirements-cuda.txt" if os.environ.get("TRANSFERNET_CAFFE") == "cuda"
-                else "requirements.txt")  # runtime/run.sh sets the flavour
+REQUIREMENTS = (
+    "requirements-cuda.txt" if os.environ.get("TRANSFERNET_CAFFE") == "cuda" else "requirements.txt"
+)  # runtime/run.sh sets the flavour
 
 
 def pinned_requirements():
@@ -35,8 +37,15 @@ def test_installed_version_matches_requirements(name, version):
 
 def test_requirements_cover_the_project_dependencies():
     names = {name for name, _ in pinned_requirements()}
-    assert {"numpy", "protobuf", "lmdb", "opencv-python", "pycocotools", "pydensecrf2",
-            "pytest"} <= names
+    assert {
+        "numpy",
+        "protobuf",
+        "lmdb",
+        "opencv-python",
+        "pycocotools",
+        "pydensecrf2",
+        "pytest",
+    } <= names
 
 
 def test_pycaffe_runs_python_layers():
@@ -53,7 +62,6 @@ def test_cuda_runtime_has_nccl_and_a_one_line_gpu_guard():
     cuda = os.environ.get("TRANSFERNET_CAFFE") == "cuda"
     assert caffe.has_nccl() == cuda  # Debian 11's CPU Caffe has no NCCL; the CUDA build does
     if cuda and not os.path.exists("/proc/driver/nvidia/version"):
-        run = subprocess.run(["caffe", "device_query", "-gpu", "0"], capture_output=True,
-                             text=True)
+        run = subprocess.run(["caffe", "device_query", "-gpu", "0"], capture_output=True, text=True)
         assert run.returncode == 1 and run.stderr.count("\n") == 1
         assert run.stderr.startswith("caffe: -gpu asks for a GPU, but no NVIDIA driver")

@@ -1,4 +1,5 @@
 """comp6 scoring on constructed label maps with hand-computed IoU."""
+
 import json
 import os
 import subprocess
@@ -36,10 +37,7 @@ def write_set(tmp_path, pairs, extra_pred=()):
 def test_confusion_one_image_by_hand():
     conf = score.confusion_matrix(GT1, PRED1, list(TABLE))
     # rows gt bkg,a,b,c; columns pred bkg,a,b,c,other
-    assert conf.tolist() == [[1, 1, 0, 0, 0],
-                             [0, 3, 0, 0, 0],
-                             [1, 0, 1, 0, 0],
-                             [0, 0, 0, 0, 0]]
+    assert conf.tolist() == [[1, 1, 0, 0, 0], [0, 3, 0, 0, 0], [1, 0, 1, 0, 0], [0, 0, 0, 0, 0]]
     res = score.scores(conf, TABLE)
     # bkg: TP 1, GT 2, PRED 2 -> 1/3; a: 3/(3+4-3); b: 1/(2+1-1) (void pixel's "2" ignored)
     assert res["per_class"] == pytest.approx({"bkg": 1 / 3, "a": 3 / 4, "b": 1 / 2, "c": None})
@@ -77,15 +75,20 @@ def test_prediction_outside_class_table_is_wrong():
 
 
 def test_all_void_gives_no_scores():
-    res = score.scores(score.confusion_matrix(np.full((2, 2), 255, np.uint8),
-                                              np.ones((2, 2), np.uint8), list(TABLE)), TABLE)
+    res = score.scores(
+        score.confusion_matrix(
+            np.full((2, 2), 255, np.uint8), np.ones((2, 2), np.uint8), list(TABLE)
+        ),
+        TABLE,
+    )
     assert res["mean_iou"] is None and res["pixel_accuracy"] is None
     assert set(res["per_class"].values()) == {None}
 
 
 def test_missing_and_extra_predictions_are_listed(tmp_path):
-    pred, gt, lst = write_set(tmp_path, {"im1": (GT1, PRED1), "im2": (GT2, None)},
-                              extra_pred=["stray"])
+    pred, gt, lst = write_set(
+        tmp_path, {"im1": (GT1, PRED1), "im2": (GT2, None)}, extra_pred=["stray"]
+    )
     with pytest.raises(score.EvalError) as err:
         score.evaluate(pred, gt, fileio.read_list(lst), TABLE)
     assert "1 predictions missing" in str(err.value) and "im2.png" in str(err.value)
@@ -123,7 +126,7 @@ def test_class_table_from_meta_json_ignores_other_ids(tmp_path):
     meta.write_text(json.dumps({"kind": "target", "classes": {"21": "truck", "3": "bird"}}))
     table = score.load_class_table(str(meta))
     assert table == {0: "background", 3: "bird", 21: "truck"}
-    gt = np.array([[0, 3, 21, 5]], np.uint8)    # id 5 is not scored
+    gt = np.array([[0, 3, 21, 5]], np.uint8)  # id 5 is not scored
     pred = np.array([[0, 21, 21, 0]], np.uint8)
     res = score.scores(score.confusion_matrix(gt, pred, list(table)), table)
     assert res["per_class"] == {"background": 1.0, "bird": 0.0, "truck": 0.5}
@@ -157,8 +160,20 @@ def test_cli_writes_json_csv_and_reports_errors(tmp_path):
     classes = tmp_path / "classes.json"
     classes.write_text(json.dumps({str(k): v for k, v in TABLE.items()}))
     out = tmp_path / "out" / "eval.json"
-    cmd = [sys.executable, "tools/eval.py", "--pred", pred, "--gt", gt, "--list", lst,
-           "--classes", str(classes), "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "tools/eval.py",
+        "--pred",
+        pred,
+        "--gt",
+        gt,
+        "--list",
+        lst,
+        "--classes",
+        str(classes),
+        "--out",
+        str(out),
+    ]
     run = subprocess.run(cmd, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "mean IoU" in run.stdout and "56.9" in run.stdout  # (1/3 + 7/8 + 1/2) / 3 = 41/72
@@ -176,12 +191,19 @@ def test_cli_checks_out_and_csv_before_evaluating(tmp_path):
     (tmp_path / "taken.json").mkdir()
     base = [sys.executable, "tools/eval.py", "--pred", pred, "--gt", gt, "--list", lst]
     for extra, message in [
-            (["--out", str(tmp_path / "taken.json")],
-             "--out file %s is a folder; name a file" % (tmp_path / "taken.json")),
-            (["--out", str(a_file / "eval.json")],
-             "folder of the --out file %s exists and is a file, not a folder" % a_file),
-            (["--out", str(tmp_path / "ok.json"), "--csv", str(a_file / "e.csv")],
-             "folder of the --csv file %s exists and is a file, not a folder" % a_file)]:
+        (
+            ["--out", str(tmp_path / "taken.json")],
+            "--out file %s is a folder; name a file" % (tmp_path / "taken.json"),
+        ),
+        (
+            ["--out", str(a_file / "eval.json")],
+            "folder of the --out file %s exists and is a file, not a folder" % a_file,
+        ),
+        (
+            ["--out", str(tmp_path / "ok.json"), "--csv", str(a_file / "e.csv")],
+            "folder of the --csv file %s exists and is a file, not a folder" % a_file,
+        ),
+    ]:
         run = subprocess.run(base + extra, capture_output=True, text=True)
         assert run.returncode == 1
         assert run.stderr == "eval.py: error: %s\n" % message and run.stdout == ""

@@ -1,6 +1,7 @@
 """Attention figures (Figures 2, 3, 6): Gram rows of the real seg_deploy features, the pixel
 -> feature-cell geometry, and tools/visualize.py on the tiny net with seeded random weights
 (the weights fixture of conftest.py)."""
+
 import importlib.util
 import os
 import subprocess
@@ -9,8 +10,8 @@ import sys
 import cv2
 import numpy as np
 import pytest
-
 from tiny_weights import CLS_MODEL, REPO, SEG_MODEL, make_image
+
 from transfernet import attention, attention_figures, inference
 
 TOOL = os.path.join(REPO, "tools", "visualize.py")
@@ -40,15 +41,17 @@ def test_gram_rows_match_numpy_and_eq_10(seg_net):
         assert not np.allclose(expected, expected.T, rtol=1e-2)  # row-major order matters
     # Eq. 10: the net's densified attention is G alpha_l for each label.
     for alpha_l, s_l in zip(seg.alpha, seg.s):
-        assert np.allclose(gram.dot(alpha_l.ravel()).reshape(6, 6), s_l, rtol=1e-3,
-                           atol=1e-4 * np.abs(s_l).max())
+        assert np.allclose(
+            gram.dot(alpha_l.ravel()).reshape(6, 6), s_l, rtol=1e-3, atol=1e-4 * np.abs(s_l).max()
+        )
     # Figure rows: a row per label (4 panels), then per pixel the Gram row of its cell.
     assert [len(r) for r in rows] == [4, 4, 3]
     pixel_row = rows[2]
     assert pixel_row[0].marker == (10, 70) and pixel_row[1].marker == (10, 70)
     assert pixel_row[2].marker == (0, 5)
-    assert np.allclose(pixel_row[2].heat, gram[5].reshape(6, 6), rtol=1e-4,
-                       atol=1e-7 * np.abs(gram).max())
+    assert np.allclose(
+        pixel_row[2].heat, gram[5].reshape(6, 6), rtol=1e-4, atol=1e-7 * np.abs(gram).max()
+    )
     assert pixel_row[1].heat.shape == (50, 80)
 
 
@@ -62,7 +65,8 @@ def test_figure_of_a_net_without_attention(tmp_path):
     rows = attention_figures.label_panels(image, seg, {8: "cat"})
     assert [[p.title for p in row] for row in rows] == [
         ["bird", "no alpha", "no s (densified)", "bird pixels"],
-        ["cat", "no alpha", "no s (densified)", "cat pixels"]]
+        ["cat", "no alpha", "no s (densified)", "cat pixels"],
+    ]
     assert rows[1][1].heat is None and rows[1][1].background is None
     assert np.array_equal(rows[0][3].background, image[:, :, ::-1])  # no bird pixels
     assert not np.array_equal(rows[1][3].background, image[:, :, ::-1])
@@ -93,11 +97,21 @@ def test_pixel_cell_follows_the_padded_geometry():
 
 # ---- tools/visualize.py ------------------------------------------------------------------
 
+
 def run_tool(weights, *args):  # noqa: F811
-    cmd = [sys.executable, TOOL, "--config", "tiny", "--weights", weights["seg"],
-           "--classifier-weights", weights["cls"]] + list(args)
-    return subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          universal_newlines=True)
+    cmd = [
+        sys.executable,
+        TOOL,
+        "--config",
+        "tiny",
+        "--weights",
+        weights["seg"],
+        "--classifier-weights",
+        weights["cls"],
+    ] + list(args)
+    return subprocess.run(
+        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True
+    )
 
 
 @pytest.fixture
@@ -114,23 +128,28 @@ def test_cli_writes_a_row_per_label_and_pixel(weights, image_path, tmp_path):  #
     assert res.stdout.splitlines() == ["labels: 3 bird", one]
     assert cv2.imread(one).shape == (PANEL, 4 * PANEL, 3)  # 1 row x 4 columns
     four = str(tmp_path / "sub" / "four.png")
-    res = run_tool(weights, "--image", image_path, "--labels", "8,3", "--pixel", "10,70",
-                   "45,5", "--out", four)
+    res = run_tool(
+        weights, "--image", image_path, "--labels", "8,3", "--pixel", "10,70", "45,5", "--out", four
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines() == [
-        "labels: 3 bird, 8 cat", "pixel (10, 70) -> feature cell (0, 5) of 6x6",
-        "pixel (45, 5) -> feature cell (3, 0) of 6x6", four]
+        "labels: 3 bird, 8 cat",
+        "pixel (10, 70) -> feature cell (0, 5) of 6x6",
+        "pixel (45, 5) -> feature cell (3, 0) of 6x6",
+        four,
+    ]
     assert cv2.imread(four).shape == (4 * PANEL, 4 * PANEL, 3)  # 2 labels + 2 pixels
     assert [n for n in os.listdir(str(tmp_path / "sub")) if n != "four.png"] == []  # atomic
 
 
 def test_cli_classifier_labels(weights, image_path, tmp_path):  # noqa: F811
     out = str(tmp_path / "pred.png")
-    res = run_tool(weights, "--image", image_path, "--classes", "3,8,12", "--pixel", "0,0",
-                   "--out", out)
+    res = run_tool(
+        weights, "--image", image_path, "--classes", "3,8,12", "--pixel", "0,0", "--out", out
+    )
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
-    ids = [int(item.split()[0]) for item in lines[0][len("labels: "):].split(", ")]
+    ids = [int(item.split()[0]) for item in lines[0][len("labels: ") :].split(", ")]
     assert ids and set(ids) <= {3, 8, 12}
     assert lines[-1] == out
     assert cv2.imread(out).shape == ((len(ids) + 1) * PANEL, 4 * PANEL, 3)
@@ -144,48 +163,95 @@ def tool():
     return module
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--labels", "3,81"], "--labels: class ids [81] outside the network's [1, 80]"),
-    (["--labels", "cat"], "expected comma-separated class ids"),
-    (["--labels", "3", "--pixel", "10,70", "50,10"], "pixel (50, 10) is outside the 50 x 80"),
-    (["--labels", "3", "--image", "MISSING"], "unreadable_image"),
-    (["--labels", "3", "--image", "BROKEN"], "not a decodable image"),
-    (["--labels", "3", "--model", CLS_MODEL, "--weights", "CLS"], "has no blob conv5_3_scaled"),
-])
-def test_cli_bad_input_fails_clearly(tool, weights, image_path, tmp_path, capsys,  # noqa: F811
-                                     args, message):
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--labels", "3,81"], "--labels: class ids [81] outside the network's [1, 80]"),
+        (["--labels", "cat"], "expected comma-separated class ids"),
+        (["--labels", "3", "--pixel", "10,70", "50,10"], "pixel (50, 10) is outside the 50 x 80"),
+        (["--labels", "3", "--image", "MISSING"], "unreadable_image"),
+        (["--labels", "3", "--image", "BROKEN"], "not a decodable image"),
+        (["--labels", "3", "--model", CLS_MODEL, "--weights", "CLS"], "has no blob conv5_3_scaled"),
+    ],
+)
+def test_cli_bad_input_fails_clearly(
+    tool,
+    weights,
+    image_path,
+    tmp_path,
+    capsys,  # noqa: F811
+    args,
+    message,
+):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png")
-    args = [{"MISSING": str(tmp_path / "missing.jpg"), "BROKEN": str(broken),
-             "CLS": weights["cls"]}.get(a, a) for a in args]
+    args = [
+        {
+            "MISSING": str(tmp_path / "missing.jpg"),
+            "BROKEN": str(broken),
+            "CLS": weights["cls"],
+        }.get(a, a)
+        for a in args
+    ]
     out = str(tmp_path / "fig.png")
-    argv = ["--config", "tiny", "--weights", weights["seg"], "--image", image_path,
-            "--out", out] + args
+    argv = [
+        "--config",
+        "tiny",
+        "--weights",
+        weights["seg"],
+        "--image",
+        image_path,
+        "--out",
+        out,
+    ] + args
     assert tool.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("visualize.py: error: ") and message in err
     assert not os.path.exists(out)
 
 
-def test_cli_checks_out_before_the_figure(tool, weights, image_path, tmp_path,  # noqa: F811
-                                          capsys):
+def test_cli_checks_out_before_the_figure(
+    tool,
+    weights,
+    image_path,
+    tmp_path,  # noqa: F811
+    capsys,
+):
     a_file = tmp_path / "a_file"
     a_file.write_text("")
     (tmp_path / "taken.png").mkdir()
-    for out, message in [(tmp_path / "taken.png", "--out file %s is a folder; name a file"
-                          % (tmp_path / "taken.png")),
-                         (a_file / "fig.png", "folder of the --out file %s exists and is a "
-                                              "file, not a folder" % a_file)]:
-        argv = ["--config", "tiny", "--weights", weights["seg"], "--image", image_path,
-                "--labels", "3", "--out", str(out)]
+    for out, message in [
+        (
+            tmp_path / "taken.png",
+            "--out file %s is a folder; name a file" % (tmp_path / "taken.png"),
+        ),
+        (
+            a_file / "fig.png",
+            "folder of the --out file %s exists and is a " "file, not a folder" % a_file,
+        ),
+    ]:
+        argv = [
+            "--config",
+            "tiny",
+            "--weights",
+            weights["seg"],
+            "--image",
+            image_path,
+            "--labels",
+            "3",
+            "--out",
+            str(out),
+        ]
         assert tool.main(argv) == 2
         captured = capsys.readouterr()
         assert captured.err == "visualize.py: error: %s\n" % message and captured.out == ""
 
 
 def test_cli_usage_errors(tool, image_path):
-    for argv in (["--image", image_path, "--out", "x.jpg"],
-                 ["--image", image_path, "--out", "x.png", "--pixel", "10"]):
+    for argv in (
+        ["--image", image_path, "--out", "x.jpg"],
+        ["--image", image_path, "--out", "x.png", "--pixel", "10"],
+    ):
         with pytest.raises(SystemExit) as exit_:
             tool.parse_args(argv)
         assert exit_.value.code == 2

@@ -1,5 +1,6 @@
 """Tiny networks with seeded random weights and synthetic images, shared by the network,
 baseline, inference and visualisation tests (the `tiny_weights` fixture of conftest.py)."""
+
 import os
 
 import caffe
@@ -28,7 +29,7 @@ def randomize(net, seed):
     net.params["conv1_1"][0].data[...] /= config.TINY.architecture.input_scale
     if "feat_embed" in net.params:
         net.params["feat_embed"][0].data[...] /= config.TINY.architecture.feature_scale
-        net.params["deconv5_1"][0].data[...] /= config.TINY.architecture.feature_scale ** 2
+        net.params["deconv5_1"][0].data[...] /= config.TINY.architecture.feature_scale**2
 
 
 def calibrate(net, layer):
@@ -49,8 +50,10 @@ def make_weights(folder):
     """{'seg': caffemodel, 'cls': caffemodel} of the tiny deploy nets with seeded random
     weights, saved in `folder`."""
     paths = {}
-    for key, model, seed, last in (("seg", SEG_MODEL, 0, "seg_score"),
-                                   ("cls", CLS_MODEL, 1, "fc8_transfer")):
+    for key, model, seed, last in (
+        ("seg", SEG_MODEL, 0, "seg_score"),
+        ("cls", CLS_MODEL, 1, "fc8_transfer"),
+    ):
         net = caffe.Net(model, caffe.TEST)
         randomize(net, seed)
         calibrate(net, last)
@@ -67,6 +70,5 @@ def make_image(height, width, seed):
     for _ in range(3):
         centre = (int(rng.randint(width)), int(rng.randint(height)))
         colour = tuple(int(c) for c in rng.randint(0, 256, 3))
-        cv2.circle(image, centre, int(rng.randint(5, max(6, min(height, width) // 3))),
-                   colour, -1)
+        cv2.circle(image, centre, int(rng.randint(5, max(6, min(height, width) // 3))), colour, -1)
     return image

@@ -13,6 +13,7 @@ one paper-size joint training step at batch 8.
 Needs the built-in dataset (`make builtin`) and about 12 GB of memory (the batch-8 joint
 step); 7.5 minutes measured on 2 cores shared with other jobs (load average 3-6).
 """
+
 import argparse
 import contextlib
 import io
@@ -26,8 +27,8 @@ from transfernet.verbosity import QUIET
 os.environ.setdefault("GLOG_minloglevel", QUIET)
 
 import caffe  # noqa: E402
-
 from data_layer import measure_throughput, net_prototxt  # noqa: E402
+
 from data_prep import coco, voc  # noqa: E402
 from transfernet import config, performance  # noqa: E402
 
@@ -45,18 +46,30 @@ def bench_build(builtin, out, workers=2):
     """Build the built-in source and target datasets at 330x330; records/s of each."""
     result = {}
     for name, build in (
-            ("source", lambda d: coco.build_source(os.path.join(builtin, "coco"), d,
-                                                   size=RECORD_SIZE, workers=workers)),
-            ("target", lambda d: voc.build_target(
-                os.path.join(builtin, "VOCdevkit", "VOC2012"), d, size=RECORD_SIZE,
-                workers=workers))):
+        (
+            "source",
+            lambda d: coco.build_source(
+                os.path.join(builtin, "coco"), d, size=RECORD_SIZE, workers=workers
+            ),
+        ),
+        (
+            "target",
+            lambda d: voc.build_target(
+                os.path.join(builtin, "VOCdevkit", "VOC2012"), d, size=RECORD_SIZE, workers=workers
+            ),
+        ),
+    ):
         folder = os.path.join(out, name)
         start = time.perf_counter()
         with _quiet():
             meta = build(folder)
         seconds = time.perf_counter() - start
-        result[name] = {"path": folder, "records": meta["count"], "seconds": seconds,
-                        "records_per_s": meta["count"] / seconds}
+        result[name] = {
+            "path": folder,
+            "records": meta["count"],
+            "seconds": seconds,
+            "records_per_s": meta["count"] / seconds,
+        }
     return result
 
 
@@ -64,10 +77,20 @@ def bench_data_layer(source, target, workers=(1, 2), batches=40, batch_size=8):
     """SourceTargetData images/s (TRAIN, 3 tops) at 320x320 from 330x330 records, by wall
     time with each worker count, and per CPU second of one core with workers 0 (all the
     work in this process: a load-independent measure of the cost of an image)."""
-    params = {"source": source, "target": target, "batch_size": batch_size,
-              "resize": RECORD_SIZE, "crop": CROP, "num_classes": 80, "seed": 0}
-    result = {"images_per_s": {w: measure_throughput(dict(params, workers=w), batches=batches)
-                               for w in workers}}
+    params = {
+        "source": source,
+        "target": target,
+        "batch_size": batch_size,
+        "resize": RECORD_SIZE,
+        "crop": CROP,
+        "num_classes": 80,
+        "seed": 0,
+    }
+    result = {
+        "images_per_s": {
+            w: measure_throughput(dict(params, workers=w), batches=batches) for w in workers
+        }
+    }
     with tempfile.NamedTemporaryFile("w", suffix=".prototxt") as f:
         f.write(net_prototxt(dict(params, workers=0)))
         f.flush()
@@ -84,12 +107,24 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default="runs/bench/bench.json", help="JSON result file")
     p.add_argument("--builtin", default="data/builtin", help="built-in dataset (make builtin)")
-    p.add_argument("--timing-iterations", type=int, default=2,
-                   help="timed forward+backward passes of the joint net (after one warm-up)")
-    p.add_argument("--unpool-rounds", type=int, default=6,
-                   help="timed rounds of the stock / Python unpooling comparison")
-    p.add_argument("--deploy-repeats", type=int, default=6,
-                   help="timed rounds of the deploy comparison (after a warm-up round)")
+    p.add_argument(
+        "--timing-iterations",
+        type=int,
+        default=2,
+        help="timed forward+backward passes of the joint net (after one warm-up)",
+    )
+    p.add_argument(
+        "--unpool-rounds",
+        type=int,
+        default=6,
+        help="timed rounds of the stock / Python unpooling comparison",
+    )
+    p.add_argument(
+        "--deploy-repeats",
+        type=int,
+        default=6,
+        help="timed rounds of the deploy comparison (after a warm-up round)",
+    )
     p.add_argument("--data-batches", type=int, default=40, help="data layer batches of 8")
     p.add_argument("--eval-images", type=int, default=1449, help="generated PNG pairs")
     p.add_argument("--rss-batch", type=int, default=8, help="batch of the joint training step")
@@ -115,8 +150,7 @@ def main(argv=None):
         step("unpool", lambda: performance.bench_unpool(config.PAPER, a.unpool_rounds))
         step("deploy", lambda: performance.bench_deploy(config.PAPER, repeats=a.deploy_repeats))
         step("rss", lambda: performance.peak_rss_joint(source, target, a.rss_batch, tmp))
-        step("infer_workers",
-             lambda: performance.bench_infer_workers(os.path.join(tmp, "infer")))
+        step("infer_workers", lambda: performance.bench_infer_workers(os.path.join(tmp, "infer")))
     results["machine"]["loadavg_end"] = performance.loadavg()
     results["summary"] = performance.summary(results)
     results.update(results["summary"])

@@ -9,6 +9,7 @@ keep their fillers. Exit status 2 with one error naming the file and what to do 
 missing, is not a caffemodel (empty, garbage, truncated), has a layer of other shapes, or
 initialises no layer of the net. Caffe's log is shown with --verbose.
 """
+
 import argparse
 import sys
 
@@ -25,6 +26,7 @@ def main(argv=None):
     parser.add_argument("--verbose", action="store_true", help="show Caffe's log")
     args = parser.parse_args(argv)
     import caffe
+
     caffe.set_mode_cpu()
     for solver in args.solvers:
         try:

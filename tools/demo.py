@@ -17,41 +17,57 @@
    seed (RUN/joint_seed<N>/) and reports TransferNet vs no transfer for every seed.
 Finished stages and inferences are reused (resume) unless --force. Progress on stderr.
 """
+
 import argparse
 import os
 import shutil
 import sys
 import time
 
-os.environ.setdefault('GLOG_minloglevel', '2')  # quiet net set-up (before caffe is imported)
+os.environ.setdefault("GLOG_minloglevel", "2")  # quiet net set-up (before caffe is imported)
 # One BLAS thread trains the tiny nets as fast as two (400 stage-0 iterations: 40 s either way
 # on 2 cores) and leaves the other core free.
-os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from data_prep import builtin, coco, voc
+from transfernet import (
+    attention_figures,
+    config,
+    evaluation,
+    experiment,
+    inference,
+    no_transfer,
+    records,
+    reports,
+    solvers,
+)
 from transfernet.fileio import read_image
-from transfernet import (attention_figures, config, evaluation, experiment, inference,
-                         no_transfer, records, reports, solvers)
 
 FIGURES = 4  # example figures in the report (the first val images)
 
 
-log = experiment.timestamped_log('demo')
+log = experiment.timestamped_log("demo")
 
 
 def ensure_data(data_dir, seed, size, workers):
     """Built-in dataset trees and LMDBs (source, target) at `size`; rebuilt if missing or
     made with another seed / size / generator version. Returns (source, target, voc_root)."""
     if builtin.ensure(data_dir, seed=seed, workers=workers):
-        log('generated the built-in dataset in %s (seed %d)' % (data_dir, seed))
-    marker = os.path.join(data_dir, 'builtin.json')
-    voc_root = os.path.join(data_dir, 'VOCdevkit', 'VOC2012')
-    source, target = (os.path.join(data_dir, 'lmdb', d) for d in ('source', 'target'))
-    for folder, build in ((source, lambda: coco.build_source(
-            os.path.join(data_dir, 'coco'), source, size=size, workers=workers)),
-            (target, lambda: voc.build_target(voc_root, target, size=size, workers=workers))):
+        log("generated the built-in dataset in %s (seed %d)" % (data_dir, seed))
+    marker = os.path.join(data_dir, "builtin.json")
+    voc_root = os.path.join(data_dir, "VOCdevkit", "VOC2012")
+    source, target = (os.path.join(data_dir, "lmdb", d) for d in ("source", "target"))
+    for folder, build in (
+        (
+            source,
+            lambda: coco.build_source(
+                os.path.join(data_dir, "coco"), source, size=size, workers=workers
+            ),
+        ),
+        (target, lambda: voc.build_target(voc_root, target, size=size, workers=workers)),
+    ):
         if not records.is_current(folder, size, marker):
-            log('building %s (records %dx%d)' % (folder, size, size))
+            log("building %s (records %dx%d)" % (folder, size, size))
             build()
     return source, target, voc_root
 
@@ -59,25 +75,32 @@ def ensure_data(data_dir, seed, size, workers):
 def seed_list(text):
     """'1,2' -> [1, 2] (argparse type of --joint-seeds)."""
     try:
-        return [int(t) for t in text.split(',') if t.strip()]
+        return [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError('expected comma-separated integer seeds like 1,2, '
-                                         'got %r' % text)
+        raise argparse.ArgumentTypeError(
+            "expected comma-separated integer seeds like 1,2, " "got %r" % text
+        )
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--run', default='runs/demo', help='run folder (default runs/demo)')
-    parser.add_argument('--data', default='data/builtin', help='built-in dataset folder')
-    parser.add_argument('--config', default='tiny', choices=sorted(config.CONFIGS))
-    parser.add_argument('--seed', type=int, default=0, help='dataset, data layer and solver '
-                                                             'seed (default 0)')
-    parser.add_argument('--force', action='store_true',
-                        help='remove the run folder first (retrain, re-infer)')
-    parser.add_argument('--workers', type=int, default=2, help='dataset build processes')
-    parser.add_argument('--joint-seeds', type=seed_list, default=[],
-                        help='comma-separated seeds of extra joint-stage runs from the same '
-                             'stages 0 and 1 (e.g. 1,2): the seed spread of the transfer')
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run", default="runs/demo", help="run folder (default runs/demo)")
+    parser.add_argument("--data", default="data/builtin", help="built-in dataset folder")
+    parser.add_argument("--config", default="tiny", choices=sorted(config.CONFIGS))
+    parser.add_argument(
+        "--seed", type=int, default=0, help="dataset, data layer and solver " "seed (default 0)"
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="remove the run folder first (retrain, re-infer)"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="dataset build processes")
+    parser.add_argument(
+        "--joint-seeds",
+        type=seed_list,
+        default=[],
+        help="comma-separated seeds of extra joint-stage runs from the same "
+        "stages 0 and 1 (e.g. 1,2): the seed spread of the transfer",
+    )
     return parser.parse_args(argv)
 
 
@@ -85,6 +108,7 @@ def main(argv=None):
     args = parse_args(argv)
     start = time.time()
     import caffe
+
     caffe.set_mode_cpu()
     cfg = config.CONFIGS[args.config]
     source, target, voc_root = ensure_data(args.data, args.seed, cfg.data.resize, args.workers)
@@ -94,14 +118,23 @@ def main(argv=None):
     training = {stage: experiment.train(run, stage, progress=log) for stage in solvers.STAGES}
     val = evaluation.voc_eval_set(voc_root, target)
     metrics = evaluate_run(run, val, training)
-    metrics['data'] = {'val_images': len(val.ids), 'source': source, 'target': target,
-                       'classes': {str(k): v for k, v in val.classes.items()}}
-    metrics['joint_seeds'] = joint_seeds(run, args.joint_seeds, metrics['results'], val)
-    metrics['wall_seconds'] = round(time.time() - start, 1)
+    metrics["data"] = {
+        "val_images": len(val.ids),
+        "source": source,
+        "target": target,
+        "classes": {str(k): v for k, v in val.classes.items()},
+    }
+    metrics["joint_seeds"] = joint_seeds(run, args.joint_seeds, metrics["results"], val)
+    metrics["wall_seconds"] = round(time.time() - start, 1)
     write_outputs(run, val, metrics)
-    log('wrote %s and %s (%.0f s)' % (os.path.join(run.dir, 'report.md'),
-                                      os.path.join(run.dir, 'metrics.json'),
-                                      time.time() - start))
+    log(
+        "wrote %s and %s (%.0f s)"
+        % (
+            os.path.join(run.dir, "report.md"),
+            os.path.join(run.dir, "metrics.json"),
+            time.time() - start,
+        )
+    )
     return 0
 
 
@@ -112,69 +145,84 @@ def evaluate_run(run, val, training):
     results = {key: evaluation.evaluate(folder, val) for key, folder in folders.items()}
     labels = {s: evaluation.image_labels(run, val, s) for s in evaluation.LABEL_SOURCES}
     return {
-        'config': experiment.describe(run.cfg, run.seed),
-        'training': training,
-        'labels': evaluation.label_accuracy(labels['predicted'], labels['gt']),
-        'results': reports.result_rows(results),
-        'no_transfer': {'threshold': no_transfer.THRESHOLD,
-                        'rule': 'densified attention s (Eq. 7) of the joint model, bilinear '
-                                'to the image, per-label min-max normalised, > threshold, '
-                                'labels combined by the largest score'},
+        "config": experiment.describe(run.cfg, run.seed),
+        "training": training,
+        "labels": evaluation.label_accuracy(labels["predicted"], labels["gt"]),
+        "results": reports.result_rows(results),
+        "no_transfer": {
+            "threshold": no_transfer.THRESHOLD,
+            "rule": "densified attention s (Eq. 7) of the joint model, bilinear "
+            "to the image, per-label min-max normalised, > threshold, "
+            "labels combined by the largest score",
+        },
     }
 
 
 def write_outputs(run, val, metrics):
     """RUN/metrics.json, the example figures and RUN/report.md; logs the main rows."""
-    figures = write_figures(run, val.ids[:FIGURES], val.image_dir,
-                            evaluation.image_labels(run, val, 'gt'), val.classes)
-    reports.write_metrics(os.path.join(run.dir, 'metrics.json'), metrics)
-    plots = [os.path.relpath(experiment.log_file(run, s, '.png'), run.dir)
-             for s in solvers.STAGES]
-    reports.write_report(os.path.join(run.dir, 'report.md'), metrics,
-                         'TransferNet demo: config "%s" on the built-in dataset' % run.cfg.name,
-                         plots, figures)
-    for key in ('predicted_decoder', 'predicted_no_transfer', 'gt_decoder', 'gt_no_transfer'):
-        row = metrics['results'][key]
-        log('%-32s mIoU %.1f' % (row['title'], 100 * row['mean_iou']))
+    figures = write_figures(
+        run, val.ids[:FIGURES], val.image_dir, evaluation.image_labels(run, val, "gt"), val.classes
+    )
+    reports.write_metrics(os.path.join(run.dir, "metrics.json"), metrics)
+    plots = [os.path.relpath(experiment.log_file(run, s, ".png"), run.dir) for s in solvers.STAGES]
+    reports.write_report(
+        os.path.join(run.dir, "report.md"),
+        metrics,
+        'TransferNet demo: config "%s" on the built-in dataset' % run.cfg.name,
+        plots,
+        figures,
+    )
+    for key in ("predicted_decoder", "predicted_no_transfer", "gt_decoder", "gt_no_transfer"):
+        row = metrics["results"][key]
+        log("%-32s mIoU %.1f" % (row["title"], 100 * row["mean_iou"]))
 
 
 def joint_seeds(run, seeds, results, val):
     """{seed: {row key: mIoU}} of TransferNet and no transfer (predicted and ground-truth
     labels) for the run's own seed (`results`) and each of `seeds`, whose joint stage is
     trained in RUN/joint_seed<N>/ from the run's stages 0 and 1."""
-    keys = [reports.row_key(s, m) for s in evaluation.LABEL_SOURCES
-            for m in ('decoder', 'no_transfer')]
-    out = {str(run.seed): {k: results[k]['mean_iou'] for k in keys}}
+    keys = [
+        reports.row_key(s, m) for s in evaluation.LABEL_SOURCES for m in ("decoder", "no_transfer")
+    ]
+    out = {str(run.seed): {k: results[k]["mean_iou"] for k in keys}}
     for other in seeds:
         if other == run.seed:
             continue
-        sub = experiment.prepare(os.path.join(run.dir, 'joint_seed%d' % other), run.cfg, other)
-        experiment.share_stages(run, sub, ('classifier', 'attention'))
-        experiment.train(sub, 'joint', progress=log)
-        folders = evaluation.infer(sub, val, progress=log, methods=('decoder', 'no_transfer'))
-        out[str(other)] = {reports.row_key(*key): evaluation.evaluate(folder, val)['mean_iou']
-                           for key, folder in folders.items()}
-        log('joint seed %d: TransferNet mIoU %.1f, no transfer %.1f' % (
-            other, 100 * out[str(other)]['predicted_decoder'],
-            100 * out[str(other)]['predicted_no_transfer']))
+        sub = experiment.prepare(os.path.join(run.dir, "joint_seed%d" % other), run.cfg, other)
+        experiment.share_stages(run, sub, ("classifier", "attention"))
+        experiment.train(sub, "joint", progress=log)
+        folders = evaluation.infer(sub, val, progress=log, methods=("decoder", "no_transfer"))
+        out[str(other)] = {
+            reports.row_key(*key): evaluation.evaluate(folder, val)["mean_iou"]
+            for key, folder in folders.items()
+        }
+        log(
+            "joint seed %d: TransferNet mIoU %.1f, no transfer %.1f"
+            % (
+                other,
+                100 * out[str(other)]["predicted_decoder"],
+                100 * out[str(other)]["predicted_no_transfer"],
+            )
+        )
     return out
 
 
 def write_figures(run, ids, image_dir, gt_labels, table):
     """Example figures (attention_figures.write_figure) of `ids` with their ground-truth
     labels; returns their paths relative to the run folder."""
-    net = inference.load_net(experiment.model_file(run, 'seg_deploy'),
-                             experiment.final_snapshot(run, 'joint'))
+    net = inference.load_net(
+        experiment.model_file(run, "seg_deploy"), experiment.final_snapshot(run, "joint")
+    )
     paths = []
     for image_id in ids:
-        path = os.path.join(run.dir, 'figures', image_id + '.png')
+        path = os.path.join(run.dir, "figures", image_id + ".png")
         if not os.path.exists(path):
-            image = read_image(os.path.join(image_dir, image_id + '.jpg'))
+            image = read_image(os.path.join(image_dir, image_id + ".jpg"))
             seg = inference.segment(net, image, gt_labels[image_id])
             attention_figures.write_figure(path, image, seg, table)
         paths.append(os.path.relpath(path, run.dir))
     return paths
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     sys.exit(main())

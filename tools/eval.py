@@ -11,6 +11,7 @@ the list of offending files on missing/extra predictions or size mismatches, or 
 evaluation) if --out or --csv cannot be written. Hidden files in --pred (such as the
 temporaries of an interrupted tools/infer.py) are not predictions.
 """
+
 import argparse
 import os
 import sys
@@ -25,9 +26,12 @@ def main(argv=None):
     parser.add_argument("--list", required=True, help="image ids, one per line")
     parser.add_argument("--out", help="JSON result file (CSV written next to it)")
     parser.add_argument("--csv", help="CSV result file (default: --out with .csv)")
-    parser.add_argument("--classes", default="voc",
-                        help="'voc' (21 classes) or a JSON {id: name} / dataset meta.json "
-                             "(its classes + background are scored, other ids ignored)")
+    parser.add_argument(
+        "--classes",
+        default="voc",
+        help="'voc' (21 classes) or a JSON {id: name} / dataset meta.json "
+        "(its classes + background are scored, other ids ignored)",
+    )
     parser.add_argument("--workers", type=int, default=2, help="PNG reading threads")
     args = parser.parse_args(argv)
     csv_path = args.csv or (os.path.splitext(args.out)[0] + ".csv" if args.out else None)
@@ -35,10 +39,14 @@ def main(argv=None):
         for flag, path in (("--out", args.out), ("--csv", csv_path)):
             if path:
                 atomic.check_writable_file(path, "%s file" % flag)
-        table = (score.voc_class_table() if args.classes == "voc"
-                 else score.load_class_table(args.classes))
-        result = score.evaluate(args.pred, args.gt, fileio.read_list(args.list), table,
-                                workers=args.workers)
+        table = (
+            score.voc_class_table()
+            if args.classes == "voc"
+            else score.load_class_table(args.classes)
+        )
+        result = score.evaluate(
+            args.pred, args.gt, fileio.read_list(args.list), table, workers=args.workers
+        )
     except (score.EvalError, fileio.FileFormatError, OSError) as e:
         print("eval.py: error: %s" % e, file=sys.stderr)
         return 1

@@ -17,6 +17,7 @@ Prints a table and writes the JSON. Exit status 1 if the comparison fails or the
 (it says why in one line), 0 otherwise. Needs the built-in dataset (`make builtin`) and about
 6 GB of host memory (the CPU pass).
 """
+
 import argparse
 import json
 import os
@@ -29,8 +30,8 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 
 import caffe  # noqa: E402
 import numpy as np  # noqa: E402
-
 from data_layer import net_prototxt  # noqa: E402
+
 from tools.bench import bench_build  # noqa: E402
 from transfernet import config, cuda, nets, performance  # noqa: E402
 
@@ -44,12 +45,14 @@ def device_query(gpus):
     """The lines `caffe device_query` prints for each GPU (glog prefixes removed)."""
     lines = []
     for gpu in gpus:
-        run = subprocess.run(["caffe", "device_query", "-gpu", str(gpu)], text=True,
-                             capture_output=True, env=dict(os.environ, GLOG_minloglevel="0",
-                                                           GLOG_logtostderr="1"))
+        run = subprocess.run(
+            ["caffe", "device_query", "-gpu", str(gpu)],
+            text=True,
+            capture_output=True,
+            env=dict(os.environ, GLOG_minloglevel="0", GLOG_logtostderr="1"),
+        )
         if run.returncode != 0:
-            raise RuntimeError("caffe device_query -gpu %d failed:\n%s"
-                               % (gpu, run.stderr[-2000:]))
+            raise RuntimeError("caffe device_query -gpu %d failed:\n%s" % (gpu, run.stderr[-2000:]))
         lines += [line.split("] ", 1)[-1] for line in run.stderr.splitlines() if "] " in line]
     return lines
 
@@ -76,9 +79,14 @@ def forward_backward(net, inputs):
     net.clear_param_diffs()
     outputs = net.forward()
     net.backward()
-    return ({name: float(value) for name, value in outputs.items()},
-            {"%s/%d" % (layer, i): blob.diff.copy()
-             for layer, blobs in net.params.items() for i, blob in enumerate(blobs)})
+    return (
+        {name: float(value) for name, value in outputs.items()},
+        {
+            "%s/%d" % (layer, i): blob.diff.copy()
+            for layer, blobs in net.params.items()
+            for i, blob in enumerate(blobs)
+        },
+    )
 
 
 def relative_difference(reference, other):
@@ -93,10 +101,14 @@ def relative_difference(reference, other):
 def compare(cpu, gpu):
     """{"losses": {name: rel}, "gradients": {name: rel}, "worst": (kind, name, rel),
     "ok": bool} of two forward_backward results."""
-    out = {kind: {name: relative_difference(ref[name], other[name]) for name in ref}
-           for kind, ref, other in (("losses", cpu[0], gpu[0]), ("gradients", cpu[1], gpu[1]))}
-    out["worst"] = max(((kind, name, rel) for kind in ("losses", "gradients")
-                        for name, rel in out[kind].items()), key=lambda t: t[2])
+    out = {
+        kind: {name: relative_difference(ref[name], other[name]) for name in ref}
+        for kind, ref, other in (("losses", cpu[0], gpu[0]), ("gradients", cpu[1], gpu[1]))
+    }
+    out["worst"] = max(
+        ((kind, name, rel) for kind in ("losses", "gradients") for name, rel in out[kind].items()),
+        key=lambda t: t[2],
+    )
     out["ok"] = out["worst"][2] <= TOLERANCE
     return out
 
@@ -146,39 +158,63 @@ def time_joint_gpu(proto, weights, inputs, gpu, iterations):
         net.blobs[name].data[...] = value
     rows = performance.time_layers(net, iterations, sync=cuda.synchronize)
     total = sum(r["forward_s"] + r["backward_s"] for r in rows)
-    return {"layers": rows, "seconds": total,
-            "python_layer_share": performance.python_layer_share(rows)}
+    return {
+        "layers": rows,
+        "seconds": total,
+        "python_layer_share": performance.python_layer_share(rows),
+    }
 
 
 def format_report(result):
     """The table `make gpu-check` prints."""
     c = result["comparison"]
     kind, name, rel = c["worst"]
-    lines = ["gpu-check: GPU %d; CUDA Caffe: %s" % (result["gpu"], "; ".join(result["cuda"])),
-             "", "device_query:"] + ["  " + line for line in result["device_query"]]
-    lines += ["", "CPU vs GPU, joint net (paper size), batch %d, same random weights and batch:"
-              % result["batch"],
-              "  %-44s %12s %10s" % ("", "max rel diff", "bound")]
+    lines = [
+        "gpu-check: GPU %d; CUDA Caffe: %s" % (result["gpu"], "; ".join(result["cuda"])),
+        "",
+        "device_query:",
+    ] + ["  " + line for line in result["device_query"]]
+    lines += [
+        "",
+        "CPU vs GPU, joint net (paper size), batch %d, same random weights and batch:"
+        % result["batch"],
+        "  %-44s %12s %10s" % ("", "max rel diff", "bound"),
+    ]
     for k in ("losses", "gradients"):
-        lines.append("  %-44s %12.3g %10.0e" % ("%s (%d)" % (k, len(c[k])), max(c[k].values()),
-                                                TOLERANCE))
-    lines += ["  worst: %s %s %.3g -> %s" % (kind, name, rel, "ok" if c["ok"] else "FAILED"),
-              "  losses CPU / GPU: " + ", ".join(
-                  "%s %.6g / %.6g" % (n, result["losses"]["cpu"][n], result["losses"]["gpu"][n])
-                  for n in sorted(result["losses"]["cpu"])),
-              "", "%-52s %10s" % ("timing", "seconds")]
+        lines.append(
+            "  %-44s %12.3g %10.0e" % ("%s (%d)" % (k, len(c[k])), max(c[k].values()), TOLERANCE)
+        )
+    lines += [
+        "  worst: %s %s %.3g -> %s" % (kind, name, rel, "ok" if c["ok"] else "FAILED"),
+        "  losses CPU / GPU: "
+        + ", ".join(
+            "%s %.6g / %.6g" % (n, result["losses"]["cpu"][n], result["losses"]["gpu"][n])
+            for n in sorted(result["losses"]["cpu"])
+        ),
+        "",
+        "%-52s %10s" % ("timing", "seconds"),
+    ]
     t = result["timing"]
-    lines.append("%-52s %10.4f" % ("joint forward + backward, batch %d, CPU (one pass)"
-                                   % result["batch"], result["cpu_seconds"]))
-    lines.append("%-52s %10.4f" % ("joint forward + backward, batch %d, GPU (mean)"
-                                   % result["batch"], t["seconds"]))
+    lines.append(
+        "%-52s %10.4f"
+        % (
+            "joint forward + backward, batch %d, CPU (one pass)" % result["batch"],
+            result["cpu_seconds"],
+        )
+    )
+    lines.append(
+        "%-52s %10.4f"
+        % ("joint forward + backward, batch %d, GPU (mean)" % result["batch"], t["seconds"])
+    )
     lines.append("%-52s %9.1f%%" % ("  of which Python layers", 100 * t["python_layer_share"]))
     d = result["deploy"]
     for k in KS:
-        lines.append("%-52s %10.4f" % ("deploy per image, K=%d labels in one forward" % k,
-                                       d["ours_s"][k]))
-        lines.append("%-52s %10.4f" % ("deploy per image, K=%d one-label forwards" % k,
-                                       d["theirs_s"][k]))
+        lines.append(
+            "%-52s %10.4f" % ("deploy per image, K=%d labels in one forward" % k, d["ours_s"][k])
+        )
+        lines.append(
+            "%-52s %10.4f" % ("deploy per image, K=%d one-label forwards" % k, d["theirs_s"][k])
+        )
     return "\n".join(lines)
 
 
@@ -187,8 +223,12 @@ def main(argv=None):
     p.add_argument("--builtin", default="data/builtin", help="built-in dataset (make builtin)")
     p.add_argument("--out", default="runs/gpu-check/gpu-check.json", help="JSON result file")
     p.add_argument("--gpu", type=int, default=0, help="GPU to check against the CPU")
-    p.add_argument("--timing-iterations", type=int, default=5,
-                   help="timed GPU forward+backward passes (after one warm-up)")
+    p.add_argument(
+        "--timing-iterations",
+        type=int,
+        default=5,
+        help="timed GPU forward+backward passes (after one warm-up)",
+    )
     p.add_argument("--deploy-repeats", type=int, default=6, help="timed deploy rounds")
     a = p.parse_args(argv)
     count, reason = cuda.device_count()
@@ -197,23 +237,33 @@ def main(argv=None):
         print("gpu-check: %s; nothing checked" % problem, file=sys.stderr)
         return 1
     if not os.path.isdir(os.path.join(a.builtin, "coco")):
-        print("gpu-check: built-in dataset %s missing: run `make builtin`" % a.builtin,
-              file=sys.stderr)
+        print(
+            "gpu-check: built-in dataset %s missing: run `make builtin`" % a.builtin,
+            file=sys.stderr,
+        )
         return 1
-    result = {"gpu": a.gpu, "gpus": count, "batch": BATCH, "tolerance": TOLERANCE,
-              "cuda": cuda.describe()[:-1], "device_query": device_query(range(count))}
+    result = {
+        "gpu": a.gpu,
+        "gpus": count,
+        "batch": BATCH,
+        "tolerance": TOLERANCE,
+        "cuda": cuda.describe()[:-1],
+        "device_query": device_query(range(count)),
+    }
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
         build = bench_build(a.builtin, os.path.join(tmp, "lmdb"))
-        cfg = config.PAPER.with_data(source=build["source"]["path"],
-                                     target=build["target"]["path"])
+        cfg = config.PAPER.with_data(source=build["source"]["path"], target=build["target"]["path"])
         caffe.set_mode_cpu()
         inputs = one_batch(cfg, BATCH)
         proto = write_joint_inputs(cfg, BATCH, tmp)
         weights = os.path.join(tmp, "random.caffemodel")
         comparison, results, seconds = check_cpu_gpu(proto, inputs, weights, a.gpu)
-        result.update(comparison=comparison, cpu_seconds=seconds[0],
-                      losses={"cpu": results[0][0], "gpu": results[1][0]},
-                      timing=time_joint_gpu(proto, weights, inputs, a.gpu, a.timing_iterations))
+        result.update(
+            comparison=comparison,
+            cpu_seconds=seconds[0],
+            losses={"cpu": results[0][0], "gpu": results[1][0]},
+            timing=time_joint_gpu(proto, weights, inputs, a.gpu, a.timing_iterations),
+        )
     set_mode("gpu", a.gpu)
     result["deploy"] = performance.bench_deploy(config.PAPER, ks=KS, repeats=a.deploy_repeats)
     print(format_report(result))

@@ -20,6 +20,7 @@ The main process reads the images and runs the networks, in order; with --worker
 CRF, the label maps and the writes of each image run in N forked processes (the same
 functions, so the same bytes as --workers 0), at most 2N images ahead of them.
 """
+
 import argparse
 import concurrent.futures
 import multiprocessing
@@ -45,8 +46,9 @@ DEFAULT_WORKERS = min(MAX_WORKERS, len(os.sched_getaffinity(0)))
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     cli.add_model_arguments(parser)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--image", help="one image file")
@@ -56,19 +58,30 @@ def parse_args(argv):
     parser.add_argument("--ext", default=".jpg", help="image extension of --list (.jpg)")
     parser.add_argument("--out", required=True, help="output folder")
     labels = parser.add_mutually_exclusive_group()
-    labels.add_argument("--gt-labels", metavar="DIR",
-                        help="labels from ground-truth PNGs DIR/<stem>.png (TransferNet-GT)")
+    labels.add_argument(
+        "--gt-labels",
+        metavar="DIR",
+        help="labels from ground-truth PNGs DIR/<stem>.png (TransferNet-GT)",
+    )
     labels.add_argument("--labels", help="the same labels for every image, e.g. 3,8")
     parser.add_argument("--crf", action="store_true", help="dense CRF per label")
-    parser.add_argument("--save-prob", action="store_true",
-                        help="write per-label fg probabilities to OUT/prob/<stem>.npz")
-    parser.add_argument("--vis", action="store_true",
-                        help="write a figure per image to OUT/vis/<stem>.png")
+    parser.add_argument(
+        "--save-prob",
+        action="store_true",
+        help="write per-label fg probabilities to OUT/prob/<stem>.npz",
+    )
+    parser.add_argument(
+        "--vis", action="store_true", help="write a figure per image to OUT/vis/<stem>.png"
+    )
     parser.add_argument("--gpu", type=int, default=-1, help="GPU id (default -1: CPU)")
-    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
-                        help="processes for the CRF, label maps and writes (0: in the main "
-                             "process; default: the cores available, at most %d, here "
-                             "%%(default)s)" % MAX_WORKERS)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=DEFAULT_WORKERS,
+        help="processes for the CRF, label maps and writes (0: in the main "
+        "process; default: the cores available, at most %d, here "
+        "%%(default)s)" % MAX_WORKERS,
+    )
     parser.add_argument("--verbose", action="store_true", help="show Caffe's log")
     args = parser.parse_args(argv)
     if args.list and not args.root:
@@ -99,8 +112,10 @@ def labels_of(args, path, image, classifier, candidates, count):
         ids = inference.gt_labels(gt_path)
         unknown = [i for i in ids if i > count]
         if unknown:
-            raise Skip(UNKNOWN_CLASS_IDS, "%s holds class ids %s; the network has [1, %d]"
-                       % (gt_path, unknown, count))
+            raise Skip(
+                UNKNOWN_CLASS_IDS,
+                "%s holds class ids %s; the network has [1, %d]" % (gt_path, unknown, count),
+            )
         return ids
     return inference.predict_labels(classifier, image, candidates, args.threshold)
 
@@ -129,8 +144,9 @@ def write_outputs(paths, image, seg, names=None):
 def prepare_out(args):
     """Create the output folders, check they can be written, remove the temporaries a killed
     earlier run left in them (OSError naming a folder that cannot be written)."""
-    folders = {os.path.dirname(p) for p in output_paths(
-        args.out, "x", args.save_prob, args.vis).values()}
+    folders = {
+        os.path.dirname(p) for p in output_paths(args.out, "x", args.save_prob, args.vis).values()
+    }
     for folder in sorted(folders):
         atomic.check_writable_folder(folder)
         for path in atomic.remove_stale_temporaries(folder):
@@ -150,6 +166,7 @@ def finish_image(outputs, image, forwarded, use_crf, table):
 
 def _init_worker():
     import cv2
+
     cv2.setNumThreads(1)  # one process per core already
 
 
@@ -167,9 +184,13 @@ def segment_all(args, paths, net, classifier, table):
             failures[index] = (path, reason)
         bar.update()
 
-    pool = (concurrent.futures.ProcessPoolExecutor(
-        args.workers, mp_context=multiprocessing.get_context("fork"),
-        initializer=_init_worker) if args.workers else None)
+    pool = (
+        concurrent.futures.ProcessPoolExecutor(
+            args.workers, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker
+        )
+        if args.workers
+        else None
+    )
     pending = {}  # future -> (index, path)
 
     def collect(futures):
@@ -190,10 +211,10 @@ def segment_all(args, paths, net, classifier, table):
                 continue
             try:
                 image = read_image(path)
-                class_ids = labels_of(args, path, image, classifier, table,
-                                      inference.num_classes(net))
-                task = (outputs, image, inference.forward(net, image, class_ids), args.crf,
-                        table)
+                class_ids = labels_of(
+                    args, path, image, classifier, table, inference.num_classes(net)
+                )
+                task = (outputs, image, inference.forward(net, image, class_ids), args.crf, table)
             except (Skip, fileio.FileFormatError, OSError) as e:  # unreadable image or GT PNG
                 record(index, path, str(e))
                 continue
@@ -201,8 +222,11 @@ def segment_all(args, paths, net, classifier, table):
                 record(index, path, finish_image(*task))
                 continue
             while len(pending) >= 2 * args.workers:
-                collect(concurrent.futures.wait(
-                    pending, return_when=concurrent.futures.FIRST_COMPLETED).done)
+                collect(
+                    concurrent.futures.wait(
+                        pending, return_when=concurrent.futures.FIRST_COMPLETED
+                    ).done
+                )
             try:
                 pending[pool.submit(finish_image, *task)] = (index, path)
             except BrokenProcessPool:
@@ -218,6 +242,7 @@ def segment_all(args, paths, net, classifier, table):
 def main(argv=None):
     args = parse_args(argv)
     import caffe
+
     if args.gpu >= 0:
         caffe.set_mode_gpu()
         caffe.set_device(args.gpu)
@@ -230,8 +255,9 @@ def main(argv=None):
             raise ValueError("no input images (%s)" % (args.image or args.dir or args.list))
         net = inference.load_net(args.model, args.weights)
         if args.labels:
-            args.labels = inference.check_ids(inference.parse_ids(args.labels),
-                                              inference.num_classes(net), "--labels")
+            args.labels = inference.check_ids(
+                inference.parse_ids(args.labels), inference.num_classes(net), "--labels"
+            )
         classifier = None
         if not (args.labels or args.gt_labels):
             classifier = inference.load_net(args.classifier_model, args.classifier_weights)
@@ -243,9 +269,19 @@ def main(argv=None):
     start = time.time()
     counts, failures = segment_all(args, paths, net, classifier, table)
     seconds = time.time() - start
-    print("%d images: %d segmented, %d already done, %d failed; outputs in %s (%.1f s, "
-          "%.2f images/s)" % (len(paths), counts["done"], counts["skipped"], len(failures),
-                              args.out, seconds, counts["done"] / max(seconds, 1e-9)))
+    print(
+        "%d images: %d segmented, %d already done, %d failed; outputs in %s (%.1f s, "
+        "%.2f images/s)"
+        % (
+            len(paths),
+            counts["done"],
+            counts["skipped"],
+            len(failures),
+            args.out,
+            seconds,
+            counts["done"] / max(seconds, 1e-9),
+        )
+    )
     if failures:
         print("failed images:", file=sys.stderr)
         for path, reason in failures:

@@ -6,6 +6,7 @@
 
 Defaults: LOG with .csv / .png. Prints the number of train/test rows and the last values.
 """
+
 import argparse
 import os
 import sys
@@ -23,8 +24,11 @@ def main(argv=None):
     parsed = caffe_log.read_log(args.log)
     rows = parsed["rows"]
     if not rows:
-        print("parse_log.py: error: %s has no Caffe solver lines (Iteration N ..., "
-              "Train/Test net output)" % args.log, file=sys.stderr)
+        print(
+            "parse_log.py: error: %s has no Caffe solver lines (Iteration N ..., "
+            "Train/Test net output)" % args.log,
+            file=sys.stderr,
+        )
         return 1
     stem = os.path.splitext(args.log)[0]
     csv_path, png_path = args.csv or stem + ".csv", args.png or stem + ".png"
@@ -32,10 +36,13 @@ def main(argv=None):
     caffe_log.plot(png_path, parsed, args.title or os.path.basename(args.log))
     for phase in sorted({r["phase"] for r in rows}):
         last = [r for r in rows if r["phase"] == phase][-1]
-        values = ", ".join("%s = %g" % (k, v) for k, v in sorted(last.items())
-                           if k not in ("phase", "iteration"))
-        print("%s: %d rows; iteration %d: %s" % (
-            phase, sum(r["phase"] == phase for r in rows), last["iteration"], values))
+        values = ", ".join(
+            "%s = %g" % (k, v) for k, v in sorted(last.items()) if k not in ("phase", "iteration")
+        )
+        print(
+            "%s: %d rows; iteration %d: %s"
+            % (phase, sum(r["phase"] == phase for r in rows), last["iteration"], values)
+        )
     print("wrote %s and %s" % (csv_path, png_path))
     return 0
 

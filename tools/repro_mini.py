@@ -18,6 +18,7 @@
 A run with a result.json is not redone (resume); inside a run, finished stages and segmented
 images are reused. --plan lists the runs and which are finished, and stops. Progress on stderr.
 """
+
 import argparse
 import concurrent.futures
 import json
@@ -28,39 +29,45 @@ import time
 
 from transfernet.verbosity import QUIET
 
-os.environ['GLOG_minloglevel'] = QUIET  # quiet net set-up in this process (before caffe loads)
+os.environ["GLOG_minloglevel"] = QUIET  # quiet net set-up in this process (before caffe loads)
 # One BLAS thread trains the mini nets as fast as two: --jobs runs share the cores instead.
-os.environ.setdefault('OPENBLAS_NUM_THREADS', '1')
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from data_prep import builtin, coco, voc
 from transfernet import evaluation, experiment, records, repro
 from transfernet.atomic import write_text
 
-
-log = experiment.timestamped_log('repro-mini')
+log = experiment.timestamped_log("repro-mini")
 
 
 def ensure_data(data_dir, seed, size, workers, specs):
     """Built-in dataset (repro.DATASET counts, `seed`) and its LMDBs; returns (voc_root,
     target LMDB, {spec name: source LMDB})."""
     if builtin.ensure(data_dir, seed=seed, workers=workers, **repro.DATASET):
-        log('generated the built-in dataset in %s (seed %d, %s)' % (data_dir, seed, repro.DATASET))
-    marker = os.path.join(data_dir, 'builtin.json')
-    voc_root = os.path.join(data_dir, 'VOCdevkit', 'VOC2012')
-    target = os.path.join(data_dir, 'lmdb', 'target')
+        log("generated the built-in dataset in %s (seed %d, %s)" % (data_dir, seed, repro.DATASET))
+    marker = os.path.join(data_dir, "builtin.json")
+    voc_root = os.path.join(data_dir, "VOCdevkit", "VOC2012")
+    target = os.path.join(data_dir, "lmdb", "target")
     if not records.is_current(target, size, marker):
-        log('building %s (records %dx%d)' % (target, size, size))
+        log("building %s (records %dx%d)" % (target, size, size))
         voc.build_target(voc_root, target, size=size, workers=workers)
     sources = {}
     for spec in specs:
         ratio, subset_seed = (spec.ratio, spec.seed) if spec.ratio < 1 else (1.0, 0)
-        name = 'source' if ratio == 1 else 'source_r%03d_s%d' % (round(100 * ratio), subset_seed)
-        folder = os.path.join(data_dir, 'lmdb', name)
+        name = "source" if ratio == 1 else "source_r%03d_s%d" % (round(100 * ratio), subset_seed)
+        folder = os.path.join(data_dir, "lmdb", name)
         if folder not in sources.values() and not records.is_current(
-                folder, size, marker, ratio=ratio, seed=subset_seed):
-            log('building %s (ratio %g, subset seed %d)' % (folder, ratio, subset_seed))
-            coco.build_source(os.path.join(data_dir, 'coco'), folder, size=size, ratio=ratio,
-                              seed=subset_seed, workers=workers)
+            folder, size, marker, ratio=ratio, seed=subset_seed
+        ):
+            log("building %s (ratio %g, subset seed %d)" % (folder, ratio, subset_seed))
+            coco.build_source(
+                os.path.join(data_dir, "coco"),
+                folder,
+                size=size,
+                ratio=ratio,
+                seed=subset_seed,
+                workers=workers,
+            )
         sources[spec.name] = folder
     return voc_root, target, sources
 
@@ -70,24 +77,39 @@ def execute(spec, base, out, cfg, sources, val):
     start = time.time()
 
     def progress(message):
-        log('%s: %s' % (spec.name, message))
+        log("%s: %s" % (spec.name, message))
+
     baseline = None if spec.method == repro.TRANSFERNET else spec.method
-    run = experiment.prepare(os.path.join(out, spec.name),
-                             cfg.with_data(source=sources[spec.name]), spec.seed,
-                             baseline=baseline)
+    run = experiment.prepare(
+        os.path.join(out, spec.name),
+        cfg.with_data(source=sources[spec.name]),
+        spec.seed,
+        baseline=baseline,
+    )
     if run.dir != base.dir:
-        experiment.share_stages(base, run, ('classifier',) if baseline
-                                else ('classifier', 'attention'))
-    for stage in ('classifier', 'joint') if baseline else ('classifier', 'attention', 'joint'):
+        experiment.share_stages(
+            base, run, ("classifier",) if baseline else ("classifier", "attention")
+        )
+    for stage in ("classifier", "joint") if baseline else ("classifier", "attention", "joint"):
         experiment.train(run, stage, progress=progress)
-    folders = evaluation.infer(run, val, label_sources=spec.labels, progress=progress,
-                               methods=('decoder',))
-    evaluations = {source: evaluation.evaluate(folders[source, 'decoder'], val)
-                   for source in spec.labels}
+    folders = evaluation.infer(
+        run, val, label_sources=spec.labels, progress=progress, methods=("decoder",)
+    )
+    evaluations = {
+        source: evaluation.evaluate(folders[source, "decoder"], val) for source in spec.labels
+    }
     result = repro.run_result(spec, evaluations, round(time.time() - start, 1))
     repro.write_run_result(out, spec, result)
-    log('%s: %s' % (spec.name, ', '.join('%s labels mIoU %.1f' % (s, 100 * r['mean_iou'])
-                                         for s, r in sorted(result['labels'].items()))))
+    log(
+        "%s: %s"
+        % (
+            spec.name,
+            ", ".join(
+                "%s labels mIoU %.1f" % (s, 100 * r["mean_iou"])
+                for s, r in sorted(result["labels"].items())
+            ),
+        )
+    )
     return result
 
 
@@ -99,13 +121,14 @@ def run_parallel(jobs, processes, record):
     the runs in flight finish, then the first error is raised."""
     errors = []
     with concurrent.futures.ProcessPoolExecutor(
-            processes, mp_context=multiprocessing.get_context('fork')) as pool:
+        processes, mp_context=multiprocessing.get_context("fork")
+    ) as pool:
         futures = {pool.submit(execute, *job): job[0].name for job in jobs}
         for future in concurrent.futures.as_completed(futures):
             try:
                 record(future.result())
             except Exception as error:  # noqa: BLE001 (reported, then re-raised below)
-                log('%s failed: %s' % (futures[future], error))
+                log("%s failed: %s" % (futures[future], error))
                 errors.append(error)
                 for other in futures:
                     other.cancel()
@@ -118,71 +141,115 @@ def write_outputs(out, cfg, seed, results, val, base, extra):
     arch, stages = cfg.architecture, cfg.schedule.stages
     collected = repro.collect(results)
     classes = val.classes
-    document = dict(collected, config=experiment.describe(cfg, seed), seed=seed,
-                    dataset=dict(repro.DATASET, seed=seed),
-                    classes={str(k): v for k, v in classes.items()},
-                    ratios=list(repro.RATIOS), subsets=repro.SUBSETS,
-                    shared_stages='stages 0 and 1 (image labels only) trained once in %s and '
-                                  'shared by every run; the baselines start from its stage-0 '
-                                  'snapshot' % os.path.basename(base.dir),
-                    **extra)
-    write_text(os.path.join(out, 'results.json'),
-               json.dumps(document, indent=1, sort_keys=True) + '\n')
-    table = repro.table_markdown(collected['methods'], classes)
-    write_text(os.path.join(out, 'table.md'), table)
-    references = {t: collected['methods'].get(t, {}).get('mean_iou')
-                  for t in ('BaselineNet', 'DecoupledNet-dagger')}
-    if collected['ratio_study']:
-        repro.plot_ratio(os.path.join(out, 'ratio.png'), collected['ratio_study'], references)
-    lines = ['# TransferNet in miniature (config "%s", built-in dataset, seed %d)' % (
-        cfg.name, seed), '',
-        'Width %g, crop %d, conv5_3 scaled by %g; stages 0 / 1 / 2: %d / %d / %d iterations; '
-        '%d val images. %s.'
-        % (arch.width, arch.crop, arch.feature_scale, stages['classifier'].max_iter,
-           stages['attention'].max_iter, stages['joint'].max_iter, len(val.ids),
-           document['shared_stages'].capitalize()), '',
-        '## Table 1 in miniature (IoU %, val set of the built-in dataset)', '', table,
-        '## The paper on the same columns', '', repro.paper_markdown(classes),
-        '## Figure 4 in miniature (TransferNet, predicted labels)', '',
-        repro.ratio_markdown(collected['ratio_study']), '![ratio](ratio.png)', '']
-    if 'label_accuracy' in extra:
-        acc = extra['label_accuracy']
-        lines += ['Stage-0 labels of the val images: exact set %.1f %%, precision %.1f %%, '
-                  'recall %.1f %%.' % (100 * acc['exact'], 100 * (acc['precision'] or 0),
-                                       100 * (acc['recall'] or 0)), '']
-    write_text(os.path.join(out, 'report.md'), '\n'.join(lines))
+    document = dict(
+        collected,
+        config=experiment.describe(cfg, seed),
+        seed=seed,
+        dataset=dict(repro.DATASET, seed=seed),
+        classes={str(k): v for k, v in classes.items()},
+        ratios=list(repro.RATIOS),
+        subsets=repro.SUBSETS,
+        shared_stages="stages 0 and 1 (image labels only) trained once in %s and "
+        "shared by every run; the baselines start from its stage-0 "
+        "snapshot" % os.path.basename(base.dir),
+        **extra,
+    )
+    write_text(
+        os.path.join(out, "results.json"), json.dumps(document, indent=1, sort_keys=True) + "\n"
+    )
+    table = repro.table_markdown(collected["methods"], classes)
+    write_text(os.path.join(out, "table.md"), table)
+    references = {
+        t: collected["methods"].get(t, {}).get("mean_iou")
+        for t in ("BaselineNet", "DecoupledNet-dagger")
+    }
+    if collected["ratio_study"]:
+        repro.plot_ratio(os.path.join(out, "ratio.png"), collected["ratio_study"], references)
+    lines = [
+        '# TransferNet in miniature (config "%s", built-in dataset, seed %d)' % (cfg.name, seed),
+        "",
+        "Width %g, crop %d, conv5_3 scaled by %g; stages 0 / 1 / 2: %d / %d / %d iterations; "
+        "%d val images. %s."
+        % (
+            arch.width,
+            arch.crop,
+            arch.feature_scale,
+            stages["classifier"].max_iter,
+            stages["attention"].max_iter,
+            stages["joint"].max_iter,
+            len(val.ids),
+            document["shared_stages"].capitalize(),
+        ),
+        "",
+        "## Table 1 in miniature (IoU %, val set of the built-in dataset)",
+        "",
+        table,
+        "## The paper on the same columns",
+        "",
+        repro.paper_markdown(classes),
+        "## Figure 4 in miniature (TransferNet, predicted labels)",
+        "",
+        repro.ratio_markdown(collected["ratio_study"]),
+        "![ratio](ratio.png)",
+        "",
+    ]
+    if "label_accuracy" in extra:
+        acc = extra["label_accuracy"]
+        lines += [
+            "Stage-0 labels of the val images: exact set %.1f %%, precision %.1f %%, "
+            "recall %.1f %%."
+            % (100 * acc["exact"], 100 * (acc["precision"] or 0), 100 * (acc["recall"] or 0)),
+            "",
+        ]
+    write_text(os.path.join(out, "report.md"), "\n".join(lines))
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--out', default='runs/repro-mini', help='output folder')
-    parser.add_argument('--data', default='data/builtin-mini', help='built-in dataset folder')
-    parser.add_argument('--seed', type=int, default=0, help='dataset, subset, data layer and '
-                                                             'solver seed (default 0)')
-    parser.add_argument('--workers', type=int, default=2, help='dataset build processes')
-    parser.add_argument('--jobs', type=int, default=2,
-                        help='runs trained at once after the shared stages (default 2: one '
-                             'per core of a 2-core machine; 1 = one after the other)')
-    parser.add_argument('--plan', action='store_true', help='list the runs and stop')
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="runs/repro-mini", help="output folder")
+    parser.add_argument("--data", default="data/builtin-mini", help="built-in dataset folder")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="dataset, subset, data layer and " "solver seed (default 0)",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="dataset build processes")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=2,
+        help="runs trained at once after the shared stages (default 2: one "
+        "per core of a 2-core machine; 1 = one after the other)",
+    )
+    parser.add_argument("--plan", action="store_true", help="list the runs and stop")
     args = parser.parse_args(argv)
     if args.jobs < 1:
-        parser.error('--jobs must be at least 1')
+        parser.error("--jobs must be at least 1")
     return args
 
 
 def log_plan(specs, todo):
     for i, spec in enumerate(specs):
-        log('%2d/%d %-24s ratio %-5g seed %d labels %-14s %s' % (
-            i + 1, len(specs), spec.name, spec.ratio, spec.seed, '+'.join(spec.labels),
-            'to run' if spec in todo else 'finished'))
+        log(
+            "%2d/%d %-24s ratio %-5g seed %d labels %-14s %s"
+            % (
+                i + 1,
+                len(specs),
+                spec.name,
+                spec.ratio,
+                spec.seed,
+                "+".join(spec.labels),
+                "to run" if spec in todo else "finished",
+            )
+        )
 
 
 def train_shared_stages(out, cfg, spec, source):
     """Stages 0 and 1 (image labels only) in the first run's folder, before every other run;
     returns that Run."""
-    base = experiment.prepare(os.path.join(out, spec.name), cfg.with_data(source=source),
-                              spec.seed)
-    for stage in ('classifier', 'attention'):
+    base = experiment.prepare(os.path.join(out, spec.name), cfg.with_data(source=source), spec.seed)
+    for stage in ("classifier", "attention"):
         experiment.train(base, stage, progress=log)
     return base
 
@@ -197,23 +264,34 @@ def main(argv=None):
     if args.plan:
         return 0
     import caffe
+
     caffe.set_mode_cpu()
-    voc_root, target, sources = ensure_data(args.data, args.seed, repro.MINI.data.resize,
-                                            args.workers, specs)
+    voc_root, target, sources = ensure_data(
+        args.data, args.seed, repro.MINI.data.resize, args.workers, specs
+    )
     cfg = repro.MINI.with_data(target=target)
     val = evaluation.voc_eval_set(voc_root, target)
     base = train_shared_stages(out, cfg, specs[0], sources[specs[0].name])
-    labels = [evaluation.image_labels(base, val, source) for source in ('predicted', 'gt')]
+    labels = [evaluation.image_labels(base, val, source) for source in ("predicted", "gt")]
     finished = {spec.name: repro.read_result(out, spec) for spec in specs}
 
     def record(result=None):  # results so far -> the outputs
         if result:
-            finished[result['name']] = result
+            finished[result["name"]] = result
         results = [finished[spec.name] for spec in specs if finished[spec.name]]
-        write_outputs(out, cfg, args.seed, results, val, base, {
-            'label_accuracy': evaluation.label_accuracy(*labels),
-            'wall_seconds': round(time.time() - start, 1),
-            'run_seconds': {r['name']: r['seconds'] for r in results}})
+        write_outputs(
+            out,
+            cfg,
+            args.seed,
+            results,
+            val,
+            base,
+            {
+                "label_accuracy": evaluation.label_accuracy(*labels),
+                "wall_seconds": round(time.time() - start, 1),
+                "run_seconds": {r["name"]: r["seconds"] for r in results},
+            },
+        )
 
     jobs = [(spec, base, out, cfg, sources, val) for spec in todo]
     if args.jobs > 1 and len(jobs) > 1:
@@ -223,10 +301,11 @@ def main(argv=None):
             record(execute(*job))
     if not todo:
         record()
-    log('wrote %s/{results.json,table.md,ratio.png,report.md} (%.0f s)'
-        % (out, time.time() - start))
+    log(
+        "wrote %s/{results.json,table.md,ratio.png,report.md} (%.0f s)" % (out, time.time() - start)
+    )
     return 0
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     sys.exit(main())

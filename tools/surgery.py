@@ -9,6 +9,7 @@ result goes to O (default: beside W, <name>_fcn.caffemodel, which solvers/baseli
 names). Prints each reshaped layer. Exit status 2 with one error naming the file if W is
 missing, is not a caffemodel, or is not a classifier of the config.
 """
+
 import argparse
 import sys
 
@@ -17,12 +18,18 @@ from transfernet import config, solvers, surgery
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", choices=sorted(config.CONFIGS), default="paper",
-                        help="config of the classifier (default paper)")
-    parser.add_argument("--weights", help="stage-0 caffemodel (default: the config's final "
-                                          "classifier snapshot)")
-    parser.add_argument("--out", help="output caffemodel (default: beside --weights, "
-                                      "<name>_fcn.caffemodel)")
+    parser.add_argument(
+        "--config",
+        choices=sorted(config.CONFIGS),
+        default="paper",
+        help="config of the classifier (default paper)",
+    )
+    parser.add_argument(
+        "--weights", help="stage-0 caffemodel (default: the config's final " "classifier snapshot)"
+    )
+    parser.add_argument(
+        "--out", help="output caffemodel (default: beside --weights, " "<name>_fcn.caffemodel)"
+    )
     args = parser.parse_args(argv)
     cfg = config.CONFIGS[args.config]
     source = args.weights or solvers.final_snapshot(cfg, "classifier")

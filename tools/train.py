@@ -18,6 +18,7 @@ differs from the solver's single-GPU value (64 in the paper; --iter-size restore
 progress line per display interval:
     train: iteration 20/15000, 1.52 s/iteration, 42.1 images/s
 """
+
 import argparse
 import json
 import multiprocessing
@@ -63,23 +64,28 @@ def forward_batch(solver):
         train = not layer.include or any(r.phase == caffe_pb2.TRAIN for r in layer.include)
         if layer.type == "Python" and layer.python_param.layer == DATA_LAYER and train:
             return json.loads(layer.python_param.param_str)["batch_size"]
-    raise ValueError("%s: no %s layer in the TRAIN phase (the per-GPU batch is its "
-                     "batch_size)" % (solver.net or "net_param", DATA_LAYER))
+    raise ValueError(
+        "%s: no %s layer in the TRAIN phase (the per-GPU batch is its "
+        "batch_size)" % (solver.net or "net_param", DATA_LAYER)
+    )
 
 
 def batch_report(batch, iter_size, solver_iter_size, devices):
     """Lines describing the effective batch per iteration, and a warning if it differs from the
     solver's single-GPU value (batch x the solver's iter_size)."""
     effective, single = batch * iter_size * devices, batch * solver_iter_size
-    lines = ["train: effective batch %d per iteration = batch %d x iter_size %d x %d %s"
-             % (effective, batch, iter_size, devices, "GPUs" if devices > 1 else "solver")]
+    lines = [
+        "train: effective batch %d per iteration = batch %d x iter_size %d x %d %s"
+        % (effective, batch, iter_size, devices, "GPUs" if devices > 1 else "solver")
+    ]
     if effective != single:
         hint = ""
         if single % (batch * devices) == 0:
             hint = "; --iter-size %d keeps it" % (single // (batch * devices))
-        lines.append("train: warning: effective batch %d differs from the solver's single-GPU "
-                     "%d (batch %d x iter_size %d)%s"
-                     % (effective, single, batch, solver_iter_size, hint))
+        lines.append(
+            "train: warning: effective batch %d differs from the solver's single-GPU "
+            "%d (batch %d x iter_size %d)%s" % (effective, single, batch, solver_iter_size, hint)
+        )
     return lines
 
 
@@ -92,8 +98,11 @@ def add_progress(solver, display, images_per_iteration):
         it = solver.iter
         if it > state["iter"] and it % display == 0:
             seconds = (time.time() - state["time"]) / (it - state["iter"])
-            print("train: iteration %d/%d, %.2f s/iteration, %.1f images/s"
-                  % (it, max_iter, seconds, images_per_iteration / seconds), flush=True)
+            print(
+                "train: iteration %d/%d, %.2f s/iteration, %.1f images/s"
+                % (it, max_iter, seconds, images_per_iteration / seconds),
+                flush=True,
+            )
             state.update(iter=it, time=time.time())
 
     solver.add_callback(on_start, lambda: None)
@@ -132,9 +141,15 @@ def run_ranks(solver_path, snapshot, gpus, images_per_iteration):
     Returns the exit code."""
     uid = caffe.NCCL.new_uid()
     ctx = multiprocessing.get_context("spawn")  # no CUDA state inherited from this process
-    procs = [ctx.Process(target=run_solver, name="train-rank-%d" % rank, daemon=True,
-                         args=(solver_path, snapshot, gpus, rank, uid, images_per_iteration))
-             for rank in range(len(gpus))]
+    procs = [
+        ctx.Process(
+            target=run_solver,
+            name="train-rank-%d" % rank,
+            daemon=True,
+            args=(solver_path, snapshot, gpus, rank, uid, images_per_iteration),
+        )
+        for rank in range(len(gpus))
+    ]
     for proc in procs:
         proc.start()
     running = list(procs)
@@ -144,9 +159,12 @@ def run_ranks(solver_path, snapshot, gpus, images_per_iteration):
             proc.join()
             running.remove(proc)
             if proc.exitcode != 0:
-                print("train: rank %d (GPU %d) failed (exit code %s); stopping the others"
-                      % (procs.index(proc), gpus[procs.index(proc)], proc.exitcode),
-                      file=sys.stderr, flush=True)
+                print(
+                    "train: rank %d (GPU %d) failed (exit code %s); stopping the others"
+                    % (procs.index(proc), gpus[procs.index(proc)], proc.exitcode),
+                    file=sys.stderr,
+                    flush=True,
+                )
                 for other in running:
                     other.terminate()
                     other.join()
@@ -173,11 +191,16 @@ def run_solver_file(param, path, snapshot, iter_size, folder):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--solver", required=True, help="solver prototxt (solvers/*.prototxt)")
-    parser.add_argument("--gpus", type=gpu_list, default=[],
-                        help="GPU ids, e.g. 0 or 0,1,2,3 (default: CPU)")
+    parser.add_argument(
+        "--gpus", type=gpu_list, default=[], help="GPU ids, e.g. 0 or 0,1,2,3 (default: CPU)"
+    )
     parser.add_argument("--snapshot", help=".solverstate to resume from")
-    parser.add_argument("--iter-size", type=int, help="replace the solver's iter_size "
-                        "(e.g. the paper's batch 64 on 2 GPUs: 8 instead of 16)")
+    parser.add_argument(
+        "--iter-size",
+        type=int,
+        help="replace the solver's iter_size "
+        "(e.g. the paper's batch 64 on 2 GPUs: 8 instead of 16)",
+    )
     args = parser.parse_args(argv)
     try:
         param = read_prototxt(args.solver, caffe_pb2.SolverParameter())
@@ -193,8 +216,11 @@ def main(argv=None):
         if problem:
             parser.exit(1, "train: --gpus %s: %s\n" % (",".join(map(str, args.gpus)), problem))
     if len(args.gpus) > 1 and not caffe.has_nccl():
-        parser.exit(1, "train: --gpus %s: this pycaffe is built without NCCL (the CUDA "
-                    "runtime of `make env CAFFE=cuda` has it)\n" % ",".join(map(str, args.gpus)))
+        parser.exit(
+            1,
+            "train: --gpus %s: this pycaffe is built without NCCL (the CUDA "
+            "runtime of `make env CAFFE=cuda` has it)\n" % ",".join(map(str, args.gpus)),
+        )
     iter_size = param.iter_size if args.iter_size is None else args.iter_size
     devices = max(len(args.gpus), 1)
     print("\n".join(batch_report(batch, iter_size, param.iter_size, devices)), flush=True)

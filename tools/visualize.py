@@ -14,6 +14,7 @@ feature map with the cell marked. Labels: --labels, or those of the stage-0 clas
 Weights that do not fit the nets and an --out that cannot be written are errors before the
 figure is computed (exit status 2). Caffe's log is shown with --verbose.
 """
+
 import argparse
 import sys
 
@@ -36,13 +37,21 @@ def parse_pixel(text):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--image", required=True, help="image file")
     parser.add_argument("--out", required=True, help="figure to write (.png)")
     parser.add_argument("--labels", help="class ids, e.g. 3,8 (default: the classifier's)")
-    parser.add_argument("--pixel", type=parse_pixel, nargs="+", action="extend", default=[],
-                        metavar="Y,X", help="image pixels whose Gram row to show")
+    parser.add_argument(
+        "--pixel",
+        type=parse_pixel,
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="Y,X",
+        help="image pixels whose Gram row to show",
+    )
     cli.add_model_arguments(parser)
     parser.add_argument("--verbose", action="store_true", help="show Caffe's log")
     args = parser.parse_args(argv)
@@ -55,6 +64,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     import caffe
+
     caffe.set_mode_cpu()
     try:
         table = inference.class_table(args.classes)
@@ -62,14 +72,17 @@ def main(argv=None):
         height, width = image.shape[:2]
         net = inference.load_net(args.model, args.weights)
         if attention_figures.FEATURES not in net.blobs:
-            raise ValueError("%s has no blob %s (A): not a TransferNet seg_deploy net"
-                             % (args.model, attention_figures.FEATURES))
+            raise ValueError(
+                "%s has no blob %s (A): not a TransferNet seg_deploy net"
+                % (args.model, attention_figures.FEATURES)
+            )
         cells = net.blobs[attention_figures.FEATURES].shape[2]
         for pixel in args.pixel:
             inference.pixel_cell(pixel, height, width, cells)
         if args.labels:
-            class_ids = inference.check_ids(inference.parse_ids(args.labels),
-                                            inference.num_classes(net), "--labels")
+            class_ids = inference.check_ids(
+                inference.parse_ids(args.labels), inference.num_classes(net), "--labels"
+            )
         else:
             classifier = inference.load_net(args.classifier_model, args.classifier_weights)
             inference.check_ids(table, classifier.blobs["prob"].shape[1], "--classes")
@@ -83,8 +96,10 @@ def main(argv=None):
     names = [table.get(c) or inference.CLASS_NAMES.get(c, c) for c in map(int, seg.class_ids)]
     print("labels: %s" % ", ".join("%d %s" % item for item in zip(seg.class_ids, names)))
     for pixel in args.pixel:
-        print("pixel (%d, %d) -> feature cell (%d, %d) of %dx%d"
-              % (pixel + inference.pixel_cell(pixel, height, width, cells) + (cells, cells)))
+        print(
+            "pixel (%d, %d) -> feature cell (%d, %d) of %dx%d"
+            % (pixel + inference.pixel_cell(pixel, height, width, cells) + (cells, cells))
+        )
     print(args.out)
     return 0
 

@@ -5,6 +5,7 @@ hidden, recognisable (is_temporary), tagged with the writing process so that a l
 tell a killed writer's leftover from a live one (remove_stale_temporaries), and ending in the
 target's extension, so writers that pick a format from the name (PIL, matplotlib) still work.
 """
+
 import contextlib
 import os
 import re
@@ -35,8 +36,11 @@ def remove_stale_temporaries(folder):
     returns their paths. A missing folder has none."""
     if not os.path.isdir(folder):
         return []
-    stale = [os.path.join(folder, name) for name in sorted(os.listdir(folder))
-             if is_temporary(name) and not _alive(int(_TEMPORARY.match(name).group(1)))]
+    stale = [
+        os.path.join(folder, name)
+        for name in sorted(os.listdir(folder))
+        if is_temporary(name) and not _alive(int(_TEMPORARY.match(name).group(1)))
+    ]
     for path in stale:
         os.remove(path)
     return stale
@@ -51,8 +55,9 @@ def atomic_path(path):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     base = os.path.basename(path)
-    fd, tmp = tempfile.mkstemp(prefix=".%s.%d.tmp" % (base, os.getpid()),
-                               suffix=os.path.splitext(base)[1], dir=folder)
+    fd, tmp = tempfile.mkstemp(
+        prefix=".%s.%d.tmp" % (base, os.getpid()), suffix=os.path.splitext(base)[1], dir=folder
+    )
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; give the usual mode
     try:

@@ -21,6 +21,7 @@ The Caffe layers AttentionPool and Densify (python_layers/attention_ops.py) wrap
 Eq. 10: s_l = A A^T alpha_l = G alpha_l, so row i of G is the densified attention of the
 one-hot attention e_i: G e_i = densify(A, attention_pool(A, e_i)) (gram_rows, Figure 6).
 """
+
 import numpy as np
 
 
@@ -58,8 +59,9 @@ def feature_gradient(A_shape, u, v, out):
     if A_shape[0] == 1:
         np.matmul(u.T, v, out=out.reshape(A_shape[1], -1))
     else:
-        np.multiply(u[:, :, np.newaxis], v[:, np.newaxis, :],
-                    out=out.reshape(A_shape[0], A_shape[1], -1))
+        np.multiply(
+            u[:, :, np.newaxis], v[:, np.newaxis, :], out=out.reshape(A_shape[0], A_shape[1], -1)
+        )
 
 
 def gram_rows(A, cells):

@@ -5,12 +5,13 @@ attention s (Eq. 7) mapped onto the image, the label's pixels. A row per chosen 
 (gram_panels): the row of the Gram matrix G = A A^T (Eq. 10, attention.gram_rows) of the
 pixel's conv5_3 cell, on the image and on the feature map.
 """
+
 import numpy as np
 
 from transfernet import attention, figures, inference
 from transfernet.classes import BACKGROUND, CLASS_NAMES
-from transfernet.fileio import voc_colormap
 from transfernet.figures import Panel
+from transfernet.fileio import voc_colormap
 
 FEATURES = "conv5_3_scaled"  # A in the seg_deploy net
 
@@ -39,12 +40,10 @@ def label_panels(image, seg, names=None):
         return [Panel(title, rgb, m) for m in inference.unpad(maps, height, width)]
 
     rows = []
-    for cid, alpha, s in zip(seg.class_ids, heat(seg.alpha, "alpha"),
-                             heat(seg.s, "s (densified)")):
+    for cid, alpha, s in zip(seg.class_ids, heat(seg.alpha, "alpha"), heat(seg.s, "s (densified)")):
         name = names.get(int(cid)) or CLASS_NAMES.get(int(cid), str(cid))
         mine = np.where(seg.labels == cid, seg.labels, BACKGROUND)
-        rows.append([Panel(name, rgb), alpha, s,
-                     Panel("%s pixels" % name, overlay(image, mine))])
+        rows.append([Panel(name, rgb), alpha, s, Panel("%s pixels" % name, overlay(image, mine))])
     return rows
 
 
@@ -60,10 +59,14 @@ def gram_panels(image, A, pixels):
     rows = attention.gram_rows(A, cells)
     on_image = inference.unpad(rows, height, width)
     rgb = image[:, :, ::-1]
-    return [[Panel("pixel (%d, %d)" % tuple(p), rgb, None, p),
-             Panel("G row of cell (%d, %d)" % c, rgb, row_image, p),
-             Panel("G row on the %dx%d map" % row.shape, None, row, c)]
-            for p, c, row, row_image in zip(pixels, cells, rows, on_image)]
+    return [
+        [
+            Panel("pixel (%d, %d)" % tuple(p), rgb, None, p),
+            Panel("G row of cell (%d, %d)" % c, rgb, row_image, p),
+            Panel("G row on the %dx%d map" % row.shape, None, row, c),
+        ]
+        for p, c, row, row_image in zip(pixels, cells, rows, on_image)
+    ]
 
 
 def attention_rows(net, image, class_ids, pixels=(), names=None):

@@ -59,27 +59,37 @@ seg_prob (K,2,S,S); the encoder and the class-independent part of each head run 
 the rest for the K labels (Densify and Scale broadcast the batch-1 blobs). s (K,1,h,w) is kept;
 there is no alpha.
 """
-from caffe import NetSpec, layers as L, params as P
+
+from caffe import NetSpec
+from caffe import layers as L
+from caffe import params as P
 from google.protobuf import text_format
 
 from transfernet import nets, solvers, surgery
-from transfernet.nets import (CLS_HIDDEN, GAUSSIAN, LEARN, LEARN_FAST, ZERO,
-                              channels, feature_size)
+from transfernet.nets import CLS_HIDDEN, GAUSSIAN, LEARN, LEARN_FAST, ZERO, channels, feature_size
 
-BASELINES = ('baselinenet', 'decouplednet')
-NETS = tuple('%s_%s' % (b, kind) for b in BASELINES for kind in ('train', 'deploy'))
-STAGE = 'joint'  # the baselines train with the joint stage's solver numbers (Eq. 9)
+BASELINES = ("baselinenet", "decouplednet")
+NETS = tuple("%s_%s" % (b, kind) for b in BASELINES for kind in ("train", "deploy"))
+STAGE = "joint"  # the baselines train with the joint stage's solver numbers (Eq. 9)
 # relu' is piecewise constant: no gradient through relu_mask (and Caffe's Threshold layer has
 # no backward; a consumer that does not propagate to a blob lets Caffe skip its producer).
 CONSTANT_SECOND = [True, False]
-DESCRIPTION = {'baselinenet': 'BaselineNet (Fig. 7b)',
-               'decouplednet': 'DecoupledNet-dagger (Fig. 7c)'}
+DESCRIPTION = {
+    "baselinenet": "BaselineNet (Fig. 7b)",
+    "decouplednet": "DecoupledNet-dagger (Fig. 7c)",
+}
 
 
 def _conv(x, num_output, kernel_size, param=LEARN):
-    return L.Convolution(x, num_output=num_output, kernel_size=kernel_size,
-                         pad=kernel_size // 2, param=param, weight_filler=GAUSSIAN,
-                         bias_filler=ZERO)
+    return L.Convolution(
+        x,
+        num_output=num_output,
+        kernel_size=kernel_size,
+        pad=kernel_size // 2,
+        param=param,
+        weight_filler=GAUSSIAN,
+        bias_filler=ZERO,
+    )
 
 
 def _shared(name, spec):
@@ -96,8 +106,9 @@ def _baselinenet(n, arch, train):
     if train:
         n.cls_score = L.Pooling(n.fc8_transfer, pool=P.Pooling.AVE, global_pooling=True)
         nets.classification_loss(n)
-    n.class_map = L.Python(n.fc8_transfer, n.label,
-                           python_param=dict(module='attention_ops', layer='Densify'))
+    n.class_map = L.Python(
+        n.fc8_transfer, n.label, python_param=dict(module="attention_ops", layer="Densify")
+    )
     n.s_fc = nets.inner_product(n.class_map, side * side)
     n.s = L.Reshape(n.s_fc, shape=dict(dim=[0, 1, side, side]))
 
@@ -106,28 +117,43 @@ def _decouplednet(n, arch, train):
     """Fig. 7c: classifier on A, closed-form class-score gradient, bridge(A * grad) -> s."""
     side, depth = feature_size(arch), channels(arch, 512)
     nets.scaled_features(n, arch)
-    n.cls_fc1 = nets.inner_product(n.conv5_3_scaled, channels(arch, CLS_HIDDEN),
-                                   param=[_shared('cls_fc1_w', LEARN[0]), LEARN[1]])
+    n.cls_fc1 = nets.inner_product(
+        n.conv5_3_scaled,
+        channels(arch, CLS_HIDDEN),
+        param=[_shared("cls_fc1_w", LEARN[0]), LEARN[1]],
+    )
     n.cls_relu1 = L.ReLU(n.cls_fc1, in_place=True)
     if train:
-        n.cls_score = nets.inner_product(n.cls_relu1, arch.num_classes,
-                                         param=[_shared('cls_score_w', LEARN_FAST[0]),
-                                                LEARN_FAST[1]])
+        n.cls_score = nets.inner_product(
+            n.cls_relu1,
+            arch.num_classes,
+            param=[_shared("cls_score_w", LEARN_FAST[0]), LEARN_FAST[1]],
+        )
         nets.classification_loss(n)
     n.relu_mask = L.Threshold(n.cls_relu1, threshold=0)
-    n.score_weight = L.InnerProduct(n.label, num_output=channels(arch, CLS_HIDDEN),
-                                    transpose=True, bias_term=False,
-                                    param=[_shared('cls_score_w', LEARN_FAST[0])])
+    n.score_weight = L.InnerProduct(
+        n.label,
+        num_output=channels(arch, CLS_HIDDEN),
+        transpose=True,
+        bias_term=False,
+        param=[_shared("cls_score_w", LEARN_FAST[0])],
+    )
     if train:
-        n.hidden_grad = L.Eltwise(n.score_weight, n.relu_mask, operation=P.Eltwise.PROD,
-                                  propagate_down=CONSTANT_SECOND)
+        n.hidden_grad = L.Eltwise(
+            n.score_weight, n.relu_mask, operation=P.Eltwise.PROD, propagate_down=CONSTANT_SECOND
+        )
     else:  # relu_mask (1,d) scales every row of score_weight (K,d)
         n.relu_mask_flat = L.Reshape(n.relu_mask, shape=dict(dim=[-1]))
-        n.hidden_grad = L.Scale(n.score_weight, n.relu_mask_flat, axis=1,
-                                propagate_down=CONSTANT_SECOND)
-    n.feat_grad_flat = L.InnerProduct(n.hidden_grad, num_output=depth * side * side,
-                                      transpose=True, bias_term=False,
-                                      param=[_shared('cls_fc1_w', LEARN[0])])
+        n.hidden_grad = L.Scale(
+            n.score_weight, n.relu_mask_flat, axis=1, propagate_down=CONSTANT_SECOND
+        )
+    n.feat_grad_flat = L.InnerProduct(
+        n.hidden_grad,
+        num_output=depth * side * side,
+        transpose=True,
+        bias_term=False,
+        param=[_shared("cls_fc1_w", LEARN[0])],
+    )
     n.feat_grad = L.Reshape(n.feat_grad_flat, shape=dict(dim=[0, depth, side, side]))
     if train:
         n.grad_x_feat = L.Eltwise(n.feat_grad, n.conv5_3_scaled, operation=P.Eltwise.PROD)
@@ -140,7 +166,7 @@ def _decouplednet(n, arch, train):
     n.s = _conv(n.bridge_relu1, 1, 1)
 
 
-HEADS = {'baselinenet': _baselinenet, 'decouplednet': _decouplednet}
+HEADS = {"baselinenet": _baselinenet, "decouplednet": _decouplednet}
 
 
 def score_map_side(arch):
@@ -148,29 +174,39 @@ def score_map_side(arch):
     over the segmentation input's pool5 (4 = 10 - 7 + 1 in the paper)."""
     side = nets.pool5_side(arch.crop) - nets.pool5_side(arch.classifier_crop) + 1
     if side < 1:
-        raise ValueError('the classifier crop %d is larger than the segmentation crop %d'
-                         % (arch.classifier_crop, arch.crop))
+        raise ValueError(
+            "the classifier crop %d is larger than the segmentation crop %d"
+            % (arch.classifier_crop, arch.crop)
+        )
     return side
 
 
 def _split(net):
     if net not in NETS:
-        raise ValueError('unknown baseline net %r; expected one of %s' % (net, ', '.join(NETS)))
-    return net.rsplit('_', 1)
+        raise ValueError("unknown baseline net %r; expected one of %s" % (net, ", ".join(NETS)))
+    return net.rsplit("_", 1)
 
 
 def train(cfg, baseline, batch=None, input_layers=False, seed=0):
     """Training net: Eq. 9 with the baseline's decoder input; the joint stage's data layer
     (drawing with `seed`)."""
     n, arch = NetSpec(), cfg.architecture
-    nets.inputs(n, cfg, ('data', 'label', 'seg_label'),
-                batch or cfg.schedule.stages[STAGE].batch, arch.crop, cfg.data.resize,
-                input_layers, multilabel=False, seed=seed)
+    nets.inputs(
+        n,
+        cfg,
+        ("data", "label", "seg_label"),
+        batch or cfg.schedule.stages[STAGE].batch,
+        arch.crop,
+        cfg.data.resize,
+        input_layers,
+        multilabel=False,
+        seed=seed,
+    )
     nets.encoder(n, arch, n.data, frozen=True, masks=True)
     HEADS[baseline](n, arch, train=True)
     nets.decoder(n, arch, densify=False)
     nets.segmentation_loss(n)
-    return nets.named_proto(cfg, baseline + '_train', n)
+    return nets.named_proto(cfg, baseline + "_train", n)
 
 
 def deploy(cfg, baseline, num_labels=1):
@@ -181,14 +217,14 @@ def deploy(cfg, baseline, num_labels=1):
     HEADS[baseline](n, arch, train=False)
     nets.decoder(n, arch, densify=False, broadcast=True)
     n.seg_prob = L.Softmax(n.seg_score)
-    return nets.named_proto(cfg, baseline + '_deploy', n)
+    return nets.named_proto(cfg, baseline + "_deploy", n)
 
 
 def build(cfg, net, seed=0, **kwargs):
     """NetParameter of a baseline net (one of NETS); `seed` is the training net's data-layer
     seed, kwargs go to train() or deploy()."""
     baseline, kind = _split(net)
-    if kind == 'train':
+    if kind == "train":
         return train(cfg, baseline, seed=seed, **kwargs)
     return deploy(cfg, baseline, **kwargs)
 
@@ -201,24 +237,40 @@ def header(cfg, net):
     pool5, kernel = nets.pool5_side(crop), nets.pool5_side(arch.classifier_crop)
     maps = score_map_side(arch)
     heads = {
-        'baselinenet': 'the classifier as convolutions over pool5 (%dx%dx%d; fc6 %dx%d) -> class '
-                       'score maps %dx%dx%d, chosen class map (%d values) -> fully connected -> '
-                       's (%dx%d)' % (depth, pool5, pool5, kernel, kernel, arch.num_classes,
-                                      maps, maps, maps * maps, side, side),
-        'decouplednet': 'classifier on conv5_3 (%dx%dx%d), its class-score gradient in closed '
-                        'form, bridge(A * grad) -> s' % (depth, side, side),
+        "baselinenet": "the classifier as convolutions over pool5 (%dx%dx%d; fc6 %dx%d) -> class "
+        "score maps %dx%dx%d, chosen class map (%d values) -> fully connected -> "
+        "s (%dx%d)"
+        % (
+            depth,
+            pool5,
+            pool5,
+            kernel,
+            kernel,
+            arch.num_classes,
+            maps,
+            maps,
+            maps * maps,
+            side,
+            side,
+        ),
+        "decouplednet": "classifier on conv5_3 (%dx%dx%d), its class-score gradient in closed "
+        "form, bridge(A * grad) -> s" % (depth, side, side),
     }[baseline]
-    what = ('Training (Eq. 9): cls loss + %g x seg loss (ignore %d); input %dx%d (resize %d).'
-            % (nets.SEG_LOSS_WEIGHT, nets.IGNORE_LABEL, crop, crop, cfg.data.resize)
-            if kind == 'train' else
-            'Deploy: data (1,3,%d,%d) and label (K,%d), K = 1 here (reshape label for K); '
-            'seg_prob (K,2,%d,%d), s (K,1,%d,%d).'
-            % (crop, crop, arch.num_classes, crop, crop, side, side))
-    lines = ['Generated by tools/generate_models.py from transfernet/baselines.py, config "%s" '
-             '(width %g). Do not edit.' % (cfg.name, arch.width),
-             '%s: %s;' % (DESCRIPTION[baseline], heads),
-             'frozen encoder and decoder as TransferNet\'s. ' + what]
-    return ''.join('# %s\n' % line for line in lines)
+    what = (
+        "Training (Eq. 9): cls loss + %g x seg loss (ignore %d); input %dx%d (resize %d)."
+        % (nets.SEG_LOSS_WEIGHT, nets.IGNORE_LABEL, crop, crop, cfg.data.resize)
+        if kind == "train"
+        else "Deploy: data (1,3,%d,%d) and label (K,%d), K = 1 here (reshape label for K); "
+        "seg_prob (K,2,%d,%d), s (K,1,%d,%d)."
+        % (crop, crop, arch.num_classes, crop, crop, side, side)
+    )
+    lines = [
+        'Generated by tools/generate_models.py from transfernet/baselines.py, config "%s" '
+        "(width %g). Do not edit." % (cfg.name, arch.width),
+        "%s: %s;" % (DESCRIPTION[baseline], heads),
+        "frozen encoder and decoder as TransferNet's. " + what,
+    ]
+    return "".join("# %s\n" % line for line in lines)
 
 
 def prototxt(cfg, net):
@@ -229,7 +281,7 @@ def prototxt(cfg, net):
 def initial_weights(baseline, classifier_weights):
     """What the baseline's training starts from, given the stage-0 snapshot: that snapshot,
     for BaselineNet in its fully convolutional form (transfernet.surgery writes it)."""
-    if baseline == 'baselinenet':
+    if baseline == "baselinenet":
         return surgery.fcn_path(classifier_weights)
     return classifier_weights
 
@@ -240,28 +292,42 @@ def solver(cfg, baseline, layout=None, seed=solvers.RANDOM_SEED, name=None):
     the baseline's own in the committed tree, the joint stage's in a run folder, where the
     baseline replaces that stage."""
     if baseline not in BASELINES:
-        raise ValueError('unknown baseline %r; expected one of %s'
-                         % (baseline, ', '.join(BASELINES)))
+        raise ValueError(
+            "unknown baseline %r; expected one of %s" % (baseline, ", ".join(BASELINES))
+        )
     layout = layout or cfg.layout
-    weights = initial_weights(baseline, solvers.final_snapshot(cfg, 'classifier', layout))
-    return solvers.adam(cfg.schedule, STAGE, layout.model(baseline + '_train'),
-                        layout.snapshot_prefix(name or baseline), weights, seed)
+    weights = initial_weights(baseline, solvers.final_snapshot(cfg, "classifier", layout))
+    return solvers.adam(
+        cfg.schedule,
+        STAGE,
+        layout.model(baseline + "_train"),
+        layout.snapshot_prefix(name or baseline),
+        weights,
+        seed,
+    )
 
 
 def solver_header(cfg, baseline):
     st = cfg.schedule.stages[STAGE]
-    lines = ['Generated by tools/generate_models.py from transfernet/baselines.py, config "%s". '
-             'Do not edit.' % cfg.name,
-             '%s: the joint stage\'s solver (Adam lr %g, batch %d x iter_size %d per update, '
-             '%d iterations).' % (DESCRIPTION[baseline], st.base_lr, st.batch, st.iter_size,
-                                  st.max_iter),
-             'Starts from %s%s.' % (solver(cfg, baseline).weights[0], {
-                 'baselinenet': ' (the stage-0 snapshot made fully convolutional: python3 '
-                                'tools/surgery.py --config %s)' % cfg.name,
-                 'decouplednet': ' (the encoder)'}[baseline]),
-             'Run from the checkout root (%s/ is committed, empty). No solver_mode: the -gpu '
-             'flag decides.' % cfg.layout.snapshot_prefix(baseline).rsplit('/', 1)[0]]
-    return ''.join('# %s\n' % line for line in lines)
+    lines = [
+        'Generated by tools/generate_models.py from transfernet/baselines.py, config "%s". '
+        "Do not edit." % cfg.name,
+        "%s: the joint stage's solver (Adam lr %g, batch %d x iter_size %d per update, "
+        "%d iterations)."
+        % (DESCRIPTION[baseline], st.base_lr, st.batch, st.iter_size, st.max_iter),
+        "Starts from %s%s."
+        % (
+            solver(cfg, baseline).weights[0],
+            {
+                "baselinenet": " (the stage-0 snapshot made fully convolutional: python3 "
+                "tools/surgery.py --config %s)" % cfg.name,
+                "decouplednet": " (the encoder)",
+            }[baseline],
+        ),
+        "Run from the checkout root (%s/ is committed, empty). No solver_mode: the -gpu "
+        "flag decides." % cfg.layout.snapshot_prefix(baseline).rsplit("/", 1)[0],
+    ]
+    return "".join("# %s\n" % line for line in lines)
 
 
 def solver_prototxt(cfg, baseline):

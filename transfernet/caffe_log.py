@@ -10,6 +10,7 @@ Recognised lines (BVLC Caffe 1.0 solver.cpp / sgd_solver.cpp):
 Rows: one per train display and one per test pass, in log order. An output followed by
 "(* W = L loss)" is a loss; any other output (accuracy) is a metric.
 """
+
 import csv
 import io
 import re
@@ -37,14 +38,15 @@ def parse_log(lines):
         m = _TEST.search(line)
         if m:
             net = int(m.group(2))
-            current = {"phase": "test" if net == 0 else "test%d" % net,
-                       "iteration": int(m.group(1))}
+            current = {
+                "phase": "test" if net == 0 else "test%d" % net,
+                "iteration": int(m.group(1)),
+            }
             rows.append(current)
             continue
         m = _TRAIN.search(line)
         if m:
-            current = {"phase": "train", "iteration": int(m.group(1)),
-                       TOTAL: float(m.group(2))}
+            current = {"phase": "train", "iteration": int(m.group(1)), TOTAL: float(m.group(2))}
             rows.append(current)
             continue
         m = _LR.search(line)

@@ -21,53 +21,67 @@ A new dataset or schedule is one new value: Config('x', TINY_ARCHITECTURE, MY_DA
 TINY_SCHEDULE, layout). The committed configs are PAPER and TINY (CONFIGS); transfernet.repro
 composes a third, mini.
 """
+
 import collections
 import os
 
 # Per-stage solver numbers: per-forward batch, iter_size (batch * iter_size = effective
 # mini-batch), iterations, Adam learning rate, and the iteration after which it is divided by
 # 10 (None: fixed, as in the paper).
-Stage = collections.namedtuple('Stage', 'batch iter_size max_iter base_lr lr_step',
-                               defaults=(None,))
+Stage = collections.namedtuple(
+    "Stage", "batch iter_size max_iter base_lr lr_step", defaults=(None,)
+)
 
-Architecture = collections.namedtuple('Architecture', [
-    'width',              # channel multiplier: every channel count = round(width * VGG count)
-    'crop',               # stage 1/2 and deploy input (crop x crop)
-    'classifier_crop',    # stage 0 input
-    'num_classes',        # label vector length (VOC ids 1..20, COCO-60 ids 21..80)
-    'input_scale',        # mean-subtracted pixels are multiplied by this before conv1_1
-    'feature_scale',      # conv5_3 is multiplied by this before the attention model
-])
+Architecture = collections.namedtuple(
+    "Architecture",
+    [
+        "width",  # channel multiplier: every channel count = round(width * VGG count)
+        "crop",  # stage 1/2 and deploy input (crop x crop)
+        "classifier_crop",  # stage 0 input
+        "num_classes",  # label vector length (VOC ids 1..20, COCO-60 ids 21..80)
+        "input_scale",  # mean-subtracted pixels are multiplied by this before conv1_1
+        "feature_scale",  # conv5_3 is multiplied by this before the attention model
+    ],
+)
 
-Data = collections.namedtuple('Data', [
-    'source', 'target',   # LMDB folders of the two domains (relative to the checkout root)
-    'source_fraction',    # probability that a training sample comes from the source domain
-    'resize',             # stage 1/2 pre-crop resize (and the records' size)
-    'classifier_resize',  # stage 0 pre-crop resize
-])
+Data = collections.namedtuple(
+    "Data",
+    [
+        "source",
+        "target",  # LMDB folders of the two domains (relative to the checkout root)
+        "source_fraction",  # probability that a training sample comes from the source domain
+        "resize",  # stage 1/2 pre-crop resize (and the records' size)
+        "classifier_resize",  # stage 0 pre-crop resize
+    ],
+)
 
-Schedule = collections.namedtuple('Schedule', [
-    'stages',             # {'classifier' | 'attention' | 'joint': Stage}
-    'snapshot',           # snapshot interval (iterations)
-    'display',            # solver display interval
-])
+Schedule = collections.namedtuple(
+    "Schedule",
+    [
+        "stages",  # {'classifier' | 'attention' | 'joint': Stage}
+        "snapshot",  # snapshot interval (iterations)
+        "display",  # solver display interval
+    ],
+)
 
 
-class Layout(collections.namedtuple('Layout', 'models solvers snapshots classifier_init')):
+class Layout(collections.namedtuple("Layout", "models solvers snapshots classifier_init")):
     """Folders of the nets, solvers and snapshots, and stage 0's initial weights (or None)."""
+
     __slots__ = ()
 
     @classmethod
     def run(cls, folder, classifier_init=None):
         """A run folder's: <folder>/models, <folder>/solvers, <folder>/snapshots."""
-        return cls(*(os.path.join(folder, d) for d in ('models', 'solvers', 'snapshots')),
-                   classifier_init)
+        return cls(
+            *(os.path.join(folder, d) for d in ("models", "solvers", "snapshots")), classifier_init
+        )
 
     def model(self, net):
-        return os.path.join(self.models, net + '.prototxt')
+        return os.path.join(self.models, net + ".prototxt")
 
     def solver(self, name):
-        return os.path.join(self.solvers, name + '.prototxt')
+        return os.path.join(self.solvers, name + ".prototxt")
 
     def snapshot_prefix(self, name):
         """<snapshots>/<name>/<name>. Caffe checks at start-up that it can write there and does
@@ -76,11 +90,12 @@ class Layout(collections.namedtuple('Layout', 'models solvers snapshots classifi
 
     def snapshot(self, name, iteration):
         """The caffemodel Caffe writes for `name` after `iteration` iterations."""
-        return '%s_iter_%d.caffemodel' % (self.snapshot_prefix(name), iteration)
+        return "%s_iter_%d.caffemodel" % (self.snapshot_prefix(name), iteration)
 
 
-class Config(collections.namedtuple('Config', 'name architecture data schedule layout')):
+class Config(collections.namedtuple("Config", "name architecture data schedule layout")):
     """One experiment: its name (models/<name>/, the nets' names) and its four parts."""
+
     __slots__ = ()
 
     def with_data(self, **fields):
@@ -90,28 +105,43 @@ class Config(collections.namedtuple('Config', 'name architecture data schedule l
 
 
 PAPER_ARCHITECTURE = Architecture(
-    width=1.0, crop=320,
+    width=1.0,
+    crop=320,
     classifier_crop=224,  # so ImageNet VGG-16's fc6/fc7 load by name (pool5 is 7x7)
     num_classes=80,
-    input_scale=1,        # ImageNet VGG-16 takes pixels in [-128, 128] (no Power layer)
-    feature_scale=0.004)  # the authors' value for ImageNet VGG-16 (conv5_3 ~50 on average)
+    input_scale=1,  # ImageNet VGG-16 takes pixels in [-128, 128] (no Power layer)
+    feature_scale=0.004,
+)  # the authors' value for ImageNet VGG-16 (conv5_3 ~50 on average)
 
 COCO_VOC = Data(
-    source='data/lmdb/coco60', target='data/lmdb/voc_train_aug',
+    source="data/lmdb/coco60",
+    target="data/lmdb/voc_train_aug",
     source_fraction=0.5,  # our choice: the paper does not give the domain mix
-    resize=330, classifier_resize=240)
+    resize=330,
+    classifier_resize=240,
+)
 
-PAPER_SCHEDULE = Schedule(stages={
-    'classifier': Stage(batch=8, iter_size=8, max_iter=15000, base_lr=1e-4),  # our choice
-    'attention': Stage(batch=8, iter_size=8, max_iter=15000, base_lr=1e-3),   # Sec. 6.1
-    'joint': Stage(batch=4, iter_size=16, max_iter=15000, base_lr=5e-4),      # Sec. 6.1
-}, snapshot=5000, display=20)
+PAPER_SCHEDULE = Schedule(
+    stages={
+        "classifier": Stage(batch=8, iter_size=8, max_iter=15000, base_lr=1e-4),  # our choice
+        "attention": Stage(batch=8, iter_size=8, max_iter=15000, base_lr=1e-3),  # Sec. 6.1
+        "joint": Stage(batch=4, iter_size=16, max_iter=15000, base_lr=5e-4),  # Sec. 6.1
+    },
+    snapshot=5000,
+    display=20,
+)
 
-PAPER = Config('paper', PAPER_ARCHITECTURE, COCO_VOC, PAPER_SCHEDULE, Layout(
-    'models/paper', 'solvers', 'snapshots', 'data/vgg16/VGG_ILSVRC_16_layers.caffemodel'))
+PAPER = Config(
+    "paper",
+    PAPER_ARCHITECTURE,
+    COCO_VOC,
+    PAPER_SCHEDULE,
+    Layout("models/paper", "solvers", "snapshots", "data/vgg16/VGG_ILSVRC_16_layers.caffemodel"),
+)
 
 TINY_ARCHITECTURE = Architecture(
-    width=0.125, crop=96,
+    width=0.125,
+    crop=96,
     # The paper's geometry: the classifier sees the image smaller (224 against 320), so its
     # fc6 (pool5 2x2 here, 7x7 there) slides over the segmentation nets' pool5 (3x3, 10x10)
     # as a convolution: BaselineNet's class score maps are 2x2 (4x4), coarser than conv5_3.
@@ -120,24 +150,38 @@ TINY_ARCHITECTURE = Architecture(
     # From scratch: pixels / 64 give conv1_1 O(1) inputs; conv5_3 then averages ~0.07 after
     # stage 0, and x 3 gives the paper's A ~0.2 (0.004 x ~50), so s = A z reaches the decoder
     # (docs/decisions.md has the measurements behind these and the schedule below).
-    input_scale=1 / 64, feature_scale=3)
+    input_scale=1 / 64,
+    feature_scale=3,
+)
 
 BUILTIN = Data(  # data_prep.builtin's dataset, at the tiny nets' sizes
-    source='data/builtin/lmdb/source', target='data/builtin/lmdb/target',
+    source="data/builtin/lmdb/source",
+    target="data/builtin/lmdb/target",
     source_fraction=0.75,  # more masks for the decoder trained from Gaussians
-    resize=104, classifier_resize=70)
+    resize=104,
+    classifier_resize=70,
+)
 
-TINY_SCHEDULE = Schedule(stages={
-    # from scratch: 1e-3 collapses conv5_3, a fixed 3e-4 leaves the label predictions
-    # swinging from one snapshot to the next, lr / 10 after 2400 iterations settles them
-    'classifier': Stage(batch=8, iter_size=1, max_iter=3600, base_lr=3e-4, lr_step=2400),
-    'attention': Stage(batch=8, iter_size=1, max_iter=300, base_lr=1e-3),
-    # the paper's 5e-4 (1e-3 leaves the decoder's output on the unseen target shapes
-    # swinging from one snapshot to the next)
-    'joint': Stage(batch=4, iter_size=1, max_iter=2500, base_lr=5e-4),
-}, snapshot=100, display=10)
+TINY_SCHEDULE = Schedule(
+    stages={
+        # from scratch: 1e-3 collapses conv5_3, a fixed 3e-4 leaves the label predictions
+        # swinging from one snapshot to the next, lr / 10 after 2400 iterations settles them
+        "classifier": Stage(batch=8, iter_size=1, max_iter=3600, base_lr=3e-4, lr_step=2400),
+        "attention": Stage(batch=8, iter_size=1, max_iter=300, base_lr=1e-3),
+        # the paper's 5e-4 (1e-3 leaves the decoder's output on the unseen target shapes
+        # swinging from one snapshot to the next)
+        "joint": Stage(batch=4, iter_size=1, max_iter=2500, base_lr=5e-4),
+    },
+    snapshot=100,
+    display=10,
+)
 
-TINY = Config('tiny', TINY_ARCHITECTURE, BUILTIN, TINY_SCHEDULE,
-              Layout('models/tiny', 'solvers/tiny', 'snapshots/tiny', None))
+TINY = Config(
+    "tiny",
+    TINY_ARCHITECTURE,
+    BUILTIN,
+    TINY_SCHEDULE,
+    Layout("models/tiny", "solvers/tiny", "snapshots/tiny", None),
+)
 
-CONFIGS = {'paper': PAPER, 'tiny': TINY}
+CONFIGS = {"paper": PAPER, "tiny": TINY}

@@ -8,20 +8,21 @@ score is that re-weighted fg probability where the CRF says fg and 0 elsewhere. 
 label of a pixel is the label with the largest score, background where no score is positive
 (the paper: "pixel-wise maximums of foreground probabilities across labels").
 """
+
 import numpy as np
 import pydensecrf.densecrf as dcrf
 from pydensecrf.utils import unary_from_softmax
 
 from transfernet.classes import BACKGROUND, IGNORE
 
-BKG_WEIGHT = 0.5          # background probability multiplier before the CRF
-GAUSSIAN_SXY = 3          # smoothness kernel: position std (pixels)
-GAUSSIAN_COMPAT = 3       # smoothness kernel weight (Potts)
-BILATERAL_SXY = 20        # appearance kernel: position std (pixels)
-BILATERAL_SRGB = 3        # appearance kernel: colour std (same on every channel)
-BILATERAL_COMPAT = 5      # appearance kernel weight (Potts)
-CRF_ITERATIONS = 10       # mean-field iterations
-PROB_CLIP = 1e-5          # probabilities clipped before -log (unary energy)
+BKG_WEIGHT = 0.5  # background probability multiplier before the CRF
+GAUSSIAN_SXY = 3  # smoothness kernel: position std (pixels)
+GAUSSIAN_COMPAT = 3  # smoothness kernel weight (Potts)
+BILATERAL_SXY = 20  # appearance kernel: position std (pixels)
+BILATERAL_SRGB = 3  # appearance kernel: colour std (same on every channel)
+BILATERAL_COMPAT = 5  # appearance kernel weight (Potts)
+CRF_ITERATIONS = 10  # mean-field iterations
+PROB_CLIP = 1e-5  # probabilities clipped before -log (unary energy)
 
 
 def reweight_fg(fg_prob):
@@ -41,11 +42,14 @@ def dense_crf(image, fg_prob):
     image = np.asarray(image)
     fg_prob = np.asarray(fg_prob)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError("dense_crf: image must be (H, W, 3) uint8, got %s %s"
-                         % (image.dtype, image.shape))
+        raise ValueError(
+            "dense_crf: image must be (H, W, 3) uint8, got %s %s" % (image.dtype, image.shape)
+        )
     if fg_prob.shape != image.shape[:2]:
-        raise ValueError("dense_crf: fg_prob shape %s differs from the image's %s"
-                         % (fg_prob.shape, image.shape[:2]))
+        raise ValueError(
+            "dense_crf: fg_prob shape %s differs from the image's %s"
+            % (fg_prob.shape, image.shape[:2])
+        )
     if not np.all((fg_prob >= 0) & (fg_prob <= 1)):  # also rejects NaN
         raise ValueError("dense_crf: fg_prob must be probabilities in [0, 1]")
     height, width = fg_prob.shape
@@ -54,8 +58,12 @@ def dense_crf(image, fg_prob):
     crf = dcrf.DenseCRF2D(width, height, 2)
     crf.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(probs, clip=PROB_CLIP)))
     crf.addPairwiseGaussian(sxy=GAUSSIAN_SXY, compat=GAUSSIAN_COMPAT)
-    crf.addPairwiseBilateral(sxy=BILATERAL_SXY, srgb=BILATERAL_SRGB,
-                             rgbim=np.ascontiguousarray(image), compat=BILATERAL_COMPAT)
+    crf.addPairwiseBilateral(
+        sxy=BILATERAL_SXY,
+        srgb=BILATERAL_SRGB,
+        rgbim=np.ascontiguousarray(image),
+        compat=BILATERAL_COMPAT,
+    )
     q = np.array(crf.inference(CRF_ITERATIONS)).reshape(2, height, width)
     return np.where(q[1] > q[0], fg, 0).astype(np.float32)
 
@@ -68,11 +76,14 @@ def combine_labels(fg_probs, class_ids):
     fg_probs = np.asarray(fg_probs)
     class_ids = np.asarray(class_ids, np.int64).reshape(-1)
     if fg_probs.ndim != 3 or len(class_ids) != fg_probs.shape[0]:
-        raise ValueError("combine_labels: expected fg_probs (K, H, W) and K class ids, got "
-                         "%s and %d ids" % (fg_probs.shape, len(class_ids)))
+        raise ValueError(
+            "combine_labels: expected fg_probs (K, H, W) and K class ids, got "
+            "%s and %d ids" % (fg_probs.shape, len(class_ids))
+        )
     if ((class_ids <= BACKGROUND) | (class_ids >= IGNORE)).any():
-        raise ValueError("combine_labels: class ids must be in [1, %d), got %s"
-                         % (IGNORE, class_ids.tolist()))
+        raise ValueError(
+            "combine_labels: class ids must be in [1, %d), got %s" % (IGNORE, class_ids.tolist())
+        )
     labels = np.zeros(fg_probs.shape[1:], np.uint8)
     if len(class_ids):
         best = fg_probs.argmax(0)

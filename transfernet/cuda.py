@@ -5,6 +5,7 @@ what the CUDA Caffe root was built with (`python3 -m transfernet.cuda`, run by
 Caffe aborts with a stack trace when `set_device` names a GPU that is not there (or when it
 has no CUDA at all), so tools ask first and say why in one line.
 """
+
 import ctypes
 import ctypes.util
 
@@ -17,8 +18,10 @@ def device_count():
     """(number of CUDA devices, reason when 0): the CUDA runtime's cudaGetDeviceCount."""
     name = ctypes.util.find_library("cudart")
     if name is None:
-        return 0, ("no CUDA runtime (libcudart) in this Caffe runtime: it is the CPU build "
-                   "(the CUDA one is `make env CAFFE=cuda`)")
+        return 0, (
+            "no CUDA runtime (libcudart) in this Caffe runtime: it is the CPU build "
+            "(the CUDA one is `make env CAFFE=cuda`)"
+        )
     try:
         ctypes.CDLL("libcuda.so.1")
     except OSError:
@@ -29,7 +32,10 @@ def device_count():
     status = cudart.cudaGetDeviceCount(ctypes.byref(count))
     if status != CUDA_SUCCESS:
         return 0, "%s: cudaGetDeviceCount: %s (error %d)" % (
-            name, cudart.cudaGetErrorString(status).decode(), status)
+            name,
+            cudart.cudaGetErrorString(status).decode(),
+            status,
+        )
     if count.value == 0:
         return 0, "%s: cudaGetDeviceCount found no CUDA device" % name
     return count.value, None
@@ -62,8 +68,10 @@ def describe():
     except OSError:
         lines = ["CUDA: unknown (no %s)" % BUILD_INFO]
     count, reason = device_count()
-    return lines + ["NCCL: %s" % (nccl_version() or "none"),
-                    "GPUs: %s" % (count if reason is None else "none, %s" % reason)]
+    return lines + [
+        "NCCL: %s" % (nccl_version() or "none"),
+        "GPUs: %s" % (count if reason is None else "none, %s" % reason),
+    ]
 
 
 def check_devices(ids):
@@ -74,7 +82,10 @@ def check_devices(ids):
     missing = [i for i in ids if not 0 <= i < count]
     if missing:
         return "GPU %s not present: this machine has %d (ids 0-%d)" % (
-            ",".join(map(str, missing)), count, count - 1)
+            ",".join(map(str, missing)),
+            count,
+            count - 1,
+        )
     return None
 
 

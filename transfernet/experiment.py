@@ -20,6 +20,7 @@ models/, solvers/ and snapshots/ are the run's layout (Run.layout, config.Layout
 generators are given it and the seed, and prepare writes what they return. Paths written into
 prototxts are absolute, so caffe may run from any folder.
 """
+
 import collections
 import json
 import os
@@ -30,15 +31,16 @@ import sys
 import time
 
 from transfernet import baselines, caffe_log, config, nets, records, solvers, surgery
-from transfernet.weights import check_solver, describe_fits
 from transfernet.atomic import write_text
+from transfernet.weights import check_solver, describe_fits
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-class Run(collections.namedtuple('Run', 'dir cfg seed baseline', defaults=(None,))):
+class Run(collections.namedtuple("Run", "dir cfg seed baseline", defaults=(None,))):
     """A run folder, the config it was made with (its dataset and initial weights absolute)
     and seed; `baseline`: the baseline its joint stage trains, or None."""
+
     __slots__ = ()
 
     @property
@@ -47,17 +49,19 @@ class Run(collections.namedtuple('Run', 'dir cfg seed baseline', defaults=(None,
         return config.Layout.run(self.dir, self.cfg.layout.classifier_init)
 
 
-_ITERATION = re.compile(r'Iteration (\d+)')
+_ITERATION = re.compile(r"Iteration (\d+)")
 # Error lines of a failed caffe run: glog fatal lines (F1201 ..., or F20261201 ... from glog
 # 0.6 on Debian 12), Python exceptions of Python layers.
-_ERROR = re.compile(r'^(F(\d{4})?\d{4} |[A-Za-z_.]*(Error|Exception)\b)')
+_ERROR = re.compile(r"^(F(\d{4})?\d{4} |[A-Za-z_.]*(Error|Exception)\b)")
 POLL_SECONDS = 5
 
 
 def timestamped_log(name):
     """A progress callback printing '[<name> HH:MM:SS] message' lines on stderr."""
+
     def log(message):
-        print_progress('[%s %s] %s' % (name, time.strftime('%H:%M:%S'), message))
+        print_progress("[%s %s] %s" % (name, time.strftime("%H:%M:%S"), message))
+
     return log
 
 
@@ -68,12 +72,15 @@ def print_progress(message):
 
 def absolute(cfg, root=ROOT):
     """The config with its dataset folders and initial weights made absolute (from root)."""
+
     def resolve(path):
         return path if path is None else os.path.join(root, path)
+
     data, layout = cfg.data, cfg.layout
     return cfg._replace(
         data=data._replace(source=resolve(data.source), target=resolve(data.target)),
-        layout=layout._replace(classifier_init=resolve(layout.classifier_init)))
+        layout=layout._replace(classifier_init=resolve(layout.classifier_init)),
+    )
 
 
 def describe(cfg, seed):
@@ -81,10 +88,14 @@ def describe(cfg, seed):
     architecture, data and schedule, its name, initial weights and committed solver and
     snapshot folders in one flat mapping (the keys the reports read), and the seed."""
     out = dict(cfg.architecture._asdict(), **cfg.data._asdict(), **cfg.schedule._asdict())
-    out.update(name=cfg.name, seed=seed,
-               stages={k: v._asdict() for k, v in sorted(cfg.schedule.stages.items())},
-               classifier_init=cfg.layout.classifier_init, solver_dir=cfg.layout.solvers,
-               snapshot_dir=cfg.layout.snapshots)
+    out.update(
+        name=cfg.name,
+        seed=seed,
+        stages={k: v._asdict() for k, v in sorted(cfg.schedule.stages.items())},
+        classifier_init=cfg.layout.classifier_init,
+        solver_dir=cfg.layout.solvers,
+        snapshot_dir=cfg.layout.snapshots,
+    )
     return out
 
 
@@ -94,7 +105,7 @@ def model_file(run, net):
 
 def deploy_net(run):
     """Segmentation deploy net of the run: seg_deploy, or the baseline's."""
-    return run.baseline + '_deploy' if run.baseline else 'seg_deploy'
+    return run.baseline + "_deploy" if run.baseline else "seg_deploy"
 
 
 def solver_file(run, stage):
@@ -106,12 +117,12 @@ def final_snapshot(run, stage):
     return solvers.final_snapshot(run.cfg, stage, run.layout)
 
 
-def log_file(run, stage, ext='.log'):
-    return os.path.join(run.dir, 'logs', stage + ext)
+def log_file(run, stage, ext=".log"):
+    return os.path.join(run.dir, "logs", stage + ext)
 
 
 def pred_dir(run, labels, method):
-    return os.path.join(run.dir, 'pred', '%s_%s' % (labels, method))
+    return os.path.join(run.dir, "pred", "%s_%s" % (labels, method))
 
 
 def prepare(run_dir, cfg, seed=0, root=ROOT, baseline=None):
@@ -126,26 +137,34 @@ def prepare(run_dir, cfg, seed=0, root=ROOT, baseline=None):
     another folder or delete it.
     """
     if baseline is not None and baseline not in baselines.BASELINES:
-        raise ValueError('unknown baseline %r; expected one of %s'
-                         % (baseline, ', '.join(baselines.BASELINES)))
+        raise ValueError(
+            "unknown baseline %r; expected one of %s" % (baseline, ", ".join(baselines.BASELINES))
+        )
     run = Run(os.path.abspath(run_dir), absolute(cfg, root), seed, baseline)
     wanted = describe(run.cfg, seed)
     if baseline:
-        wanted['baseline'] = baseline
-    config_path = os.path.join(run.dir, 'config.json')
+        wanted["baseline"] = baseline
+    config_path = os.path.join(run.dir, "config.json")
     if os.path.exists(config_path):
         with open(config_path) as f:
             found = json.load(f)
         differ = sorted(k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k))
         if differ:
-            raise ValueError('%s was made with another config (%s differ); use another run '
-                             'folder or remove it (--force)' % (run.dir, ', '.join(differ)))
+            raise ValueError(
+                "%s was made with another config (%s differ); use another run "
+                "folder or remove it (--force)" % (run.dir, ", ".join(differ))
+            )
     header = '# Written by transfernet.experiment for %s (config "%s", seed %d).\n' % (
-        run.dir, cfg.name, seed)
+        run.dir,
+        cfg.name,
+        seed,
+    )
     layout = run.layout
     builds = [(net, nets.build) for net in nets.NETS] + [
-        (net, baselines.build) for net in ('%s_train' % baseline, '%s_deploy' % baseline)
-        if baseline]
+        (net, baselines.build)
+        for net in ("%s_train" % baseline, "%s_deploy" % baseline)
+        if baseline
+    ]
     for net, build in builds:
         write_text(layout.model(net), header + str(build(run.cfg, net, seed=seed)))
     for stage in solvers.STAGES:
@@ -155,13 +174,13 @@ def prepare(run_dir, cfg, seed=0, root=ROOT, baseline=None):
             param = solvers.solver(run.cfg, stage, layout, seed)
         write_text(layout.solver(stage), header + str(param))
         os.makedirs(os.path.dirname(layout.snapshot_prefix(stage)), exist_ok=True)
-    write_text(config_path, json.dumps(wanted, indent=1, sort_keys=True) + '\n')
+    write_text(config_path, json.dumps(wanted, indent=1, sort_keys=True) + "\n")
     return run
 
 
 def stage_done(run, stage):
     """Timing record of a finished stage ({"seconds", "iterations", "snapshot"}), or None."""
-    record = log_file(run, stage, '.json')
+    record = log_file(run, stage, ".json")
     if not (os.path.exists(record) and os.path.exists(final_snapshot(run, stage))):
         return None
     with open(record) as f:
@@ -176,20 +195,23 @@ def share_stages(base, run, stages):
             continue
         done = stage_done(base, stage)
         if not done:
-            raise RuntimeError('%s: stage %s of the shared run %s is not finished'
-                               % (run.dir, stage, base.dir))
+            raise RuntimeError(
+                "%s: stage %s of the shared run %s is not finished" % (run.dir, stage, base.dir)
+            )
         target = final_snapshot(run, stage)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         if os.path.exists(target):
             os.remove(target)
         os.link(final_snapshot(base, stage), target)
         os.makedirs(os.path.dirname(log_file(run, stage)), exist_ok=True)
-        write_text(log_file(run, stage, '.json'), json.dumps(
-            dict(done, snapshot=target, shared_from=base.dir), indent=1) + '\n')
+        write_text(
+            log_file(run, stage, ".json"),
+            json.dumps(dict(done, snapshot=target, shared_from=base.dir), indent=1) + "\n",
+        )
 
 
 def _last_iteration(path):
-    with open(path, errors='replace') as f:
+    with open(path, errors="replace") as f:
         found = _ITERATION.findall(f.read())
     return int(found[-1]) if found else 0
 
@@ -208,59 +230,74 @@ def train(run, stage, force=False, progress=print_progress):
     """
     done = stage_done(run, stage)
     if done and not force:
-        progress('%s: done (%.0f s), %s' % (stage, done['seconds'], done['snapshot']))
+        progress("%s: done (%.0f s), %s" % (stage, done["seconds"], done["snapshot"]))
         return done
     for dataset in (run.cfg.data.source, run.cfg.data.target):
         if dataset is not None:
             records.read_meta(dataset)  # ValueError naming a missing dataset folder
     try:  # before anything is removed: a missing or unfit file, a dataset the layer rejects
-        if run.baseline == 'baselinenet' and stage == baselines.STAGE:
-            out, changed = surgery.write_fcn_weights(run.cfg, final_snapshot(run, 'classifier'))
-            progress('%s: %s as convolutions (FCN surgery) in %s' % (
-                stage, ', '.join(name for name, _, _ in changed), out))
+        if run.baseline == "baselinenet" and stage == baselines.STAGE:
+            out, changed = surgery.write_fcn_weights(run.cfg, final_snapshot(run, "classifier"))
+            progress(
+                "%s: %s as convolutions (FCN surgery) in %s"
+                % (stage, ", ".join(name for name, _, _ in changed), out)
+            )
         fits = check_solver(solver_file(run, stage))
     except (OSError, ValueError) as e:
-        raise RuntimeError('%s: %s' % (stage, e)) from None
+        raise RuntimeError("%s: %s" % (stage, e)) from None
     for line in describe_fits(fits):
-        progress('%s: %s' % (stage, line))
+        progress("%s: %s" % (stage, line))
     folder = os.path.dirname(run.layout.snapshot_prefix(stage))
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder)
-    for later in solvers.STAGES[solvers.STAGES.index(stage) + 1:]:  # they start from it
-        if os.path.exists(log_file(run, later, '.json')):
-            os.remove(log_file(run, later, '.json'))
-    shutil.rmtree(os.path.join(run.dir, 'pred'), ignore_errors=True)  # made by old weights
+    for later in solvers.STAGES[solvers.STAGES.index(stage) + 1 :]:  # they start from it
+        if os.path.exists(log_file(run, later, ".json")):
+            os.remove(log_file(run, later, ".json"))
+    shutil.rmtree(os.path.join(run.dir, "pred"), ignore_errors=True)  # made by old weights
     os.makedirs(os.path.dirname(log_file(run, stage)), exist_ok=True)
-    partial = log_file(run, stage, '.log.partial')
-    env = dict(os.environ, GLOG_logtostderr='1', GLOG_minloglevel='0')
+    partial = log_file(run, stage, ".log.partial")
+    env = dict(os.environ, GLOG_logtostderr="1", GLOG_minloglevel="0")
     max_iter = run.cfg.schedule.stages[stage].max_iter
     start = time.time()
-    with open(partial, 'w') as log:
-        proc = subprocess.Popen(['caffe', 'train', '-solver', solver_file(run, stage)],
-                                stdout=log, stderr=subprocess.STDOUT, env=env)
+    with open(partial, "w") as log:
+        proc = subprocess.Popen(
+            ["caffe", "train", "-solver", solver_file(run, stage)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
         while True:
             try:
                 proc.wait(POLL_SECONDS)
                 break
             except subprocess.TimeoutExpired:
-                progress('%s: iteration %d/%d (%.0f s)' % (
-                    stage, _last_iteration(partial), max_iter, time.time() - start))
+                progress(
+                    "%s: iteration %d/%d (%.0f s)"
+                    % (stage, _last_iteration(partial), max_iter, time.time() - start)
+                )
     seconds = time.time() - start
     if proc.returncode != 0 or not os.path.exists(final_snapshot(run, stage)):
-        os.replace(partial, log_file(run, stage, '.log.failed'))
-        with open(log_file(run, stage, '.log.failed'), errors='replace') as f:
+        os.replace(partial, log_file(run, stage, ".log.failed"))
+        with open(log_file(run, stage, ".log.failed"), errors="replace") as f:
             errors = [line for line in f if _ERROR.match(line)]
-        raise RuntimeError('caffe train of %s failed (exit %s); log %s:\n%s' % (
-            stage, proc.returncode, log_file(run, stage, '.log.failed'),
-            ''.join(errors[-10:]) or '(no error line; see the log)'))
+        raise RuntimeError(
+            "caffe train of %s failed (exit %s); log %s:\n%s"
+            % (
+                stage,
+                proc.returncode,
+                log_file(run, stage, ".log.failed"),
+                "".join(errors[-10:]) or "(no error line; see the log)",
+            )
+        )
     os.replace(partial, log_file(run, stage))
     parsed = caffe_log.read_log(log_file(run, stage))
-    caffe_log.write_csv(log_file(run, stage, '.csv'), parsed)
-    caffe_log.plot(log_file(run, stage, '.png'), parsed, title='%s (%s)' % (stage, run.cfg.name))
-    record = {'seconds': round(seconds, 1), 'iterations': max_iter,
-              'snapshot': final_snapshot(run, stage)}
-    write_text(log_file(run, stage, '.json'), json.dumps(record, indent=1) + '\n')
-    progress('%s: trained %d iterations in %.0f s' % (stage, max_iter, seconds))
+    caffe_log.write_csv(log_file(run, stage, ".csv"), parsed)
+    caffe_log.plot(log_file(run, stage, ".png"), parsed, title="%s (%s)" % (stage, run.cfg.name))
+    record = {
+        "seconds": round(seconds, 1),
+        "iterations": max_iter,
+        "snapshot": final_snapshot(run, stage),
+    }
+    write_text(log_file(run, stage, ".json"), json.dumps(record, indent=1) + "\n")
+    progress("%s: trained %d iterations in %.0f s" % (stage, max_iter, seconds))
     return record
-
-

@@ -5,6 +5,7 @@ Label PNGs are read with PIL, which returns palette indices for VOC's palette PN
 would convert them to BGR colours). A bad image is a Skip (counted and reported by the
 caller); a label PNG or list file that is not what it should be is a FileFormatError.
 """
+
 import os
 
 import cv2
@@ -54,8 +55,10 @@ def read_image(path):
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), IMREAD_FLAGS)
     except cv2.error as e:  # some decoders raise where others return None
-        raise Skip(UNREADABLE_IMAGE, "%s: not a decodable image (%s)"
-                   % (path, str(e).strip().splitlines()[-1]))
+        raise Skip(
+            UNREADABLE_IMAGE,
+            "%s: not a decodable image (%s)" % (path, str(e).strip().splitlines()[-1]),
+        )
     if image is None:
         raise Skip(UNREADABLE_IMAGE, "%s: not a decodable image" % path)
     return image
@@ -77,8 +80,10 @@ def read_label_png(path):
     """An 8-bit label PNG (palette or grayscale) as a (H, W) uint8 array of ids."""
     with Image.open(path) as im:
         if im.mode not in ("P", "L"):
-            raise FileFormatError("%s: label PNG has mode %s; expected an 8-bit palette (P) or "
-                                  "grayscale (L) image of class ids" % (path, im.mode))
+            raise FileFormatError(
+                "%s: label PNG has mode %s; expected an 8-bit palette (P) or "
+                "grayscale (L) image of class ids" % (path, im.mode)
+            )
         return np.asarray(im)
 
 
@@ -86,8 +91,10 @@ def write_label_png(path, label_map):
     """Write a (H, W) uint8 label map as a VOC palette PNG, atomically."""
     label_map = np.asarray(label_map)
     if label_map.ndim != 2 or label_map.dtype != np.uint8:
-        raise ValueError("write_label_png(%s): expected a 2-D uint8 label map, got %s %s"
-                         % (path, label_map.dtype, label_map.shape))
+        raise ValueError(
+            "write_label_png(%s): expected a 2-D uint8 label map, got %s %s"
+            % (path, label_map.dtype, label_map.shape)
+        )
     im = Image.fromarray(label_map, mode="P")
     im.putpalette(voc_colormap().ravel().tolist())
     with atomic_path(path) as tmp:
@@ -121,8 +128,9 @@ def stem(path):
 
 def list_dir(folder):
     """Image files of a folder (by extension), sorted by name."""
-    names = sorted(n for n in os.listdir(folder)
-                   if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS)
+    names = sorted(
+        n for n in os.listdir(folder) if os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS
+    )
     return [os.path.join(folder, n) for n in names]
 
 
@@ -139,6 +147,5 @@ def check_unique_stems(paths):
             clashes.append("%s and %s" % (seen[stem(path)], path))
         seen.setdefault(stem(path), path)
     if clashes:
-        raise ValueError("inputs with the same output name <stem>.png: %s"
-                         % "; ".join(clashes))
+        raise ValueError("inputs with the same output name <stem>.png: %s" % "; ".join(clashes))
     return paths

@@ -13,6 +13,7 @@ For an image with labels L (predicted by the stage-0 classifier, or given):
 Also the choice of the labels (stage-0 classifier, ground truth, given ids). The figures of a
 segmentation are drawn by transfernet/attention_figures.py, its files read by transfernet/fileio.py.
 """
+
 import collections
 import os
 
@@ -30,14 +31,17 @@ CLASSIFIER_THRESHOLD = 0.6
 # Candidate labels by default: the 20 PASCAL VOC classes (the target domain).
 VOC_IDS = tuple(range(1, len(VOC_CLASSES) + 1))
 
-Segmentation = collections.namedtuple("Segmentation", [
-    "class_ids",  # (K,) int64 labels of the image
-    "fg",         # (K, H, W) float32 network fg probability per label, original image size
-    "scores",     # (K, H, W) float32 score per label (fg where fg wins, CRF-refined with crf)
-    "labels",     # (H, W) uint8 final label map (0 background)
-    "alpha",      # (K, h, w) float32 attention (Eq. 4) on the padded square, or None
-    "s",          # (K, h, w) float32 densified attention (Eq. 7) on the padded square, or None
-])
+Segmentation = collections.namedtuple(
+    "Segmentation",
+    [
+        "class_ids",  # (K,) int64 labels of the image
+        "fg",  # (K, H, W) float32 network fg probability per label, original image size
+        "scores",  # (K, H, W) float32 score per label (fg where fg wins, CRF-refined with crf)
+        "labels",  # (H, W) uint8 final label map (0 background)
+        "alpha",  # (K, h, w) float32 attention (Eq. 4) on the padded square, or None
+        "s",  # (K, h, w) float32 densified attention (Eq. 7) on the padded square, or None
+    ],
+)
 
 
 def load_net(model, weights_path):
@@ -46,6 +50,7 @@ def load_net(model, weights_path):
     FileNotFoundError naming a missing prototxt, weights.WeightsError for weights that do
     not fit."""
     import caffe
+
     if not os.path.isfile(model):
         raise FileNotFoundError("model file not found: %s" % model)
     param = weights.read_caffemodel(weights_path)  # the cheapest errors before the net
@@ -118,8 +123,9 @@ def pixel_cell(pixel, height, width, cells):
     image."""
     y, x = pixel
     if not (0 <= y < height and 0 <= x < width):
-        raise ValueError("pixel (%d, %d) is outside the %d x %d (rows x columns) image"
-                         % (y, x, height, width))
+        raise ValueError(
+            "pixel (%d, %d) is outside the %d x %d (rows x columns) image" % (y, x, height, width)
+        )
     side = max(height, width)
     return tuple(min(int((c + 0.5) * cells / side), cells - 1) for c in (y, x))
 
@@ -132,8 +138,10 @@ def select_labels(probs, candidates, threshold=CLASSIFIER_THRESHOLD):
     if not len(candidates):
         raise ValueError("select_labels: no candidate classes")
     if candidates[0] < 1 or candidates[-1] > len(probs):
-        raise ValueError("select_labels: candidate ids must be in [1, %d], got %s"
-                         % (len(probs), candidates.tolist()))
+        raise ValueError(
+            "select_labels: candidate ids must be in [1, %d], got %s"
+            % (len(probs), candidates.tolist())
+        )
     cand_probs = probs[candidates - 1]
     chosen = candidates[cand_probs >= threshold]
     if not len(chosen):
@@ -160,15 +168,18 @@ def forward_labels(net, blob, class_ids):
     class_ids = np.asarray(class_ids, np.int64).reshape(-1)
     count = num_classes(net)
     if not len(class_ids) or class_ids.min() < 1 or class_ids.max() > count:
-        raise ValueError("forward_labels: need at least one class id in [1, %d], got %s"
-                         % (count, class_ids.tolist()))
+        raise ValueError(
+            "forward_labels: need at least one class id in [1, %d], got %s"
+            % (count, class_ids.tolist())
+        )
     net.blobs["label"].reshape(len(class_ids), count)
     net.reshape()
     net.blobs["data"].data[...] = blob
     net.blobs["label"].data[...] = np.eye(count, dtype=np.float32)[class_ids - 1]
     prob = net.forward()["seg_prob"]
-    maps = [net.blobs[name].data[:, 0].copy() if name in net.blobs else None
-            for name in ("alpha", "s")]
+    maps = [
+        net.blobs[name].data[:, 0].copy() if name in net.blobs else None for name in ("alpha", "s")
+    ]
     return (prob[:, 1].copy(),) + tuple(maps)
 
 
@@ -256,8 +267,12 @@ def save_prob(path, seg):
     """Per-label fg probabilities as compressed .npz (class_ids, fg, scores), atomically."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, class_ids=seg.class_ids, fg=seg.fg.astype(np.float32),
-                                scores=seg.scores.astype(np.float32))
+            np.savez_compressed(
+                f,
+                class_ids=seg.class_ids,
+                fg=seg.fg.astype(np.float32),
+                scores=seg.scores.astype(np.float32),
+            )
 
 
 def load_prob(path):

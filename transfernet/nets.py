@@ -9,32 +9,33 @@ Networks (NETS): classifier_train / classifier_deploy (stage 0, multi-label VGG-
 attention_train (stage 1, Eq. 6), joint_train (stage 2, Eq. 9), seg_deploy (inference:
 one image, K labels, encoder run once).
 """
+
 import json
 
-from caffe import NetSpec, layers as L, params as P
+from caffe import NetSpec
+from caffe import layers as L
+from caffe import params as P
 
 # VGG-16 encoder (block, channels, convolutions); pool{block} follows each block.
 ENCODER = ((1, 64, 2), (2, 128, 2), (3, 256, 3), (4, 512, 3), (5, 512, 3))
 # DeconvNet-style decoder (block, output channels of deconv{block}_1, _2, ...); unpool{block}
 # (pool{block}'s switches) precedes every block but the first.
-DECODER = ((5, (512,)), (4, (512, 512, 256)), (3, (256, 256, 128)), (2, (128, 64)),
-           (1, (64, 64)))
-FACTORS = 1024      # d in Eq. 4
-CLS_HIDDEN = 512    # f_cls hidden layer
-FC_DIM = 4096       # VGG-16 fc6 / fc7
-SEG_LOSS_WEIGHT = 2    # lambda in Eq. 9
+DECODER = ((5, (512,)), (4, (512, 512, 256)), (3, (256, 256, 128)), (2, (128, 64)), (1, (64, 64)))
+FACTORS = 1024  # d in Eq. 4
+CLS_HIDDEN = 512  # f_cls hidden layer
+FC_DIM = 4096  # VGG-16 fc6 / fc7
+SEG_LOSS_WEIGHT = 2  # lambda in Eq. 9
 IGNORE_LABEL = 255
-UNPOOL_KINDS = ('stock', 'python')  # see decoder()
+UNPOOL_KINDS = ("stock", "python")  # see decoder()
 
-NETS = ('classifier_train', 'classifier_deploy', 'attention_train', 'joint_train',
-        'seg_deploy')
+NETS = ("classifier_train", "classifier_deploy", "attention_train", "joint_train", "seg_deploy")
 
 FROZEN = [dict(lr_mult=0, decay_mult=0)] * 2
 LEARN = [dict(lr_mult=1, decay_mult=1), dict(lr_mult=2, decay_mult=0)]
 LEARN_FAST = [dict(lr_mult=10, decay_mult=1), dict(lr_mult=20, decay_mult=0)]
-ENCODER_FILLER = dict(type='msra')  # only used when the encoder starts from scratch (tiny)
-GAUSSIAN = dict(type='gaussian', std=0.01)  # Sec. 6.1: decoder and attention init (width 1)
-ZERO = dict(type='constant', value=0)
+ENCODER_FILLER = dict(type="msra")  # only used when the encoder starts from scratch (tiny)
+GAUSSIAN = dict(type="gaussian", std=0.01)  # Sec. 6.1: decoder and attention init (width 1)
+ZERO = dict(type="constant", value=0)
 
 
 def decoder_filler(arch):
@@ -42,7 +43,7 @@ def decoder_filler(arch):
     deconvolution keeps the paper's gain std * sqrt(fan_in) (fan_in = 9 * width * VGG
     channels); exactly the paper's 0.01 at width 1. With 0.01 at width 1/8 the gain per layer
     is ~0.24 and the 11 layers shrink their input ~1e-7 times."""
-    return dict(GAUSSIAN, std=GAUSSIAN['std'] / arch.width ** 0.5)
+    return dict(GAUSSIAN, std=GAUSSIAN["std"] / arch.width**0.5)
 
 
 def channels(arch, count):
@@ -53,8 +54,10 @@ def channels(arch, count):
 def feature_size(arch):
     """Side of conv5_3 (H = W) for the architecture's crop: four 2x2 poolings."""
     if arch.crop % 16:
-        raise ValueError('crop %d is not a multiple of 16 (four exact 2x2 poolings are needed '
-                         'for unpooling)' % arch.crop)
+        raise ValueError(
+            "crop %d is not a multiple of 16 (four exact 2x2 poolings are needed "
+            "for unpooling)" % arch.crop
+        )
     return arch.crop // 16
 
 
@@ -68,19 +71,36 @@ def pool5_side(crop):
 def inputs(n, cfg, tops, batch, crop, resize, input_layers, multilabel, seed):
     """data (B,3,crop,crop), label (B,num_classes)[, seg_label (B,1,crop,crop)]: Input layers,
     or the SourceTargetData layer on cfg's data, drawing with `seed`."""
-    shapes = {'data': [batch, 3, crop, crop], 'label': [batch, cfg.architecture.num_classes],
-              'seg_label': [batch, 1, crop, crop]}
+    shapes = {
+        "data": [batch, 3, crop, crop],
+        "label": [batch, cfg.architecture.num_classes],
+        "seg_label": [batch, 1, crop, crop],
+    }
     if input_layers:
         for top in tops:
             n[top] = L.Input(shape=dict(dim=shapes[top]))
         return
     data = cfg.data
-    param = dict(source=data.source, target=data.target, source_fraction=data.source_fraction,
-                 batch_size=batch, resize=resize, crop=crop, mirror=True,
-                 num_classes=cfg.architecture.num_classes, multilabel=multilabel, seed=seed)
-    outs = L.Python(ntop=len(tops), python_param=dict(
-        module='data_layer', layer='SourceTargetData',
-        param_str=json.dumps(param, sort_keys=True)))
+    param = dict(
+        source=data.source,
+        target=data.target,
+        source_fraction=data.source_fraction,
+        batch_size=batch,
+        resize=resize,
+        crop=crop,
+        mirror=True,
+        num_classes=cfg.architecture.num_classes,
+        multilabel=multilabel,
+        seed=seed,
+    )
+    outs = L.Python(
+        ntop=len(tops),
+        python_param=dict(
+            module="data_layer",
+            layer="SourceTargetData",
+            param_str=json.dumps(param, sort_keys=True),
+        ),
+    )
     for top, out in zip(tops, outs):
         n[top] = out
 
@@ -92,17 +112,24 @@ def encoder(n, arch, x, frozen, masks=False, pool5=False):
         x = n.data_scaled = L.Power(x, scale=arch.input_scale)
     for block, width, convs in ENCODER:
         for i in range(1, convs + 1):
-            conv = 'conv%d_%d' % (block, i)
-            n[conv] = L.Convolution(x, num_output=channels(arch, width), kernel_size=3, pad=1,
-                                    param=FROZEN if frozen else LEARN,
-                                    weight_filler=ENCODER_FILLER, bias_filler=ZERO)
-            x = n['relu%d_%d' % (block, i)] = L.ReLU(n[conv], in_place=True)
+            conv = "conv%d_%d" % (block, i)
+            n[conv] = L.Convolution(
+                x,
+                num_output=channels(arch, width),
+                kernel_size=3,
+                pad=1,
+                param=FROZEN if frozen else LEARN,
+                weight_filler=ENCODER_FILLER,
+                bias_filler=ZERO,
+            )
+            x = n["relu%d_%d" % (block, i)] = L.ReLU(n[conv], in_place=True)
         if block == 5 and not pool5:
             return x
-        pool = 'pool%d' % block
+        pool = "pool%d" % block
         if masks:
-            n[pool], n[pool + '_mask'] = L.Pooling(x, pool=P.Pooling.MAX, kernel_size=2,
-                                                   stride=2, ntop=2)
+            n[pool], n[pool + "_mask"] = L.Pooling(
+                x, pool=P.Pooling.MAX, kernel_size=2, stride=2, ntop=2
+            )
         else:
             n[pool] = L.Pooling(x, pool=P.Pooling.MAX, kernel_size=2, stride=2)
         x = n[pool]
@@ -116,8 +143,9 @@ def scaled_features(n, arch):
 
 
 def inner_product(x, num_output, param=LEARN):
-    return L.InnerProduct(x, num_output=num_output, param=param,
-                          weight_filler=GAUSSIAN, bias_filler=ZERO)
+    return L.InnerProduct(
+        x, num_output=num_output, param=param, weight_filler=GAUSSIAN, bias_filler=ZERO
+    )
 
 
 def _attention(n, arch, broadcast):
@@ -140,8 +168,9 @@ def _attention(n, arch, broadcast):
     n.att_score = inner_product(n.att_relu, side * side)
     n.alpha_flat = L.Softmax(n.att_score)
     n.alpha = L.Reshape(n.alpha_flat, shape=dict(dim=[0, 1, side, side]))
-    n.z = L.Python(n.conv5_3_scaled, n.alpha,
-                   python_param=dict(module='attention_ops', layer='AttentionPool'))
+    n.z = L.Python(
+        n.conv5_3_scaled, n.alpha, python_param=dict(module="attention_ops", layer="AttentionPool")
+    )
 
 
 def _classifier_head(n, arch):
@@ -160,11 +189,15 @@ def classification_loss(n):
 
 def segmentation_loss(n):
     """lambda times the pixel softmax loss of n.seg_score (Eq. 9)."""
-    n.seg_loss = L.SoftmaxWithLoss(n.seg_score, n.seg_label, loss_weight=SEG_LOSS_WEIGHT,
-                                   loss_param=dict(ignore_label=IGNORE_LABEL))
+    n.seg_loss = L.SoftmaxWithLoss(
+        n.seg_score,
+        n.seg_label,
+        loss_weight=SEG_LOSS_WEIGHT,
+        loss_param=dict(ignore_label=IGNORE_LABEL),
+    )
 
 
-def decoder(n, arch, densify=True, broadcast=False, unpool_kind='stock'):
+def decoder(n, arch, densify=True, broadcast=False, unpool_kind="stock"):
     """Eq. 7 s = A z, then the DeconvNet decoder f_dec up to seg_score (N,2,crop,crop).
 
     densify=False: the caller has built another decoder input n.s (N,1,h,w) (baselines).
@@ -173,31 +206,47 @@ def decoder(n, arch, densify=True, broadcast=False, unpool_kind='stock'):
     stock-layer unpooling (the bench's before-variant; no committed net uses it).
     """
     if unpool_kind not in UNPOOL_KINDS:
-        raise ValueError('unknown unpool_kind %r; expected one of %s'
-                         % (unpool_kind, ', '.join(UNPOOL_KINDS)))
+        raise ValueError(
+            "unknown unpool_kind %r; expected one of %s" % (unpool_kind, ", ".join(UNPOOL_KINDS))
+        )
     if densify:
-        n.s = L.Python(n.conv5_3_scaled, n.z,
-                       python_param=dict(module='attention_ops', layer='Densify'))
+        n.s = L.Python(
+            n.conv5_3_scaled, n.z, python_param=dict(module="attention_ops", layer="Densify")
+        )
     x = n.s
-    last_conv = {block: 'conv%d_%d' % (block, convs) for block, _, convs in ENCODER}
+    last_conv = {block: "conv%d_%d" % (block, convs) for block, _, convs in ENCODER}
     for block, widths in DECODER:
         if block != DECODER[0][0]:
-            name, mask, ref = ('unpool%d' % block, n['pool%d_mask' % block],
-                               n[last_conv[block]])
-            if unpool_kind == 'python':
-                x = n[name] = L.Python(x, mask, ref,
-                                       python_param=dict(module='unpool', layer='Unpool'))
+            name, mask, ref = ("unpool%d" % block, n["pool%d_mask" % block], n[last_conv[block]])
+            if unpool_kind == "python":
+                x = n[name] = L.Python(
+                    x, mask, ref, python_param=dict(module="unpool", layer="Unpool")
+                )
             else:
                 side = arch.crop // 2 ** (block - 1)
                 x = unpool(n, name, x, mask, ref, (side, side), broadcast)
         for i, width in enumerate(widths, 1):
-            deconv = 'deconv%d_%d' % (block, i)
-            n[deconv] = L.Deconvolution(x, param=LEARN, convolution_param=dict(
-                num_output=channels(arch, width), kernel_size=3, pad=1,
-                weight_filler=decoder_filler(arch), bias_filler=ZERO))
-            x = n['deconv_relu%d_%d' % (block, i)] = L.ReLU(n[deconv], in_place=True)
-    n.seg_score = L.Convolution(x, num_output=2, kernel_size=1, param=LEARN,
-                                weight_filler=decoder_filler(arch), bias_filler=ZERO)
+            deconv = "deconv%d_%d" % (block, i)
+            n[deconv] = L.Deconvolution(
+                x,
+                param=LEARN,
+                convolution_param=dict(
+                    num_output=channels(arch, width),
+                    kernel_size=3,
+                    pad=1,
+                    weight_filler=decoder_filler(arch),
+                    bias_filler=ZERO,
+                ),
+            )
+            x = n["deconv_relu%d_%d" % (block, i)] = L.ReLU(n[deconv], in_place=True)
+    n.seg_score = L.Convolution(
+        x,
+        num_output=2,
+        kernel_size=1,
+        param=LEARN,
+        weight_filler=decoder_filler(arch),
+        bias_filler=ZERO,
+    )
 
 
 def unpool(n, name, x, mask, ref, size, broadcast=False):
@@ -221,32 +270,44 @@ def unpool(n, name, x, mask, ref, size, broadcast=False):
     every sample, so the comparisons are made for each of the K labels.
     """
     height, width = size
-    blob = lambda part: '%s_%s' % (name, part)
-    n[blob('positions')], n[blob('zeros')] = L.Python(
-        x, ref, ntop=2, propagate_down=[False, False],
-        python_param=dict(module='unpool', layer='UnpoolConstants'))
+
+    def blob(part):
+        return "%s_%s" % (name, part)
+
+    n[blob("positions")], n[blob("zeros")] = L.Python(
+        x,
+        ref,
+        ntop=2,
+        propagate_down=[False, False],
+        python_param=dict(module="unpool", layer="UnpoolConstants"),
+    )
     if broadcast:  # (1,C,h,w) viewed as (C,h,w), added to every sample
-        mask = n[blob('switches')] = L.Reshape(mask, shape=dict(dim=[-1]), axis=0, num_axes=2)
-    offset = n[blob('offset')] = L.Bias(n[blob('positions')], mask, axis=1 if broadcast else 0,
-                                        propagate_down=[False, False])
+        mask = n[blob("switches")] = L.Reshape(mask, shape=dict(dim=[-1]), axis=0, num_axes=2)
+    offset = n[blob("offset")] = L.Bias(
+        n[blob("positions")], mask, axis=1 if broadcast else 0, propagate_down=[False, False]
+    )
     rows = []
-    for row, shift in (('top', 0), ('bottom', -width)):
+    for row, shift in (("top", 0), ("bottom", -width)):
         if shift:
             n[blob(row)] = L.Power(offset, shift=shift)
-            n[blob(row + '_abs')] = L.ReLU(n[blob(row)], negative_slope=-1, in_place=True)
+            n[blob(row + "_abs")] = L.ReLU(n[blob(row)], negative_slope=-1, in_place=True)
         else:
             n[blob(row)] = L.ReLU(offset, negative_slope=-1)
-        n[blob(row + '_neg')] = L.Power(n[blob(row)], scale=-1, in_place=True)
-        n[blob(row + '_is')] = L.Threshold(n[blob(row)], threshold=-0.5, in_place=True)
+        n[blob(row + "_neg")] = L.Power(n[blob(row)], scale=-1, in_place=True)
+        n[blob(row + "_is")] = L.Threshold(n[blob(row)], threshold=-0.5, in_place=True)
         rows.append(one_row(n, blob(row)))
-    n[blob('switched')] = L.Concat(*rows, axis=3)
-    n[blob('values')] = L.Bias(n[blob('zeros')], x, axis=0, propagate_down=[False, True])
-    n[blob('upsampled')] = L.Tile(one_row(n, blob('values')), axis=3, tiles=2)
-    n[blob('product')] = L.Eltwise(n[blob('upsampled')], n[blob('switched')],
-                                   operation=P.Eltwise.PROD, propagate_down=[True, False])
-    out = L.Reshape(n[blob('product')], shape=dict(dim=[-1]), axis=2, num_axes=2)
+    n[blob("switched")] = L.Concat(*rows, axis=3)
+    n[blob("values")] = L.Bias(n[blob("zeros")], x, axis=0, propagate_down=[False, True])
+    n[blob("upsampled")] = L.Tile(one_row(n, blob("values")), axis=3, tiles=2)
+    n[blob("product")] = L.Eltwise(
+        n[blob("upsampled")],
+        n[blob("switched")],
+        operation=P.Eltwise.PROD,
+        propagate_down=[True, False],
+    )
+    out = L.Reshape(n[blob("product")], shape=dict(dim=[-1]), axis=2, num_axes=2)
     if height % 2 or width % 2:
-        n[blob('uncropped')] = out
+        n[blob("uncropped")] = out
         out = L.Crop(out, ref, axis=2, propagate_down=[True, False])
     n[name] = out
     return n[name]
@@ -254,29 +315,39 @@ def unpool(n, name, x, mask, ref, size, broadcast=False):
 
 def one_row(n, name):
     """n[name + '_row'] = n[name] (N,C,h,w,2) viewed as one row (N,C,h,1,2w) of each window."""
-    n[name + '_row'] = L.Reshape(n[name], shape=dict(dim=[0, 0, 0, 1, -1]))
-    return n[name + '_row']
+    n[name + "_row"] = L.Reshape(n[name], shape=dict(dim=[0, 0, 0, 1, -1]))
+    return n[name + "_row"]
 
 
 def classifier_train(cfg, batch=None, input_layers=False, seed=0):
     """Stage 0: VGG-16 + fc8_transfer, sigmoid cross-entropy against multi-hot labels."""
-    n = _classifier(cfg, batch or cfg.schedule.stages['classifier'].batch, input_layers,
-                    train=True, seed=seed)
+    n = _classifier(
+        cfg, batch or cfg.schedule.stages["classifier"].batch, input_layers, train=True, seed=seed
+    )
     n.cls_loss = L.SigmoidCrossEntropyLoss(n.fc8_transfer, n.label)
-    return named_proto(cfg, 'classifier_train', n)
+    return named_proto(cfg, "classifier_train", n)
 
 
 def classifier_deploy(cfg):
     """Stage 0 at test time: Input data (1,3,S,S) -> prob (1,num_classes) sigmoid."""
     n = _classifier(cfg, 1, True, train=False, seed=None)
     n.prob = L.Sigmoid(n.fc8_transfer)
-    return named_proto(cfg, 'classifier_deploy', n)
+    return named_proto(cfg, "classifier_deploy", n)
 
 
 def _classifier(cfg, batch, input_layers, train, seed):
     n, arch = NetSpec(), cfg.architecture
-    inputs(n, cfg, ('data', 'label') if train else ('data',), batch, arch.classifier_crop,
-           cfg.data.classifier_resize, input_layers, multilabel=True, seed=seed)
+    inputs(
+        n,
+        cfg,
+        ("data", "label") if train else ("data",),
+        batch,
+        arch.classifier_crop,
+        cfg.data.classifier_resize,
+        input_layers,
+        multilabel=True,
+        seed=seed,
+    )
     classifier_fc(n, arch, encoder(n, arch, n.data, frozen=False, pool5=True))
     return n
 
@@ -289,18 +360,28 @@ def classifier_fc(n, arch, x, convolutional=False):
     convolutions. Their weights are the classifier's reshaped (transfernet.surgery), and over a
     larger pool5 they give class score maps instead of scores.
     """
+
     def layer(x, num_output, kernel, param, filler):
         if convolutional:
-            return L.Convolution(x, num_output=num_output, kernel_size=kernel, param=param,
-                                 weight_filler=filler, bias_filler=ZERO)
-        return L.InnerProduct(x, num_output=num_output, param=param, weight_filler=filler,
-                              bias_filler=ZERO)
+            return L.Convolution(
+                x,
+                num_output=num_output,
+                kernel_size=kernel,
+                param=param,
+                weight_filler=filler,
+                bias_filler=ZERO,
+            )
+        return L.InnerProduct(
+            x, num_output=num_output, param=param, weight_filler=filler, bias_filler=ZERO
+        )
+
     kernel = pool5_side(arch.classifier_crop)
     for fc in (6, 7):
-        n['fc%d' % fc] = layer(x, channels(arch, FC_DIM), kernel if fc == 6 else 1, LEARN,
-                               ENCODER_FILLER)
-        n['relu%d' % fc] = L.ReLU(n['fc%d' % fc], in_place=True)
-        x = n['drop%d' % fc] = L.Dropout(n['relu%d' % fc], dropout_ratio=0.5, in_place=True)
+        n["fc%d" % fc] = layer(
+            x, channels(arch, FC_DIM), kernel if fc == 6 else 1, LEARN, ENCODER_FILLER
+        )
+        n["relu%d" % fc] = L.ReLU(n["fc%d" % fc], in_place=True)
+        x = n["drop%d" % fc] = L.Dropout(n["relu%d" % fc], dropout_ratio=0.5, in_place=True)
     n.fc8_transfer = layer(x, arch.num_classes, 1, LEARN_FAST, GAUSSIAN)
     return n.fc8_transfer
 
@@ -308,25 +389,43 @@ def classifier_fc(n, arch, x, convolutional=False):
 def attention_train(cfg, batch=None, input_layers=False, seed=0):
     """Stage 1, Eq. 6: frozen encoder, attention and f_cls under the classification loss."""
     n, arch = NetSpec(), cfg.architecture
-    inputs(n, cfg, ('data', 'label'), batch or cfg.schedule.stages['attention'].batch,
-           arch.crop, cfg.data.resize, input_layers, multilabel=False, seed=seed)
+    inputs(
+        n,
+        cfg,
+        ("data", "label"),
+        batch or cfg.schedule.stages["attention"].batch,
+        arch.crop,
+        cfg.data.resize,
+        input_layers,
+        multilabel=False,
+        seed=seed,
+    )
     encoder(n, arch, n.data, frozen=True)
     _attention(n, arch, broadcast=False)
     _classifier_head(n, arch)
-    return named_proto(cfg, 'attention_train', n)
+    return named_proto(cfg, "attention_train", n)
 
 
-def joint_train(cfg, batch=None, input_layers=False, unpool_kind='stock', seed=0):
+def joint_train(cfg, batch=None, input_layers=False, unpool_kind="stock", seed=0):
     """Stage 2, Eq. 9: Eq. 6 plus lambda times the decoder's segmentation loss."""
     n, arch = NetSpec(), cfg.architecture
-    inputs(n, cfg, ('data', 'label', 'seg_label'), batch or cfg.schedule.stages['joint'].batch,
-           arch.crop, cfg.data.resize, input_layers, multilabel=False, seed=seed)
+    inputs(
+        n,
+        cfg,
+        ("data", "label", "seg_label"),
+        batch or cfg.schedule.stages["joint"].batch,
+        arch.crop,
+        cfg.data.resize,
+        input_layers,
+        multilabel=False,
+        seed=seed,
+    )
     encoder(n, arch, n.data, frozen=True, masks=True)
     _attention(n, arch, broadcast=False)
     _classifier_head(n, arch)
     decoder(n, arch, unpool_kind=unpool_kind)
     segmentation_loss(n)
-    return named_proto(cfg, 'joint_train', n)
+    return named_proto(cfg, "joint_train", n)
 
 
 def seg_deploy(cfg, num_labels=1):
@@ -341,7 +440,7 @@ def seg_deploy(cfg, num_labels=1):
     _attention(n, arch, broadcast=True)
     decoder(n, arch, broadcast=True)
     n.seg_prob = L.Softmax(n.seg_score)
-    return named_proto(cfg, 'seg_deploy', n)
+    return named_proto(cfg, "seg_deploy", n)
 
 
 def deploy_inputs(arch, num_labels):
@@ -354,22 +453,26 @@ def deploy_inputs(arch, num_labels):
 
 def named_proto(cfg, net, n):
     proto = n.to_proto()
-    proto.name = 'transfernet_%s_%s' % (cfg.name, net)
+    proto.name = "transfernet_%s_%s" % (cfg.name, net)
     return proto
 
 
-BUILDERS = {'classifier_train': classifier_train, 'classifier_deploy': classifier_deploy,
-            'attention_train': attention_train, 'joint_train': joint_train,
-            'seg_deploy': seg_deploy}
+BUILDERS = {
+    "classifier_train": classifier_train,
+    "classifier_deploy": classifier_deploy,
+    "attention_train": attention_train,
+    "joint_train": joint_train,
+    "seg_deploy": seg_deploy,
+}
 
 
 def build(cfg, net, seed=0, **kwargs):
     """NetParameter of `net` (one of NETS); `seed` is a training net's data-layer seed, kwargs
     go to its builder (batch, input_layers)."""
     if net not in BUILDERS:
-        raise ValueError('unknown net %r; expected one of %s' % (net, ', '.join(NETS)))
-    if net.endswith('_train'):
-        kwargs['seed'] = seed
+        raise ValueError("unknown net %r; expected one of %s" % (net, ", ".join(NETS)))
+    if net.endswith("_train"):
+        kwargs["seed"] = seed
     return BUILDERS[net](cfg, **kwargs)
 
 
@@ -378,35 +481,50 @@ def header(cfg, net):
     arch, data = cfg.architecture, cfg.data
     side, factors = feature_size(arch), channels(arch, FACTORS)
     c5 = channels(arch, 512)
-    attention = ('conv5_3 %dx%dx%d (M = %d, D = %d) scaled by %g; %d factors; %d classes.'
-                 % (c5, side, side, side * side, c5, arch.feature_scale, factors,
-                    arch.num_classes))
+    attention = "conv5_3 %dx%dx%d (M = %d, D = %d) scaled by %g; %d factors; %d classes." % (
+        c5,
+        side,
+        side,
+        side * side,
+        c5,
+        arch.feature_scale,
+        factors,
+        arch.num_classes,
+    )
     cc = arch.classifier_crop
-    classifier = ('Input %dx%d (resize %d); pool5 %dx%d; fc6/fc7 %d; fc8_transfer %d.'
-                  % (cc, cc, data.classifier_resize, pool5_side(cc), pool5_side(cc),
-                     channels(arch, FC_DIM), arch.num_classes))
+    classifier = "Input %dx%d (resize %d); pool5 %dx%d; fc6/fc7 %d; fc8_transfer %d." % (
+        cc,
+        cc,
+        data.classifier_resize,
+        pool5_side(cc),
+        pool5_side(cc),
+        channels(arch, FC_DIM),
+        arch.num_classes,
+    )
     crop, resize = arch.crop, data.resize
     text = {
-        'classifier_train': 'Stage 0: VGG-16 fine-tuned for multi-label classification '
-                            '(sigmoid cross-entropy).\n' + classifier,
-        'classifier_deploy': 'Stage 0 label prediction: data (1,3,%d,%d) -> prob (sigmoid).\n'
-                             % (cc, cc) + classifier,
-        'attention_train': 'Stage 1, Eq. 6: frozen encoder, attention (Eq. 4-5) and f_cls; '
-                           'input %dx%d (resize %d).\n' % (crop, crop, resize)
-                           + attention,
-        'joint_train': 'Stage 2, Eq. 9: Eq. 6 + %g x segmentation loss (ignore %d) of the '
-                       'decoder on s = A z (Eq. 7);\ninput %dx%d (resize %d), seg_score 2x%dx%d.\n'
-                       % (SEG_LOSS_WEIGHT, IGNORE_LABEL, crop, crop, resize, crop, crop)
-                       + attention,
-        'seg_deploy': 'Segmentation (Sec. 5): data (1,3,%d,%d) and label (K,%d), K = 1 here '
-                      '(reshape label for K);\nencoder once, attention and decoder for the K '
-                      'labels; seg_prob (K,2,%d,%d), alpha and s (K,1,%d,%d).\n'
-                      % (crop, crop, arch.num_classes, crop, crop, side, side)
-                      + attention,
+        "classifier_train": "Stage 0: VGG-16 fine-tuned for multi-label classification "
+        "(sigmoid cross-entropy).\n" + classifier,
+        "classifier_deploy": "Stage 0 label prediction: data (1,3,%d,%d) -> prob (sigmoid).\n"
+        % (cc, cc)
+        + classifier,
+        "attention_train": "Stage 1, Eq. 6: frozen encoder, attention (Eq. 4-5) and f_cls; "
+        "input %dx%d (resize %d).\n" % (crop, crop, resize) + attention,
+        "joint_train": "Stage 2, Eq. 9: Eq. 6 + %g x segmentation loss (ignore %d) of the "
+        "decoder on s = A z (Eq. 7);\ninput %dx%d (resize %d), seg_score 2x%dx%d.\n"
+        % (SEG_LOSS_WEIGHT, IGNORE_LABEL, crop, crop, resize, crop, crop)
+        + attention,
+        "seg_deploy": "Segmentation (Sec. 5): data (1,3,%d,%d) and label (K,%d), K = 1 here "
+        "(reshape label for K);\nencoder once, attention and decoder for the K "
+        "labels; seg_prob (K,2,%d,%d), alpha and s (K,1,%d,%d).\n"
+        % (crop, crop, arch.num_classes, crop, crop, side, side)
+        + attention,
     }[net]
-    lines = ['Generated by tools/generate_models.py from transfernet/nets.py, config "%s" '
-             '(width %g). Do not edit.' % (cfg.name, arch.width)] + text.split('\n')
-    return ''.join('# %s\n' % line for line in lines)
+    lines = [
+        'Generated by tools/generate_models.py from transfernet/nets.py, config "%s" '
+        "(width %g). Do not edit." % (cfg.name, arch.width)
+    ] + text.split("\n")
+    return "".join("# %s\n" % line for line in lines)
 
 
 def prototxt(cfg, net):

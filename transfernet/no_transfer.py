@@ -6,6 +6,7 @@ normalised per label over the image, is foreground where it exceeds THRESHOLD; l
 combined as the decoder's outputs are (largest score wins, background where none is
 foreground).
 """
+
 import numpy as np
 
 from transfernet import crf, inference

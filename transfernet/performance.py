@@ -26,6 +26,7 @@ the time with the Python Unpool;   target: <= 1.05.
 Issue 12, section 3: f. tools/infer.py --crf images/s with 0 and 2 worker processes;
                                                    target: >= 1.6x with 2 workers
 """
+
 import gc
 import json
 import os
@@ -55,16 +56,17 @@ TARGETS = {  # (comparison, bound)
     "stock_unpool_time_ratio": ("<=", 1.05),
     "infer_crf_speedup_2workers": (">=", 1.6),
 }
-FLOAT_BYTES = 4          # every Caffe blob is float32
-EVAL_SIZE = (375, 500)   # (H, W) of the generated VOC-like label maps
+FLOAT_BYTES = 4  # every Caffe blob is float32
+EVAL_SIZE = (375, 500)  # (H, W) of the generated VOC-like label maps
 # Python layer bottoms whose data the layer never reads (only their shape), and layers whose
 # tops are constants written only when their shape changes: neither moves per iteration.
 SHAPE_ONLY_BOTTOMS = {"Unpool": (2,), "UnpoolConstants": (0, 1)}
 CONSTANT_TOPS = ("UnpoolConstants",)
-MB = 2 ** 20
+MB = 2**20
 
 
 # -- machine -------------------------------------------------------------------------------
+
 
 def cpu_model(cpuinfo_text):
     """The first 'model name' of /proc/cpuinfo text, or 'unknown'."""
@@ -89,6 +91,7 @@ def machine():
 
 
 # -- pure helpers --------------------------------------------------------------------------
+
 
 def python_layer_share(rows, clock=""):
     """Fraction of the forward+backward time spent in layers of type "Python".
@@ -123,19 +126,21 @@ def python_layer_bytes(layers, batch=None):
     """
     out = {}
     for layer in layers:
+
         def size(shape):
             shape = with_batch(shape, batch) if batch else tuple(shape)
             return FLOAT_BYTES * int(np.prod(shape))
+
         skip = SHAPE_ONLY_BOTTOMS.get(layer["type"], ())
         bottoms, tops = layer["bottoms"], layer["tops"]
         if layer["type"] in CONSTANT_TOPS:
             tops = []
-        forward = (sum(size(b["shape"]) for i, b in enumerate(bottoms) if i not in skip)
-                   + sum(size(t) for t in tops))
+        forward = sum(size(b["shape"]) for i, b in enumerate(bottoms) if i not in skip) + sum(
+            size(t) for t in tops
+        )
         needed = [size(b["shape"]) for b in bottoms if b["needs_diff"]]
         backward = sum(needed) + sum(size(t) for t in tops) if needed else 0
-        out[layer["name"]] = {"forward": forward, "backward": backward,
-                              "total": forward + backward}
+        out[layer["name"]] = {"forward": forward, "backward": backward, "total": forward + backward}
     return out
 
 
@@ -168,8 +173,10 @@ def check_target(key, value):
 
 # -- a. per-layer timing of the joint net -------------------------------------------------
 
+
 def _net_from_param(param, phase):
     import caffe
+
     with tempfile.NamedTemporaryFile("w", suffix=".prototxt") as f:
         f.write(str(param))
         f.flush()
@@ -216,9 +223,17 @@ def time_layers(net, iterations, warmup=1, sync=lambda: None):
             sync()
             bwd[i] += keep * (_clocks() - start)
     fwd, bwd = fwd / iterations, bwd / iterations
-    return [{"name": name, "type": layer.type, "forward_s": f[0], "backward_s": b[0],
-             "forward_cpu_s": f[1], "backward_cpu_s": b[1]}
-            for name, layer, f, b in zip(net._layer_names, net.layers, fwd, bwd)]
+    return [
+        {
+            "name": name,
+            "type": layer.type,
+            "forward_s": f[0],
+            "backward_s": b[0],
+            "forward_cpu_s": f[1],
+            "backward_cpu_s": b[1],
+        }
+        for name, layer, f, b in zip(net._layer_names, net.layers, fwd, bwd)
+    ]
 
 
 def python_layer_shapes(net):
@@ -232,30 +247,40 @@ def python_layer_shapes(net):
         if layer.type != "Python":
             continue
         blobs = [net._blobs[b] for b in net._bottom_ids(i)]
-        layers.append({"name": name, "type": type(layer).__name__,
-                       "bottoms": [{"shape": tuple(b.shape), "needs_diff": bool(b.diff.any())}
-                                   for b in blobs],
-                       "tops": [tuple(net._blobs[t].shape) for t in net._top_ids(i)]})
+        layers.append(
+            {
+                "name": name,
+                "type": type(layer).__name__,
+                "bottoms": [
+                    {"shape": tuple(b.shape), "needs_diff": bool(b.diff.any())} for b in blobs
+                ],
+                "tops": [tuple(net._blobs[t].shape) for t in net._top_ids(i)],
+            }
+        )
     return layers
 
 
 def bench_joint_layers(cfg, iterations, batches=(4, 1)):
     """Figure a and the bytes of section 3 on the joint net with Input layers, batch 1."""
     import caffe
+
     from transfernet import nets
+
     net = _net_from_param(nets.joint_train(cfg, batch=1, input_layers=True), caffe.TRAIN)
     _fill_joint_inputs(net)
     rows = time_layers(net, iterations)
     shapes = python_layer_shapes(net)
     del net
     gc.collect()
-    return {"layers": rows, "python_layer_share": python_layer_share(rows),
-            "python_layer_share_cpu": python_layer_share(rows, "_cpu"),
-            "forward_s": sum(r["forward_s"] for r in rows),
-            "backward_s": sum(r["backward_s"] for r in rows),
-            "python_layers": shapes,
-            "python_layer_bytes": {"batch_%d" % b: python_layer_bytes(shapes, b)
-                                   for b in batches}}
+    return {
+        "layers": rows,
+        "python_layer_share": python_layer_share(rows),
+        "python_layer_share_cpu": python_layer_share(rows, "_cpu"),
+        "forward_s": sum(r["forward_s"] for r in rows),
+        "backward_s": sum(r["backward_s"] for r in rows),
+        "python_layers": shapes,
+        "python_layer_bytes": {"batch_%d" % b: python_layer_bytes(shapes, b) for b in batches},
+    }
 
 
 def forward_backward(net):
@@ -275,10 +300,13 @@ def bench_unpool(cfg, rounds=6, batch=4):
     `batch` (the "before" of the bytes figure).
     """
     import caffe
+
     from transfernet import nets
+
     stock = _net_from_param(nets.joint_train(cfg, batch=1, input_layers=True), caffe.TRAIN)
-    python = _net_from_param(nets.joint_train(cfg, batch=1, input_layers=True,
-                                              unpool_kind="python"), caffe.TRAIN)
+    python = _net_from_param(
+        nets.joint_train(cfg, batch=1, input_layers=True, unpool_kind="python"), caffe.TRAIN
+    )
     python.share_with(stock)
     for net in (stock, python):
         _fill_joint_inputs(net)
@@ -295,21 +323,26 @@ def bench_unpool(cfg, rounds=6, batch=4):
     unpool_layers = {}
     for name, net in (("stock", stock), ("python", python)):
         rows = time_layers(net, 1, warmup=0)
-        unpool_layers[name] = sum(r["forward_cpu_s"] + r["backward_cpu_s"] for r in rows
-                                  if r["name"].startswith("unpool"))
+        unpool_layers[name] = sum(
+            r["forward_cpu_s"] + r["backward_cpu_s"] for r in rows if r["name"].startswith("unpool")
+        )
     shapes = python_layer_shapes(python)
     del stock, python
     gc.collect()
-    return {"rounds": t.tolist(), "time_ratio": median_ratio(t[:, 3], t[:, 1]),
-            "time_ratio_wall": median_ratio(t[:, 2], t[:, 0]),
-            "time_ratio_ci95": median_ratio_interval(t[:, 3], t[:, 1]),
-            "stock_cpu_s": float(np.median(t[:, 1])) / 2,
-            "python_cpu_s": float(np.median(t[:, 3])) / 2,
-            "unpool_layers_cpu_s": unpool_layers,
-            "python_unpool_layer_bytes": python_layer_bytes(shapes, batch)}
+    return {
+        "rounds": t.tolist(),
+        "time_ratio": median_ratio(t[:, 3], t[:, 1]),
+        "time_ratio_wall": median_ratio(t[:, 2], t[:, 0]),
+        "time_ratio_ci95": median_ratio_interval(t[:, 3], t[:, 1]),
+        "stock_cpu_s": float(np.median(t[:, 1])) / 2,
+        "python_cpu_s": float(np.median(t[:, 3])) / 2,
+        "unpool_layers_cpu_s": unpool_layers,
+        "python_unpool_layer_bytes": python_layer_bytes(shapes, batch),
+    }
 
 
 # -- b. deploy: K labels at once against K separate forwards ------------------------------
+
 
 def bench_deploy(cfg, ks=(1, 2, 3), repeats=6, seed=0, k1_factor=3):
     """Seconds of segmenting one image for K labels, both ways, and the speedups.
@@ -325,16 +358,19 @@ def bench_deploy(cfg, ks=(1, 2, 3), repeats=6, seed=0, k1_factor=3):
     bytes per image (one forward, "python_layer_bytes_k3") at the largest K.
     """
     import caffe
+
     from transfernet import inference, nets
+
     ours_net = _net_from_param(nets.seg_deploy(cfg, 1), caffe.TEST)
     theirs_net = _net_from_param(nets.seg_deploy(cfg, 1), caffe.TEST)
     theirs_net.share_with(ours_net)
     crop = cfg.architecture.crop
     blob = np.random.RandomState(seed).normal(0, 50, (1, 3, crop, crop))
     ids = [21, 35, 60]
-    ways = {"ours": lambda k: inference.forward_labels(ours_net, blob, ids[:k]),
-            "theirs": lambda k: [inference.forward_labels(theirs_net, blob, [c])
-                                 for c in ids[:k]]}
+    ways = {
+        "ours": lambda k: inference.forward_labels(ours_net, blob, ids[:k]),
+        "theirs": lambda k: [inference.forward_labels(theirs_net, blob, [c]) for c in ids[:k]],
+    }
     rounds = {k: [] for k in ks}  # (ours wall, ours cpu, theirs wall, theirs cpu)
     for rep in range(k1_factor * repeats + 1):
         for k in [k for k in ks if rep <= repeats or k == 1]:
@@ -347,11 +383,13 @@ def bench_deploy(cfg, ks=(1, 2, 3), repeats=6, seed=0, k1_factor=3):
                 rounds[k].append(np.concatenate([spent["ours"], spent["theirs"]]))
     ways["ours"](max(ks))
     layer_bytes = python_layer_bytes(python_layer_shapes(ours_net))
-    del ours_net, theirs_net
+    ours_net = theirs_net = None  # the lambdas hold them: free both nets before the rest
     gc.collect()
     t = {k: np.array(v) for k, v in rounds.items()}
-    out = {"rounds": {k: v.tolist() for k, v in t.items()},
-           "python_layer_bytes_k%d" % max(ks): layer_bytes}
+    out = {
+        "rounds": {k: v.tolist() for k, v in t.items()},
+        "python_layer_bytes_k%d" % max(ks): layer_bytes,
+    }
     for col, key in enumerate(("ours_s", "ours_cpu_s", "theirs_s", "theirs_cpu_s")):
         out[key] = {k: float(np.median(t[k][:, col])) for k in ks}
     out["speedup"] = {k: median_ratio(t[k][:, 1], t[k][:, 3]) for k in ks}
@@ -362,10 +400,12 @@ def bench_deploy(cfg, ks=(1, 2, 3), repeats=6, seed=0, k1_factor=3):
 
 # -- d. evaluation ------------------------------------------------------------------------
 
+
 def label_map_pair(rng, shape=EVAL_SIZE):
     """A VOC-like ground truth (objects of ids 1..20 with a 255 border) and a prediction
     (the objects shifted by a few pixels, one of them mislabelled)."""
     import cv2
+
     gt = np.zeros(shape, np.uint8)
     pred = np.zeros(shape, np.uint8)
     for _ in range(rng.randint(1, 4)):
@@ -376,8 +416,16 @@ def label_map_pair(rng, shape=EVAL_SIZE):
         cv2.ellipse(gt, center, axes, angle, 0, 360, cls, -1)
         cv2.ellipse(gt, center, axes, angle, 0, 360, IGNORE, 4)
         shifted = (center[0] + int(rng.randint(-8, 9)), center[1] + int(rng.randint(-8, 9)))
-        cv2.ellipse(pred, shifted, axes, angle, 0, 360,
-                    cls if rng.rand() < 0.8 else int(rng.randint(1, 21)), -1)
+        cv2.ellipse(
+            pred,
+            shifted,
+            axes,
+            angle,
+            0,
+            360,
+            cls if rng.rand() < 0.8 else int(rng.randint(1, 21)),
+            -1,
+        )
     return gt, pred
 
 
@@ -394,31 +442,44 @@ def write_eval_pairs(folder, count, seed=0):
 def bench_eval(folder, count, workers=2):
     """Seconds of transfernet.score.evaluate over `count` generated 500x375 pairs."""
     from transfernet import score
+
     ids = write_eval_pairs(folder, count)
     start = _clocks()
-    result = score.evaluate(os.path.join(folder, "pred"), os.path.join(folder, "gt"), ids,
-                            workers=workers)
+    result = score.evaluate(
+        os.path.join(folder, "pred"), os.path.join(folder, "gt"), ids, workers=workers
+    )
     seconds, cpu = _clocks() - start
-    return {"images": count, "seconds": seconds, "cpu_seconds": cpu,
-            "mean_iou": result["mean_iou"]}
+    return {"images": count, "seconds": seconds, "cpu_seconds": cpu, "mean_iou": result["mean_iou"]}
 
 
 # -- e. peak memory of a joint training step ----------------------------------------------
+
 
 def joint_step(source, target, batch, folder):
     """One Adam step of the paper-size joint net (data layer on the given datasets) in this
     process; prints {"seconds", "vmhwm_mb"} as JSON. Run it in a child (peak_rss_joint)."""
     import caffe
     from caffe.proto import caffe_pb2
+
     from transfernet import config, nets
+
     cfg = config.PAPER.with_data(source=source, target=target)
     net_path = os.path.join(folder, "joint_train.prototxt")
     solver_path = os.path.join(folder, "solver.prototxt")
     write_text(net_path, str(nets.joint_train(cfg, batch=batch)))
     stage = cfg.schedule.stages["joint"]
     solver = caffe_pb2.SolverParameter(
-        net=net_path, type="Adam", base_lr=stage.base_lr, momentum=0.9, momentum2=0.999,
-        lr_policy="fixed", max_iter=1, display=0, snapshot_after_train=False, random_seed=0)
+        net=net_path,
+        type="Adam",
+        base_lr=stage.base_lr,
+        momentum=0.9,
+        momentum2=0.999,
+        lr_policy="fixed",
+        max_iter=1,
+        display=0,
+        snapshot_after_train=False,
+        random_seed=0,
+    )
     write_text(solver_path, str(solver))
     caffe.set_mode_cpu()
     sgd = caffe.get_solver(solver_path)
@@ -434,14 +495,24 @@ def joint_step(source, target, batch, folder):
 def peak_rss_joint(source, target, batch, folder):
     """Run joint_step in a child process; {"seconds", "vmhwm_mb"} (main process only: the
     data layer's worker processes are not included)."""
-    code = ("from transfernet import performance; performance.joint_step(%r, %r, %d, %r)"
-            % (source, target, batch, folder))
+    code = "from transfernet import performance; performance.joint_step(%r, %r, %d, %r)" % (
+        source,
+        target,
+        batch,
+        folder,
+    )
     env = dict(os.environ, GLOG_minloglevel=verbosity.QUIET)
-    proc = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, universal_newlines=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        universal_newlines=True,
+        env=env,
+    )
     if proc.returncode:
-        raise RuntimeError("joint training step failed (exit %d):\n%s"
-                           % (proc.returncode, proc.stderr[-3000:]))
+        raise RuntimeError(
+            "joint training step failed (exit %d):\n%s" % (proc.returncode, proc.stderr[-3000:])
+        )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -457,6 +528,7 @@ def write_infer_inputs(folder, count, seed=0):
     """`count` 500x375 JPEG images, each with a ground-truth PNG of 2 or 3 VOC classes, and
     their list; returns (list, image folder, ground-truth folder)."""
     import cv2
+
     rng = np.random.RandomState(seed)
     images, gt = os.path.join(folder, "images"), os.path.join(folder, "gt")
     os.makedirs(images)
@@ -486,7 +558,9 @@ def bench_infer_workers(folder, count=12, rounds=2, workers=(0, 2), seed=0):
     loop (not its start-up). cores_used: CPU seconds of each run (its workers included) per
     second of its wall time, which shows how much of the machine other work left it."""
     import caffe
+
     from transfernet import config
+
     listing, images, gt = write_infer_inputs(folder, count, seed)
     caffe.set_random_seed(seed)
     model = config.TINY.layout.model("seg_deploy")
@@ -499,17 +573,43 @@ def bench_infer_workers(folder, count=12, rounds=2, workers=(0, 2), seed=0):
             out = os.path.join(folder, "pred_round%d_workers%d" % (r, w))
             start, cpu = time.perf_counter(), _children_cpu()
             proc = subprocess.run(
-                [sys.executable, "tools/infer.py", "--config", "tiny", "--weights", weights,
-                 "--list", listing, "--root", images, "--gt-labels", gt, "--crf",
-                 "--workers", str(w), "--out", out], cwd=root, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, universal_newlines=True)
+                [
+                    sys.executable,
+                    "tools/infer.py",
+                    "--config",
+                    "tiny",
+                    "--weights",
+                    weights,
+                    "--list",
+                    listing,
+                    "--root",
+                    images,
+                    "--gt-labels",
+                    gt,
+                    "--crf",
+                    "--workers",
+                    str(w),
+                    "--out",
+                    out,
+                ],
+                cwd=root,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                universal_newlines=True,
+            )
             if proc.returncode:
-                raise RuntimeError("tools/infer.py --workers %d failed (exit %d):\n%s"
-                                   % (w, proc.returncode, proc.stderr[-3000:]))
+                raise RuntimeError(
+                    "tools/infer.py --workers %d failed (exit %d):\n%s"
+                    % (w, proc.returncode, proc.stderr[-3000:])
+                )
             cores[w].append((_children_cpu() - cpu) / (time.perf_counter() - start))
             rates[w].append(float(INFER_SPEED.search(proc.stdout).group(2)))
-    return {"images": count, "images_per_s": rates, "cores_used": cores,
-            "speedup": median_ratio(rates[workers[0]], rates[workers[-1]])}
+    return {
+        "images": count,
+        "images_per_s": rates,
+        "cores_used": cores,
+        "speedup": median_ratio(rates[workers[0]], rates[workers[-1]]),
+    }
 
 
 def _children_cpu():
@@ -523,8 +623,9 @@ def summary(results):
     out = {
         "python_layer_share": results["joint"]["python_layer_share"],
         "python_layer_share_cpu": results["joint"]["python_layer_share_cpu"],
-        "joint_forward_backward_s_batch1": (results["joint"]["forward_s"]
-                                            + results["joint"]["backward_s"]),
+        "joint_forward_backward_s_batch1": (
+            results["joint"]["forward_s"] + results["joint"]["backward_s"]
+        ),
         "deploy_speedup_k1": deploy["speedup"][1],
         "deploy_speedup_k1_ci95_low": deploy["speedup_ci95"][1][0],
         "deploy_speedup_k1_ci95_high": deploy["speedup_ci95"][1][1],
@@ -542,10 +643,10 @@ def summary(results):
         "peak_rss_mb_joint_train": results["rss"]["vmhwm_mb"],
         "joint_train_step_s_batch8": results["rss"]["seconds"],
         # the GPU-readiness figures: Python layers' host<->device traffic, unpooling time
-        "python_layer_mb_joint_batch4": total_mb(results["joint"]["python_layer_bytes"]
-                                                 ["batch_4"]),
+        "python_layer_mb_joint_batch4": total_mb(results["joint"]["python_layer_bytes"]["batch_4"]),
         "python_layer_mb_joint_batch4_python_unpool": total_mb(
-            results["unpool"]["python_unpool_layer_bytes"]),
+            results["unpool"]["python_unpool_layer_bytes"]
+        ),
         "python_layer_mb_deploy_k3": total_mb(deploy["python_layer_bytes_k3"]),
         "stock_unpool_time_ratio": results["unpool"]["time_ratio"],
         "stock_unpool_time_ratio_wall": results["unpool"]["time_ratio_wall"],
@@ -557,52 +658,101 @@ def summary(results):
 
 def format_report(bench):
     """Plain-text tables: headline figures with targets, Python layers, slowest layers."""
-    lines = ["machine: %d cores, %s; loadavg start %s, end %s"
-             % (bench["machine"]["cores"], bench["machine"]["cpu_model"],
-                bench["machine"]["loadavg_start"], bench["machine"]["loadavg_end"]),
-             "", "%-40s %12s  %-10s %s" % ("figure", "value", "target", "met")]
+    lines = [
+        "machine: %d cores, %s; loadavg start %s, end %s"
+        % (
+            bench["machine"]["cores"],
+            bench["machine"]["cpu_model"],
+            bench["machine"]["loadavg_start"],
+            bench["machine"]["loadavg_end"],
+        ),
+        "",
+        "%-40s %12s  %-10s %s" % ("figure", "value", "target", "met"),
+    ]
     for key, value in bench["summary"].items():
         met = check_target(key, value)
         target = "%s %g" % TARGETS[key] if key in TARGETS else ""
-        lines.append("%-40s %12.4g  %-10s %s" % (key, value, target,
-                                                  {None: "", True: "yes", False: "NO"}[met]))
+        lines.append(
+            "%-40s %12.4g  %-10s %s"
+            % (key, value, target, {None: "", True: "yes", False: "NO"}[met])
+        )
     joint = bench["joint"]
-    lines += ["", "joint net (paper size, batch 1), per-layer ms: Python layers and the 12 "
-              "slowest", "%-28s %-14s %10s %10s %7s" % ("layer", "type", "forward",
-                                                      "backward", "share")]
+    lines += [
+        "",
+        "joint net (paper size, batch 1), per-layer ms: Python layers and the 12 " "slowest",
+        "%-28s %-14s %10s %10s %7s" % ("layer", "type", "forward", "backward", "share"),
+    ]
     total = joint["forward_s"] + joint["backward_s"]
     rows = joint["layers"]
     slow = sorted(rows, key=lambda r: -(r["forward_s"] + r["backward_s"]))[:12]
     shown = [r for r in rows if r["type"] == "Python" or r in slow]
     for r in shown:
-        lines.append("%-28s %-14s %10.2f %10.2f %6.2f%%"
-                     % (r["name"], r["type"], 1e3 * r["forward_s"], 1e3 * r["backward_s"],
-                        100 * (r["forward_s"] + r["backward_s"]) / total))
-    lines.append("%-28s %-14s %10.2f %10.2f" % ("total", "", 1e3 * joint["forward_s"],
-                                                1e3 * joint["backward_s"]))
+        lines.append(
+            "%-28s %-14s %10.2f %10.2f %6.2f%%"
+            % (
+                r["name"],
+                r["type"],
+                1e3 * r["forward_s"],
+                1e3 * r["backward_s"],
+                100 * (r["forward_s"] + r["backward_s"]) / total,
+            )
+        )
+    lines.append(
+        "%-28s %-14s %10.2f %10.2f"
+        % ("total", "", 1e3 * joint["forward_s"], 1e3 * joint["backward_s"])
+    )
     unpool = bench["unpool"]
-    lines += ["", "unpooling, paper-size joint forward+backward (batch 1, CPU s, medians): "
-              "stock %.3f, Python Unpool %.3f, ratio %.4f [%.4f, %.4f] (wall %.4f); the "
-              "unpooling layers alone %.1f / %.1f ms"
-              % ((unpool["stock_cpu_s"], unpool["python_cpu_s"], unpool["time_ratio"])
-                 + tuple(unpool["time_ratio_ci95"])
-                 + (unpool["time_ratio_wall"], 1e3 * unpool["unpool_layers_cpu_s"]["stock"],
-                    1e3 * unpool["unpool_layers_cpu_s"]["python"]))]
+    lines += [
+        "",
+        "unpooling, paper-size joint forward+backward (batch 1, CPU s, medians): "
+        "stock %.3f, Python Unpool %.3f, ratio %.4f [%.4f, %.4f] (wall %.4f); the "
+        "unpooling layers alone %.1f / %.1f ms"
+        % (
+            (unpool["stock_cpu_s"], unpool["python_cpu_s"], unpool["time_ratio"])
+            + tuple(unpool["time_ratio_ci95"])
+            + (
+                unpool["time_ratio_wall"],
+                1e3 * unpool["unpool_layers_cpu_s"]["stock"],
+                1e3 * unpool["unpool_layers_cpu_s"]["python"],
+            )
+        ),
+    ]
     batches = sorted(joint["python_layer_bytes"], key=lambda b: int(b.split("_")[1]))
-    lines += bytes_table("Python layer host<->device MB per iteration (forward + backward), "
-                         "joint net", {b: joint["python_layer_bytes"][b] for b in batches})
-    lines += bytes_table("... at batch 4 with the Python Unpool layer (before)",
-                         {"batch_4": unpool["python_unpool_layer_bytes"]})
-    lines += bytes_table("... deploy net, one image with K = 3 labels (forward)",
-                         {"k_3": bench["deploy"]["python_layer_bytes_k3"]})
+    lines += bytes_table(
+        "Python layer host<->device MB per iteration (forward + backward), " "joint net",
+        {b: joint["python_layer_bytes"][b] for b in batches},
+    )
+    lines += bytes_table(
+        "... at batch 4 with the Python Unpool layer (before)",
+        {"batch_4": unpool["python_unpool_layer_bytes"]},
+    )
+    lines += bytes_table(
+        "... deploy net, one image with K = 3 labels (forward)",
+        {"k_3": bench["deploy"]["python_layer_bytes_k3"]},
+    )
     deploy = bench["deploy"]
-    lines += ["", "deploy, medians over rounds: K, rounds, ours and theirs (K one-label "
-              "forwards) wall s | CPU s, speedup by CPU [95 % interval] | wall"]
+    lines += [
+        "",
+        "deploy, medians over rounds: K, rounds, ours and theirs (K one-label "
+        "forwards) wall s | CPU s, speedup by CPU [95 % interval] | wall",
+    ]
     for k in sorted(deploy["ours_s"]):
-        lines.append("  K=%d %3d  %7.3f  %7.3f | %7.3f  %7.3f   %5.3f [%5.3f, %5.3f] | %5.3f"
-                     % ((k, len(deploy["rounds"][k]), deploy["ours_s"][k], deploy["theirs_s"][k],
-                         deploy["ours_cpu_s"][k], deploy["theirs_cpu_s"][k], deploy["speedup"][k])
-                        + tuple(deploy["speedup_ci95"][k]) + (deploy["speedup_wall"][k],)))
+        lines.append(
+            "  K=%d %3d  %7.3f  %7.3f | %7.3f  %7.3f   %5.3f [%5.3f, %5.3f] | %5.3f"
+            % (
+                (
+                    k,
+                    len(deploy["rounds"][k]),
+                    deploy["ours_s"][k],
+                    deploy["theirs_s"][k],
+                    deploy["ours_cpu_s"][k],
+                    deploy["theirs_cpu_s"][k],
+                    deploy["speedup"][k],
+                )
+                + tuple(deploy["speedup_ci95"][k])
+                + (deploy["speedup_wall"][k],)
+            )
+        )
     return "\n".join(lines)
 
 
@@ -614,12 +764,22 @@ def bytes_table(title, columns):
     for table in columns.values():
         names += [name for name in table if name not in names]
     for name in names:
-        lines.append("%-20s" % name + "".join(
-            "%24s" % ("%7.2f + %6.2f = %6.2f" % tuple(table[name][k] / MB for k in
-                                                      ("forward", "backward", "total"))
-                      if name in table else "") for table in columns.values()))
-    lines.append("%-20s" % "total" + "".join("%24.2f" % total_mb(table)
-                                             for table in columns.values()))
+        lines.append(
+            "%-20s" % name
+            + "".join(
+                "%24s"
+                % (
+                    "%7.2f + %6.2f = %6.2f"
+                    % tuple(table[name][k] / MB for k in ("forward", "backward", "total"))
+                    if name in table
+                    else ""
+                )
+                for table in columns.values()
+            )
+        )
+    lines.append(
+        "%-20s" % "total" + "".join("%24.2f" % total_mb(table) for table in columns.values())
+    )
     return lines
 
 

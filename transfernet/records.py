@@ -14,6 +14,7 @@ A dataset is a folder:
 Images are warped with cv2.INTER_LINEAR, label maps with cv2.INTER_NEAREST; the paper resizes
 to 330 x 330 and crops 320 x 320 (Sec. 5.1).
 """
+
 import json
 import os
 import shutil
@@ -56,8 +57,10 @@ def encode_image(image_bgr, class_ids):
     """Serialized Datum: JPEG of a uint8 HxWx3 BGR image, float_data = sorted class ids."""
     image_bgr = np.asarray(image_bgr)
     if image_bgr.dtype != np.uint8 or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
-        raise ValueError("encode_image: expected a uint8 HxWx3 BGR image, got %s %s"
-                         % (image_bgr.dtype, image_bgr.shape))
+        raise ValueError(
+            "encode_image: expected a uint8 HxWx3 BGR image, got %s %s"
+            % (image_bgr.dtype, image_bgr.shape)
+        )
     ok, buf = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise ValueError("encode_image: JPEG encoding failed for shape %s" % (image_bgr.shape,))
@@ -72,8 +75,10 @@ def encode_mask(label_map):
     """Serialized Datum: PNG of a uint8 HxW label map."""
     label_map = np.asarray(label_map)
     if label_map.dtype != np.uint8 or label_map.ndim != 2:
-        raise ValueError("encode_mask: expected a uint8 HxW label map, got %s %s"
-                         % (label_map.dtype, label_map.shape))
+        raise ValueError(
+            "encode_mask: expected a uint8 HxW label map, got %s %s"
+            % (label_map.dtype, label_map.shape)
+        )
     ok, buf = cv2.imencode(".png", label_map)
     if not ok:
         raise ValueError("encode_mask: PNG encoding failed for shape %s" % (label_map.shape,))
@@ -110,8 +115,7 @@ class _Writer:
     """One LMDB opened for writing, committing in batches and growing its map when full."""
 
     def __init__(self, path, map_size):
-        self.env = lmdb.open(path, map_size=map_size, subdir=True, meminit=False,
-                             map_async=True)
+        self.env = lmdb.open(path, map_size=map_size, subdir=True, meminit=False, map_async=True)
         self.pending = []
 
     def put(self, k, value):
@@ -190,9 +194,15 @@ def write_dataset(out_dir, records, meta, map_size=DEFAULT_MAP_SIZE, report=None
                 if mask_value is not None:
                     writers["masks"] = _Writer(os.path.join(partial, "masks"), map_size)
             if (mask_value is not None) != ("masks" in writers):
-                raise ValueError("write_dataset %s: record %d %s a mask, record 0 %s"
-                                 % (out_dir, count, "has" if mask_value is not None else "lacks",
-                                    "has" if "masks" in writers else "lacks"))
+                raise ValueError(
+                    "write_dataset %s: record %d %s a mask, record 0 %s"
+                    % (
+                        out_dir,
+                        count,
+                        "has" if mask_value is not None else "lacks",
+                        "has" if "masks" in writers else "lacks",
+                    )
+                )
             writers["images"].put(key(count), image_value)
             if mask_value is not None:
                 writers["masks"].put(key(count), mask_value)
@@ -207,8 +217,9 @@ def write_dataset(out_dir, records, meta, map_size=DEFAULT_MAP_SIZE, report=None
             with open(os.path.join(partial, "report.tsv"), "w") as f:
                 f.write("reason\titem\tdetail\n")
                 for row in report:
-                    f.write("\t".join(str(x).replace("\t", " ").replace("\n", " ")
-                                      for x in row) + "\n")
+                    f.write(
+                        "\t".join(str(x).replace("\t", " ").replace("\n", " ") for x in row) + "\n"
+                    )
         swap_in(partial, out_dir)
         return count
     except BaseException:
@@ -222,16 +233,20 @@ def read_meta(dataset_dir):
     """meta.json of a dataset folder; ValueError naming the folder if it is not a dataset."""
     path = os.path.join(dataset_dir, "meta.json")
     if not os.path.isdir(os.path.join(dataset_dir, "images")) or not os.path.isfile(path):
-        raise ValueError("%s is not a TransferNet dataset (expected images/ and meta.json; "
-                         "build it with `make data`)" % dataset_dir)
+        raise ValueError(
+            "%s is not a TransferNet dataset (expected images/ and meta.json; "
+            "build it with `make data`)" % dataset_dir
+        )
     with open(path) as f:
         meta = json.load(f)
     for field in ("kind", "size", "count"):
         if field not in meta:
             raise ValueError("%s: meta.json lacks %r" % (path, field))
     if meta["count"] == 0:
-        raise ValueError("%s is an empty dataset (0 records): rebuild it with `make data`, "
-                         "whose summary lists why inputs were dropped" % dataset_dir)
+        raise ValueError(
+            "%s is an empty dataset (0 records): rebuild it with `make data`, "
+            "whose summary lists why inputs were dropped" % dataset_dir
+        )
     return meta
 
 
@@ -242,7 +257,8 @@ def is_current(dataset_dir, size, newer_than, **params):
         meta = read_meta(dataset_dir)
     except ValueError:
         return False
-    return (meta["size"] == size
-            and os.path.getmtime(os.path.join(dataset_dir, "meta.json"))
-            >= os.path.getmtime(newer_than)
-            and all(meta["params"].get(k) == v for k, v in params.items()))
+    return (
+        meta["size"] == size
+        and os.path.getmtime(os.path.join(dataset_dir, "meta.json")) >= os.path.getmtime(newer_than)
+        and all(meta["params"].get(k) == v for k, v in params.items())
+    )

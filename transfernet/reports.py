@@ -1,6 +1,7 @@
 """The demo's metrics.json and report.md: result rows per (label source, method), the
 Markdown report with its tables, and the percentage format every table here uses.
 """
+
 import collections
 import json
 import os
@@ -8,19 +9,29 @@ import os
 from transfernet import evaluation, inference, no_transfer, score, solvers
 from transfernet.atomic import write_text
 
-SUMMARY_KEYS = ('mean_iou', 'per_class', 'pixel_accuracy', 'mean_accuracy', 'num_images',
-                'num_pixels', 'gt_pixels', 'pred_pixels')
+SUMMARY_KEYS = (
+    "mean_iou",
+    "per_class",
+    "pixel_accuracy",
+    "mean_accuracy",
+    "num_images",
+    "num_pixels",
+    "gt_pixels",
+    "pred_pixels",
+)
 # Report rows: (label source, method, row title), in table order.
-ROWS = (('predicted', 'decoder', 'TransferNet'),
-        ('predicted', 'decoder_crf', 'TransferNet + CRF'),
-        ('gt', 'decoder', 'TransferNet-GT'),
-        ('gt', 'decoder_crf', 'TransferNet-GT + CRF'),
-        ('predicted', 'no_transfer', 'No transfer: thresholded s'),
-        ('gt', 'no_transfer', 'No transfer-GT: thresholded s'))
+ROWS = (
+    ("predicted", "decoder", "TransferNet"),
+    ("predicted", "decoder_crf", "TransferNet + CRF"),
+    ("gt", "decoder", "TransferNet-GT"),
+    ("gt", "decoder_crf", "TransferNet-GT + CRF"),
+    ("predicted", "no_transfer", "No transfer: thresholded s"),
+    ("gt", "no_transfer", "No transfer-GT: thresholded s"),
+)
 
 
 def row_key(label_source, method):
-    return '%s_%s' % (label_source, method)
+    return "%s_%s" % (label_source, method)
 
 
 def result_rows(results):
@@ -31,23 +42,23 @@ def result_rows(results):
         if (label_source, method) in results:
             res = results[label_source, method]
             rows[row_key(label_source, method)] = dict(
-                {k: res[k] for k in SUMMARY_KEYS}, title=title, labels=label_source,
-                method=method)
+                {k: res[k] for k in SUMMARY_KEYS}, title=title, labels=label_source, method=method
+            )
     return rows
 
 
 def write_metrics(path, metrics):
     """metrics.json (sorted keys), atomically."""
-    write_text(path, json.dumps(metrics, indent=1, sort_keys=True) + '\n')
+    write_text(path, json.dumps(metrics, indent=1, sort_keys=True) + "\n")
 
 
 def pct(value):
     """A fraction as a percentage with one decimal, 'n/a' for None (every table here)."""
-    return 'n/a' if value is None else '%.1f' % (100 * value)
+    return "n/a" if value is None else "%.1f" % (100 * value)
 
 
 def _foreground_share(result):
-    pixels = result['pred_pixels']
+    pixels = result["pred_pixels"]
     total = sum(pixels.values())
     return (total - pixels[score.BACKGROUND_NAME]) / total if total else None
 
@@ -57,91 +68,147 @@ def report_markdown(metrics, title, plots=(), figures=()):
     ({stage: timing record}), "labels" (label_accuracy), "config" (describe), optional
     "wall_seconds", "data" and "joint_seeds" ({seed: {row key: mIoU}}); `plots` and
     `figures` are paths relative to the report."""
-    lines = ['# %s' % title, '']
-    if 'wall_seconds' in metrics:
-        lines += ['Wall time of this run: %.0f s (work already done in an earlier run is '
-                  'not counted).' % metrics['wall_seconds'], '']
-    if 'data' in metrics:
-        lines += ['Data: %s' % ', '.join('%s %s' % (k, v)
-                                         for k, v in sorted(metrics['data'].items())), '']
-    lines += training_lines(metrics['config'], metrics['training'])
-    lines += segmentation_lines(metrics['results'])
-    lines += transfer_lines(metrics['results'])
-    if len(metrics.get('joint_seeds', {})) > 1:
-        lines += joint_seed_lines(metrics['joint_seeds'])
-    if 'labels' in metrics:
-        acc = metrics['labels']
-        lines += ['', '## Image labels predicted by the stage-0 classifier', '',
-                  'Over %d images: exact label set %s%%, precision %s%%, recall %s%% '
-                  '(threshold %g, arg-max if none).' % (
-                      acc['images'], pct(acc['exact']), pct(acc['precision']),
-                      pct(acc['recall']), inference.CLASSIFIER_THRESHOLD)]
+    lines = ["# %s" % title, ""]
+    if "wall_seconds" in metrics:
+        lines += [
+            "Wall time of this run: %.0f s (work already done in an earlier run is "
+            "not counted)." % metrics["wall_seconds"],
+            "",
+        ]
+    if "data" in metrics:
+        lines += [
+            "Data: %s" % ", ".join("%s %s" % (k, v) for k, v in sorted(metrics["data"].items())),
+            "",
+        ]
+    lines += training_lines(metrics["config"], metrics["training"])
+    lines += segmentation_lines(metrics["results"])
+    lines += transfer_lines(metrics["results"])
+    if len(metrics.get("joint_seeds", {})) > 1:
+        lines += joint_seed_lines(metrics["joint_seeds"])
+    if "labels" in metrics:
+        acc = metrics["labels"]
+        lines += [
+            "",
+            "## Image labels predicted by the stage-0 classifier",
+            "",
+            "Over %d images: exact label set %s%%, precision %s%%, recall %s%% "
+            "(threshold %g, arg-max if none)."
+            % (
+                acc["images"],
+                pct(acc["exact"]),
+                pct(acc["precision"]),
+                pct(acc["recall"]),
+                inference.CLASSIFIER_THRESHOLD,
+            ),
+        ]
     if plots:
-        lines += ['', '## Training losses (parsed from the caffe train logs)', '']
+        lines += ["", "## Training losses (parsed from the caffe train logs)", ""]
         lines += [_image_line(p) for p in plots]
     if figures:
-        lines += ['', '## Examples (image, attention alpha, densified attention s, '
-                      'segmentation)', '']
+        lines += [
+            "",
+            "## Examples (image, attention alpha, densified attention s, " "segmentation)",
+            "",
+        ]
         lines += [_image_line(p) for p in figures]
-    return '\n'.join(lines) + '\n'
+    return "\n".join(lines) + "\n"
 
 
 def _image_line(path):
-    return '![%s](%s)' % (os.path.splitext(os.path.basename(path))[0], path)
+    return "![%s](%s)" % (os.path.splitext(os.path.basename(path))[0], path)
 
 
 def training_lines(cfg, training):
     """The config line and the per-stage table (iterations, batch, lr, train time)."""
-    lines = ['Config "%s" (width %g, crop %d, seed %d, source fraction %g, classifier from '
-             '%s).' % (cfg['name'], cfg['width'], cfg['crop'], cfg['seed'],
-                       cfg['source_fraction'], cfg['classifier_init'] or 'scratch'), '',
-             '| stage | iterations | batch x iter_size | Adam lr | train time (s) |',
-             '|---|---|---|---|---|']
+    lines = [
+        'Config "%s" (width %g, crop %d, seed %d, source fraction %g, classifier from '
+        "%s)."
+        % (
+            cfg["name"],
+            cfg["width"],
+            cfg["crop"],
+            cfg["seed"],
+            cfg["source_fraction"],
+            cfg["classifier_init"] or "scratch",
+        ),
+        "",
+        "| stage | iterations | batch x iter_size | Adam lr | train time (s) |",
+        "|---|---|---|---|---|",
+    ]
     for stage in solvers.STAGES:
-        st, rec = cfg['stages'][stage], training.get(stage, {})
-        lines.append('| %s | %d | %d x %d | %g | %s |' % (
-            stage, st['max_iter'], st['batch'], st['iter_size'], st['base_lr'],
-            '%.0f' % rec['seconds'] if 'seconds' in rec else 'n/a'))
+        st, rec = cfg["stages"][stage], training.get(stage, {})
+        lines.append(
+            "| %s | %d | %d x %d | %g | %s |"
+            % (
+                stage,
+                st["max_iter"],
+                st["batch"],
+                st["iter_size"],
+                st["base_lr"],
+                "%.0f" % rec["seconds"] if "seconds" in rec else "n/a",
+            )
+        )
     return lines
 
 
 def segmentation_lines(results):
     """The IoU table of the ROWS present and each row's share of foreground pixels."""
     rows = [(title, results[row_key(s, m)]) for s, m, title in ROWS if row_key(s, m) in results]
-    return ['', '## Segmentation (comp6 IoU %, target classes + background)', '',
-            score.markdown_table(collections.OrderedDict(rows)).rstrip('\n'), '',
-            'Share of scored pixels predicted as foreground: ' + ', '.join(
-                '%s %s%%' % (name, pct(_foreground_share(res))) for name, res in rows)
-            + '.', '']
+    return [
+        "",
+        "## Segmentation (comp6 IoU %, target classes + background)",
+        "",
+        score.markdown_table(collections.OrderedDict(rows)).rstrip("\n"),
+        "",
+        "Share of scored pixels predicted as foreground: "
+        + ", ".join("%s %s%%" % (name, pct(_foreground_share(res))) for name, res in rows)
+        + ".",
+        "",
+    ]
 
 
 def transfer_lines(results):
     """The no-transfer rule and the decoder's gain over it, per label source."""
-    lines = ['## Transfer vs no transfer', '',
-             'No transfer = the densified attention s (Eq. 7) of the same forward, upsampled '
-             'to the image, min-max normalised per label, foreground where > %g, labels '
-             'combined by the largest score: what the labels and attention give without the '
-             'decoder.' % no_transfer.THRESHOLD, '']
-    for label_source, name in (('predicted', 'predicted labels'), ('gt', 'ground-truth labels')):
-        dec, base = (results.get(row_key(label_source, m)) for m in ('decoder', 'no_transfer'))
+    lines = [
+        "## Transfer vs no transfer",
+        "",
+        "No transfer = the densified attention s (Eq. 7) of the same forward, upsampled "
+        "to the image, min-max normalised per label, foreground where > %g, labels "
+        "combined by the largest score: what the labels and attention give without the "
+        "decoder." % no_transfer.THRESHOLD,
+        "",
+    ]
+    for label_source, name in (("predicted", "predicted labels"), ("gt", "ground-truth labels")):
+        dec, base = (results.get(row_key(label_source, m)) for m in ("decoder", "no_transfer"))
         if dec and base:
-            lines.append('- %s: decoder %s vs no transfer %s mIoU (%+.1f points)' % (
-                name, pct(dec['mean_iou']), pct(base['mean_iou']),
-                100 * (dec['mean_iou'] - base['mean_iou'])))
+            lines.append(
+                "- %s: decoder %s vs no transfer %s mIoU (%+.1f points)"
+                % (
+                    name,
+                    pct(dec["mean_iou"]),
+                    pct(base["mean_iou"]),
+                    100 * (dec["mean_iou"] - base["mean_iou"]),
+                )
+            )
     return lines
 
 
 def joint_seed_lines(joint_seeds):
     """TransferNet against no transfer for each joint seed, in numeric seed order."""
-    lines = ['', '## Joint-stage seeds (same stages 0 and 1; mIoU %)', '',
-             '| joint seed | TransferNet | no transfer | gain | TransferNet-GT | '
-             'no transfer-GT | gain |', '|---|---|---|---|---|---|---|']
+    lines = [
+        "",
+        "## Joint-stage seeds (same stages 0 and 1; mIoU %)",
+        "",
+        "| joint seed | TransferNet | no transfer | gain | TransferNet-GT | "
+        "no transfer-GT | gain |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for seed, r in sorted(joint_seeds.items(), key=lambda kv: int(kv[0])):
         cells = []
         for label_source in evaluation.LABEL_SOURCES:
-            dec, base = (r[row_key(label_source, m)] for m in ('decoder', 'no_transfer'))
-            cells += [pct(dec), pct(base), '%+.1f' % (100 * (dec - base))]
-        lines.append('| %s | %s |' % (seed, ' | '.join(cells)))
+            dec, base = (r[row_key(label_source, m)] for m in ("decoder", "no_transfer"))
+            cells += [pct(dec), pct(base), "%+.1f" % (100 * (dec - base))]
+        lines.append("| %s | %s |" % (seed, " | ".join(cells)))
     return lines
 
 

@@ -7,6 +7,7 @@ predictions has no IoU (n/a) and is left out of the mean. Predicted ids outside 
 table count as wrong (they enlarge the union of the true class) and are reported.
 The label PNGs are read by transfernet.fileio.
 """
+
 import concurrent.futures
 import csv
 import io
@@ -44,8 +45,9 @@ def load_class_table(path):
     if isinstance(data, dict) and isinstance(data.get("classes"), dict):
         data = data["classes"]
     if not isinstance(data, dict) or not data:
-        raise EvalError("%s: expected a JSON object {id: name} or a meta.json with a "
-                        "'classes' object" % path)
+        raise EvalError(
+            "%s: expected a JSON object {id: name} or a meta.json with a " "'classes' object" % path
+        )
     table = {}
     for key, name in data.items():
         try:
@@ -53,8 +55,9 @@ def load_class_table(path):
         except ValueError:
             raise EvalError("%s: class id %r is not an integer" % (path, key))
         if not 0 <= cid < IGNORE or not isinstance(name, str):
-            raise EvalError("%s: class %r: %r; expected an id in [0, %d) and a name"
-                            % (path, key, name, IGNORE))
+            raise EvalError(
+                "%s: class %r: %r; expected an id in [0, %d) and a name" % (path, key, name, IGNORE)
+            )
         table[cid] = name
     table.setdefault(BACKGROUND, BACKGROUND_NAME)
     return dict(sorted(table.items()))
@@ -70,8 +73,7 @@ def check_files(pred_dir, gt_dir, ids):
     Hidden files are not predictions: atomic-write temporaries (e.g. of a killed
     tools/infer.py) are hidden, and no image id starts with a dot."""
     problems = []
-    missing_gt = [i + ".png" for i in ids
-                  if not os.path.isfile(os.path.join(gt_dir, i + ".png"))]
+    missing_gt = [i + ".png" for i in ids if not os.path.isfile(os.path.join(gt_dir, i + ".png"))]
     if missing_gt:
         problems.append(_listing("ground-truth files missing in " + gt_dir, missing_gt))
     present = {f for f in os.listdir(pred_dir) if f.endswith(".png") and not f.startswith(".")}
@@ -145,8 +147,9 @@ def scores(conf, class_table):
         "mean_iou": opt(iou[valid].mean()) if valid.any() else None,
         "pixel_accuracy": opt(tp.sum() / total) if total else None,
         "mean_accuracy": opt(np.nanmean(acc)) if (gt_count > 0).any() else None,
-        "frequency_weighted_iou": (opt((gt_count[valid] * iou[valid]).sum() / total)
-                                   if total else None),
+        "frequency_weighted_iou": (
+            opt((gt_count[valid] * iou[valid]).sum() / total) if total else None
+        ),
         "per_class_accuracy": {n: opt(v) for n, v in zip(names, acc)},
         "class_ids": [int(c) for c in class_table],
         "gt_pixels": {n: int(v) for n, v in zip(names, gt_count)},
@@ -166,8 +169,10 @@ def _count_images(pred_dir, gt_dir, ids):
         gt = read_label_png(os.path.join(gt_dir, name))
         pred = read_label_png(os.path.join(pred_dir, name))
         if gt.shape != pred.shape:
-            mismatched.append("%s (prediction %dx%d, ground truth %dx%d)" % (
-                name, pred.shape[1], pred.shape[0], gt.shape[1], gt.shape[0]))
+            mismatched.append(
+                "%s (prediction %dx%d, ground truth %dx%d)"
+                % (name, pred.shape[1], pred.shape[0], gt.shape[1], gt.shape[0])
+            )
         else:
             counts += pair_counts(gt, pred)
     return counts, mismatched
@@ -190,8 +195,9 @@ def evaluate(pred_dir, gt_dir, ids, class_table=None, workers=2):
         parts = list(pool.map(lambda chunk: _count_images(pred_dir, gt_dir, chunk), chunks))
     mismatched = sorted(m for _, part in parts for m in part)
     if mismatched:
-        raise EvalError(_listing("predictions whose size differs from the ground truth "
-                                 "(WxH)", mismatched))
+        raise EvalError(
+            _listing("predictions whose size differs from the ground truth " "(WxH)", mismatched)
+        )
     counts = sum(c for c, _ in parts)
     result = scores(confusion_from_pairs(counts, list(class_table)), class_table)
     result["num_images"] = len(ids)
@@ -208,25 +214,39 @@ def format_table(result):
     width = max(len(n) for n in names + ["mean IoU"])
     lines = ["%-*s  %6s  %6s  %12s" % (width, "class", "IoU", "acc", "GT pixels")]
     for n in names:
-        lines.append("%-*s  %6s  %6s  %12d" % (width, n, _pct(result["per_class"][n]),
-                                              _pct(result["per_class_accuracy"][n]),
-                                              result["gt_pixels"][n]))
+        lines.append(
+            "%-*s  %6s  %6s  %12d"
+            % (
+                width,
+                n,
+                _pct(result["per_class"][n]),
+                _pct(result["per_class_accuracy"][n]),
+                result["gt_pixels"][n],
+            )
+        )
     lines.append("%-*s  %6s" % (width, "mean IoU", _pct(result["mean_iou"])))
-    lines.append("%d images, %d scored pixels; pixel acc %s, mean acc %s, fw IoU %s"
-                 % (result["num_images"], result["num_pixels"],
-                    _pct(result["pixel_accuracy"]), _pct(result["mean_accuracy"]),
-                    _pct(result["frequency_weighted_iou"])))
+    lines.append(
+        "%d images, %d scored pixels; pixel acc %s, mean acc %s, fw IoU %s"
+        % (
+            result["num_images"],
+            result["num_pixels"],
+            _pct(result["pixel_accuracy"]),
+            _pct(result["mean_accuracy"]),
+            _pct(result["frequency_weighted_iou"]),
+        )
+    )
     if result["pred_outside_classes"]:
-        lines.append("warning: %d scored pixels predicted with ids outside the class table"
-                     % result["pred_outside_classes"])
+        lines.append(
+            "warning: %d scored pixels predicted with ids outside the class table"
+            % result["pred_outside_classes"]
+        )
     return "\n".join(lines)
 
 
 def markdown_table(results):
     """Paper-style Markdown table (Table 1): one row per {row label: result}, IoU in %."""
     names = list(next(iter(results.values()))["per_class"])
-    lines = ["| method | " + " | ".join(names) + " | mean |",
-             "|---" * (len(names) + 2) + "|"]
+    lines = ["| method | " + " | ".join(names) + " | mean |", "|---" * (len(names) + 2) + "|"]
     for label, res in results.items():
         if list(res["per_class"]) != names:
             raise ValueError("markdown_table: %r has other classes than the first row" % label)
@@ -247,10 +267,24 @@ def write_csv(path, result):
     out.writerow(["class_id", "class", "iou", "accuracy", "gt_pixels", "pred_pixels"])
     for cid, name in zip(result["class_ids"], result["per_class"]):
         iou, acc = result["per_class"][name], result["per_class_accuracy"][name]
-        out.writerow([cid, name, "" if iou is None else "%.6f" % iou,
-                      "" if acc is None else "%.6f" % acc,
-                      result["gt_pixels"][name], result["pred_pixels"][name]])
-    out.writerow(["", "mean", "" if result["mean_iou"] is None else "%.6f" % result["mean_iou"],
-                  "" if result["mean_accuracy"] is None else "%.6f" % result["mean_accuracy"],
-                  result["num_pixels"], ""])
+        out.writerow(
+            [
+                cid,
+                name,
+                "" if iou is None else "%.6f" % iou,
+                "" if acc is None else "%.6f" % acc,
+                result["gt_pixels"][name],
+                result["pred_pixels"][name],
+            ]
+        )
+    out.writerow(
+        [
+            "",
+            "mean",
+            "" if result["mean_iou"] is None else "%.6f" % result["mean_iou"],
+            "" if result["mean_accuracy"] is None else "%.6f" % result["mean_accuracy"],
+            result["num_pixels"],
+            "",
+        ]
+    )
     write_text(path, buf.getvalue())

@@ -6,6 +6,7 @@ weight (out, C, k, k) in the same order (Caffe flattens channel-major, as it lay
 convolution kernels), so the surgery only rewrites the blobs' shapes: fc6 becomes a kxk
 convolution, fc7 and fc8_transfer 1x1 ones. Every other layer (the encoder) is copied as it is.
 """
+
 import os
 
 from transfernet import nets
@@ -17,14 +18,17 @@ def conv_shapes(cfg):
     """{layer: convolution weight shape} of the classifier's fully connected layers."""
     arch = cfg.architecture
     fc, kernel = nets.channels(arch, nets.FC_DIM), nets.pool5_side(arch.classifier_crop)
-    return {'fc6': (fc, nets.channels(arch, 512), kernel, kernel), 'fc7': (fc, fc, 1, 1),
-            'fc8_transfer': (arch.num_classes, fc, 1, 1)}
+    return {
+        "fc6": (fc, nets.channels(arch, 512), kernel, kernel),
+        "fc7": (fc, fc, 1, 1),
+        "fc8_transfer": (arch.num_classes, fc, 1, 1),
+    }
 
 
 def fcn_path(classifier_weights):
     """Where the fully convolutional form of a classifier caffemodel is written: beside it,
     <name>_fcn.caffemodel (snapshots/classifier/classifier_iter_N_fcn.caffemodel)."""
-    return os.path.splitext(classifier_weights)[0] + '_fcn.caffemodel'
+    return os.path.splitext(classifier_weights)[0] + "_fcn.caffemodel"
 
 
 def convolutionalize(param, shapes, path):
@@ -36,8 +40,9 @@ def convolutionalize(param, shapes, path):
     changed = []
     for name, shape in shapes.items():
         if name not in layers or not len(layers[name].blobs):
-            raise WeightsError('%s has no layer %s: not a stage-0 classifier caffemodel'
-                               % (path, name))
+            raise WeightsError(
+                "%s has no layer %s: not a stage-0 classifier caffemodel" % (path, name)
+            )
         weight = layers[name].blobs[0]
         old = blob_shape(weight)
         count = 1
@@ -45,10 +50,12 @@ def convolutionalize(param, shapes, path):
             count *= d
         values = len(weight.double_data) or len(weight.data)
         if values != count:
-            raise WeightsError('%s: layer %s has weight shape %s, %d values; its convolution '
-                               'form %s needs %d (the classifier of another config or crop?)'
-                               % (path, name, old, values, shape, count))
-        for field in ('num', 'channels', 'height', 'width'):
+            raise WeightsError(
+                "%s: layer %s has weight shape %s, %d values; its convolution "
+                "form %s needs %d (the classifier of another config or crop?)"
+                % (path, name, old, values, shape, count)
+            )
+        for field in ("num", "channels", "height", "width"):
             weight.ClearField(field)
         weight.shape.dim[:] = shape
         changed.append((name, old, shape))
@@ -62,6 +69,6 @@ def write_fcn_weights(cfg, classifier_weights, out=None):
     param = read_caffemodel(classifier_weights)
     changed = convolutionalize(param, conv_shapes(cfg), classifier_weights)
     with atomic_path(out) as tmp:
-        with open(tmp, 'wb') as f:
+        with open(tmp, "wb") as f:
             f.write(param.SerializeToString())
     return out, changed

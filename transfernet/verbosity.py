@@ -8,6 +8,7 @@ Its ERROR level is left out: what Caffe logs there does not stop it (a CUDA buil
 machine without a GPU logs "Cannot create Cublas handle" at start-up), and the tools' own
 errors are Python's, printed either way.
 """
+
 import os
 
 QUIET, VERBOSE = "3", "0"  # glog levels: 3 = fatal only, 0 = everything

@@ -12,15 +12,15 @@ file. A solver's `weights` may leave layers to their fillers (the joint stage's 
 starts from the attention snapshot): check_solver says which layers come from the file and which
 from fillers. Caffe's HDF5 weights (.h5) are not read: every snapshot here is a caffemodel.
 """
+
 import collections
 import os
 import re
 import warnings
 
+from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError
-
-from caffe.proto import caffe_pb2
 
 from transfernet import config
 
@@ -50,20 +50,25 @@ def read_caffemodel(path):
         if warned:  # a stray end-group tag stops the parse early with only a warning
             raise DecodeError(str(warned[0].message))
     except DecodeError as e:
-        raise WeightsError("weights file %s (%d bytes) is not a caffemodel: it does not parse "
-                           "as a Caffe NetParameter (%s); truncated or corrupt?"
-                           % (path, len(data), e)) from None
+        raise WeightsError(
+            "weights file %s (%d bytes) is not a caffemodel: it does not parse "
+            "as a Caffe NetParameter (%s); truncated or corrupt?" % (path, len(data), e)
+        ) from None
     if not file_blobs(param):
-        raise WeightsError("weights file %s parses as a NetParameter but holds no layer "
-                           "weights; not a caffemodel" % path)
+        raise WeightsError(
+            "weights file %s parses as a NetParameter but holds no layer "
+            "weights; not a caffemodel" % path
+        )
     return param
 
 
 def missing_hint(path):
     """What to do about a missing initial weights file, as '; ...' (or '')."""
     if os.path.basename(path) == os.path.basename(config.PAPER.layout.classifier_init):
-        return ("; stage 0 starts from the ImageNet VGG-16 caffemodel: download %s (VGG model "
-                "zoo, 16-layer ILSVRC-2014 model) to %s" % (os.path.basename(path), path))
+        return (
+            "; stage 0 starts from the ImageNet VGG-16 caffemodel: download %s (VGG model "
+            "zoo, 16-layer ILSVRC-2014 model) to %s" % (os.path.basename(path), path)
+        )
     if re.search(r"_iter_\d+\.caffemodel$", path):
         return "; it is the final snapshot of the previous stage: train that stage first"
     return ""
@@ -71,16 +76,20 @@ def missing_hint(path):
 
 def file_blobs(param):
     """{layer name: [BlobProto, ...]} of the layers with weights (new and V1 format)."""
-    return collections.OrderedDict((layer.name, list(layer.blobs))
-                                   for layer in list(param.layer) + list(param.layers)
-                                   if len(layer.blobs))
+    return collections.OrderedDict(
+        (layer.name, list(layer.blobs))
+        for layer in list(param.layer) + list(param.layers)
+        if len(layer.blobs)
+    )
 
 
 def net_shapes(net):
     """{layer name: [blob shape, ...]} of the layers of a caffe.Net that have parameters."""
-    return collections.OrderedDict((name, [tuple(b.shape) for b in layer.blobs])
-                                   for name, layer in zip(net._layer_names, net.layers)
-                                   if len(layer.blobs))
+    return collections.OrderedDict(
+        (name, [tuple(b.shape) for b in layer.blobs])
+        for name, layer in zip(net._layer_names, net.layers)
+        if len(layer.blobs)
+    )
 
 
 def blob_shape(blob):
@@ -97,7 +106,11 @@ def _blob_fits(expected, blob):
         same = tuple(blob.shape.dim) == tuple(expected)
     else:
         same = len(expected) <= 4 and (1,) * (4 - len(expected)) + tuple(expected) == (
-            blob.num, blob.channels, blob.height, blob.width)
+            blob.num,
+            blob.channels,
+            blob.height,
+            blob.width,
+        )
     count = 1
     for d in expected:
         count *= d
@@ -111,14 +124,19 @@ def compare(path, param, expected, what):
     found = file_blobs(param)
     for name, shapes in expected.items():
         blobs = found.get(name)
-        if blobs is not None and (len(blobs) != len(shapes) or not all(
-                _blob_fits(s, b) for s, b in zip(shapes, blobs))):
+        if blobs is not None and (
+            len(blobs) != len(shapes) or not all(_blob_fits(s, b) for s, b in zip(shapes, blobs))
+        ):
             raise WeightsError(
                 "weights file %s does not fit %s: layer %s has blob shapes %s in the file, "
-                "the net expects %s" % (path, what, name, [blob_shape(b) for b in blobs],
-                                        shapes))
-    return Fit(path, [n for n in expected if n in found], [n for n in expected if n not in found],
-               [n for n in found if n not in expected])
+                "the net expects %s" % (path, what, name, [blob_shape(b) for b in blobs], shapes)
+            )
+    return Fit(
+        path,
+        [n for n in expected if n in found],
+        [n for n in expected if n not in found],
+        [n for n in found if n not in expected],
+    )
 
 
 def check_complete(path, param, expected, what):
@@ -131,8 +149,16 @@ def check_complete(path, param, expected, what):
             "weights file %s does not fit %s: layer %s (blob shapes %s) is not in the file "
             "(%d of the net's %d layers with weights are missing; the file's layers: %s). "
             "Another network's caffemodel?"
-            % (path, what, name, expected[name], len(fit.fillers), len(expected),
-               ", ".join(fit.ignored + fit.loaded)))
+            % (
+                path,
+                what,
+                name,
+                expected[name],
+                len(fit.fillers),
+                len(expected),
+                ", ".join(fit.ignored + fit.loaded),
+            )
+        )
     return fit
 
 
@@ -156,6 +182,7 @@ def check_solver(solver_path):
     (TRAIN phase, so the data layer checks its datasets). WeightsError for a file that is
     missing, does not parse, has a layer whose shapes differ, or initialises no layer."""
     import caffe
+
     param, paths = solver_weights(solver_path)
     files = [(path, read_caffemodel(path)) for path in paths]
     if not files:
@@ -170,9 +197,11 @@ def check_solver(solver_path):
     fits = [compare(path, weights, expected, param.net) for path, weights in files]
     for fit in fits:
         if not fit.loaded:
-            raise WeightsError("weights file %s initialises no layer of %s (its layers: %s; "
-                               "the net's: %s)" % (fit.path, param.net, ", ".join(fit.ignored),
-                                                   ", ".join(expected)))
+            raise WeightsError(
+                "weights file %s initialises no layer of %s (its layers: %s; "
+                "the net's: %s)"
+                % (fit.path, param.net, ", ".join(fit.ignored), ", ".join(expected))
+            )
     return fits
 
 
@@ -184,8 +213,10 @@ def describe_fits(fits):
     lines, loaded = [], set()
     for fit in fits:
         loaded.update(fit.loaded)
-        lines.append("weights %s: %d layers from the file (%s)"
-                     % (fit.path, len(fit.loaded), ", ".join(fit.loaded)))
+        lines.append(
+            "weights %s: %d layers from the file (%s)"
+            % (fit.path, len(fit.loaded), ", ".join(fit.loaded))
+        )
         if fit.ignored:
             lines.append("  in the file, not in the net (ignored): %s" % ", ".join(fit.ignored))
     fillers = [n for n in fits[0].loaded + fits[0].fillers if n not in loaded]
