@@ -232,10 +232,31 @@ def train(run, stage, force=False, progress=print_progress):
     if done and not force:
         progress("%s: done (%.0f s), %s" % (stage, done["seconds"], done["snapshot"]))
         return done
+    check_start(run, stage, progress)
+    clear_outputs(run, stage)
+    seconds = run_caffe_train(run, stage, progress)
+    parsed = caffe_log.read_log(log_file(run, stage))
+    caffe_log.write_csv(log_file(run, stage, ".csv"), parsed)
+    caffe_log.plot(log_file(run, stage, ".png"), parsed, title="%s (%s)" % (stage, run.cfg.name))
+    max_iter = run.cfg.schedule.stages[stage].max_iter
+    record = {
+        "seconds": round(seconds, 1),
+        "iterations": max_iter,
+        "snapshot": final_snapshot(run, stage),
+    }
+    write_text(log_file(run, stage, ".json"), json.dumps(record, indent=1) + "\n")
+    progress("%s: trained %d iterations in %.0f s" % (stage, max_iter, seconds))
+    return record
+
+
+def check_start(run, stage, progress):
+    """Before anything is removed: the config's datasets exist, BaselineNet's fully
+    convolutional classifier is written, and the solver's initial weights fit its net (the
+    layers from the file and from fillers are reported)."""
     for dataset in (run.cfg.data.source, run.cfg.data.target):
         if dataset is not None:
             records.read_meta(dataset)  # ValueError naming a missing dataset folder
-    try:  # before anything is removed: a missing or unfit file, a dataset the layer rejects
+    try:  # a missing or unfit file, a dataset the layer rejects
         if run.baseline == "baselinenet" and stage == baselines.STAGE:
             out, changed = surgery.write_fcn_weights(run.cfg, final_snapshot(run, "classifier"))
             progress(
@@ -247,14 +268,25 @@ def train(run, stage, force=False, progress=print_progress):
         raise RuntimeError("%s: %s" % (stage, e)) from None
     for line in describe_fits(fits):
         progress("%s: %s" % (stage, line))
+
+
+def clear_outputs(run, stage):
+    """Remove what training `stage` makes stale: its snapshots, the later stages' records
+    (they start from it) and the run's predictions."""
     folder = os.path.dirname(run.layout.snapshot_prefix(stage))
     shutil.rmtree(folder, ignore_errors=True)
     os.makedirs(folder)
-    for later in solvers.STAGES[solvers.STAGES.index(stage) + 1 :]:  # they start from it
+    for later in solvers.STAGES[solvers.STAGES.index(stage) + 1 :]:
         if os.path.exists(log_file(run, later, ".json")):
             os.remove(log_file(run, later, ".json"))
-    shutil.rmtree(os.path.join(run.dir, "pred"), ignore_errors=True)  # made by old weights
+    shutil.rmtree(os.path.join(run.dir, "pred"), ignore_errors=True)
     os.makedirs(os.path.dirname(log_file(run, stage)), exist_ok=True)
+
+
+def run_caffe_train(run, stage, progress):
+    """`caffe train` of the stage's solver, its output in logs/<stage>.log (.log.partial
+    while it runs), progress every POLL_SECONDS; returns the seconds it took. RuntimeError
+    with caffe's last error lines if it fails (the log is left as .log.failed)."""
     partial = log_file(run, stage, ".log.partial")
     env = dict(os.environ, GLOG_logtostderr="1", GLOG_minloglevel="0")
     max_iter = run.cfg.schedule.stages[stage].max_iter
@@ -277,27 +309,18 @@ def train(run, stage, force=False, progress=print_progress):
                 )
     seconds = time.time() - start
     if proc.returncode != 0 or not os.path.exists(final_snapshot(run, stage)):
-        os.replace(partial, log_file(run, stage, ".log.failed"))
-        with open(log_file(run, stage, ".log.failed"), errors="replace") as f:
+        failed = log_file(run, stage, ".log.failed")
+        os.replace(partial, failed)
+        with open(failed, errors="replace") as f:
             errors = [line for line in f if _ERROR.match(line)]
         raise RuntimeError(
             "caffe train of %s failed (exit %s); log %s:\n%s"
             % (
                 stage,
                 proc.returncode,
-                log_file(run, stage, ".log.failed"),
+                failed,
                 "".join(errors[-10:]) or "(no error line; see the log)",
             )
         )
     os.replace(partial, log_file(run, stage))
-    parsed = caffe_log.read_log(log_file(run, stage))
-    caffe_log.write_csv(log_file(run, stage, ".csv"), parsed)
-    caffe_log.plot(log_file(run, stage, ".png"), parsed, title="%s (%s)" % (stage, run.cfg.name))
-    record = {
-        "seconds": round(seconds, 1),
-        "iterations": max_iter,
-        "snapshot": final_snapshot(run, stage),
-    }
-    write_text(log_file(run, stage, ".json"), json.dumps(record, indent=1) + "\n")
-    progress("%s: trained %d iterations in %.0f s" % (stage, max_iter, seconds))
-    return record
+    return seconds
