@@ -1,6 +1,6 @@
 """The two baselines of Sec. 6.3 / Appendix B (Fig. 7b, 7c), from nets.py's pieces.
 
-Both share TransferNet's frozen VGG-16 encoder (conv5_3 scaled by 0.004 = A, (N,D,h,w)), its
+Both share TransferNet's frozen VGG-16 encoder (up to conv5_3, (N,D,h,w)), its
 DeconvNet decoder (deconv5_1 .. seg_score, unpooling with pool1..pool4's switches), data layer,
 losses (softmax over classes against the one-hot label + lambda x pixel softmax, Eq. 9) and
 joint-stage solver (Adam, same learning rate, batch, iter_size and iterations), starting from
