@@ -56,13 +56,17 @@ no_userns() {
 # may be left, except after SIGKILL.
 interrupt() {
   local signal=$1 step=$2 builder=$3 out=$home/interrupt.out
-  setsid -w /bin/sh -c 'echo $$ >"$0"; exec "$@"' "$home/pgid" \
+  # A background job of this (non-interactive) shell starts with SIGINT ignored, which the
+  # builder could then not trap: env restores the default before it starts.
+  setsid -w env --default-signal=INT /bin/sh -c 'echo $$ >"$0"; exec "$@"' "$home/pgid" \
     "${as[@]}" "$top/runtime/$builder" 2>"$out" &
   while kill -0 $! 2>/dev/null && ! grep -q "] $step" "$out" 2>/dev/null; do sleep 0.5; done
   grep -q "] $step" "$out" || fail "$builder never reached '$step':"$'\n'"$(cat "$out")"
   sleep 3
   kill -"$signal" -- -"$(cat "$home/pgid")"
   { wait $! || true; } 2>/dev/null   # no "Killed" line from the shell
+  ! ls "$cache"/caffe-*/.transfernet-complete 2>/dev/null \
+    || fail "$builder: the build finished despite SIG$signal during '$step'"
   if [ "$signal" = KILL ]; then
     ls -d "$cache"/*.partial.*[0-9] >/dev/null || fail "$builder: SIGKILL left no partial root"
   elif ls -d "$cache"/*.partial.*[0-9] 2>/dev/null; then
