@@ -7,11 +7,18 @@ convolution kernels), so the surgery only rewrites the blobs' shapes: fc6 become
 convolution, fc7 and fc8_transfer 1x1 ones. Every other layer (the encoder) is copied as it is.
 """
 
+import math
 import os
 
 from transfernet import nets
 from transfernet.atomic import atomic_path
-from transfernet.weights import WeightsError, blob_shape, read_caffemodel
+from transfernet.weights import (
+    WeightsError,
+    blob_shape,
+    blob_values,
+    file_blobs,
+    read_caffemodel,
+)
 
 
 def conv_shapes(cfg):
@@ -36,19 +43,15 @@ def convolutionalize(param, shapes, path):
     `path`) to those shapes, in place; returns [(layer, old shape, new shape)]. WeightsError
     naming the file for a layer it lacks or a weight with another number of values (the
     caffemodel of another net or crop)."""
-    layers = {layer.name: layer for layer in list(param.layer) + list(param.layers)}
+    blobs = file_blobs(param)
     changed = []
     for name, shape in shapes.items():
-        if name not in layers or not len(layers[name].blobs):
+        if name not in blobs:
             raise WeightsError(
                 "%s has no layer %s: not a stage-0 classifier caffemodel" % (path, name)
             )
-        weight = layers[name].blobs[0]
-        old = blob_shape(weight)
-        count = 1
-        for d in shape:
-            count *= d
-        values = len(weight.double_data) or len(weight.data)
+        weight = blobs[name][0]
+        old, count, values = blob_shape(weight), math.prod(shape), blob_values(weight)
         if values != count:
             raise WeightsError(
                 "%s: layer %s has weight shape %s, %d values; its convolution "

@@ -14,6 +14,7 @@ from fillers. Caffe's HDF5 weights (.h5) are not read: every snapshot here is a 
 """
 
 import collections
+import math
 import os
 import re
 import warnings
@@ -111,10 +112,12 @@ def _blob_fits(expected, blob):
             blob.height,
             blob.width,
         )
-    count = 1
-    for d in expected:
-        count *= d
-    return same and count == (len(blob.double_data) or len(blob.data))
+    return same and math.prod(expected) == blob_values(blob)
+
+
+def blob_values(blob):
+    """How many values a BlobProto holds (float or double)."""
+    return len(blob.double_data) or len(blob.data)
 
 
 def compare(path, param, expected, what):
