@@ -191,16 +191,8 @@ def train(cfg, baseline, batch=None, input_layers=False, seed=0):
     """Training net: Eq. 9 with the baseline's decoder input; the joint stage's data layer
     (drawing with `seed`)."""
     n, arch = NetSpec(), cfg.architecture
-    nets.inputs(
-        n,
-        cfg,
-        ("data", "label", "seg_label"),
-        batch or cfg.schedule.stages[STAGE].batch,
-        arch.crop,
-        cfg.data.resize,
-        input_layers,
-        multilabel=False,
-        seed=seed,
+    nets.segmentation_inputs(
+        n, cfg, ("data", "label", "seg_label"), STAGE, batch, input_layers, seed
     )
     nets.encoder(n, arch, n.data, frozen=True, masks=True)
     HEADS[baseline](n, arch, train=True)
@@ -284,6 +276,16 @@ def initial_weights(baseline, classifier_weights):
     if baseline == "baselinenet":
         return surgery.fcn_path(classifier_weights)
     return classifier_weights
+
+
+def write_initial_weights(cfg, baseline, classifier_weights):
+    """Write what the baseline's training starts from where it is made from the stage-0
+    snapshot (BaselineNet's fully convolutional form, at initial_weights); returns the
+    reshaped layers [(layer, old shape, new shape)], [] for a baseline that starts from the
+    snapshot itself. WeightsError naming a snapshot that is missing or does not fit."""
+    if baseline != "baselinenet":
+        return []
+    return surgery.write_fcn_weights(cfg, classifier_weights)[1]
 
 
 def solver(cfg, baseline, layout=None, seed=solvers.RANDOM_SEED, name=None):

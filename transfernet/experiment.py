@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 
-from transfernet import baselines, caffe_log, config, nets, records, solvers, surgery
+from transfernet import baselines, caffe_log, config, nets, records, solvers
 from transfernet.atomic import write_text
 from transfernet.weights import check_solver, describe_fits
 
@@ -257,12 +257,18 @@ def check_start(run, stage, progress):
         if dataset is not None:
             records.read_meta(dataset)  # ValueError naming a missing dataset folder
     try:  # a missing or unfit file, a dataset the layer rejects
-        if run.baseline == "baselinenet" and stage == baselines.STAGE:
-            out, changed = surgery.write_fcn_weights(run.cfg, final_snapshot(run, "classifier"))
-            progress(
-                "%s: %s as convolutions (FCN surgery) in %s"
-                % (stage, ", ".join(name for name, _, _ in changed), out)
-            )
+        if run.baseline and stage == baselines.STAGE:
+            stage0 = final_snapshot(run, "classifier")
+            changed = baselines.write_initial_weights(run.cfg, run.baseline, stage0)
+            if changed:
+                progress(
+                    "%s: %s as convolutions (FCN surgery) in %s"
+                    % (
+                        stage,
+                        ", ".join(name for name, _, _ in changed),
+                        baselines.initial_weights(run.baseline, stage0),
+                    )
+                )
         fits = check_solver(solver_file(run, stage))
     except (OSError, ValueError) as e:
         raise RuntimeError("%s: %s" % (stage, e)) from None

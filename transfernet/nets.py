@@ -105,6 +105,22 @@ def inputs(n, cfg, tops, batch, crop, resize, input_layers, multilabel, seed):
         n[top] = out
 
 
+def segmentation_inputs(n, cfg, tops, stage, batch, input_layers, seed):
+    """inputs() of a stage-1/2 training net: the segmentation crop and resize, one label per
+    sample, and the batch of `stage` unless `batch` is given."""
+    inputs(
+        n,
+        cfg,
+        tops,
+        batch or cfg.schedule.stages[stage].batch,
+        cfg.architecture.crop,
+        cfg.data.resize,
+        input_layers,
+        multilabel=False,
+        seed=seed,
+    )
+
+
 def encoder(n, arch, x, frozen, masks=False, pool5=False):
     """VGG-16 conv1_1..conv5_3 (+ pool1..pool4[, pool5]) on x (after data_scaled = input_scale
     * x unless input_scale is 1); returns the last top."""
@@ -389,17 +405,7 @@ def classifier_fc(n, arch, x, convolutional=False):
 def attention_train(cfg, batch=None, input_layers=False, seed=0):
     """Stage 1, Eq. 6: frozen encoder, attention and f_cls under the classification loss."""
     n, arch = NetSpec(), cfg.architecture
-    inputs(
-        n,
-        cfg,
-        ("data", "label"),
-        batch or cfg.schedule.stages["attention"].batch,
-        arch.crop,
-        cfg.data.resize,
-        input_layers,
-        multilabel=False,
-        seed=seed,
-    )
+    segmentation_inputs(n, cfg, ("data", "label"), "attention", batch, input_layers, seed)
     encoder(n, arch, n.data, frozen=True)
     _attention(n, arch, broadcast=False)
     _classifier_head(n, arch)
@@ -409,17 +415,7 @@ def attention_train(cfg, batch=None, input_layers=False, seed=0):
 def joint_train(cfg, batch=None, input_layers=False, unpool_kind="stock", seed=0):
     """Stage 2, Eq. 9: Eq. 6 plus lambda times the decoder's segmentation loss."""
     n, arch = NetSpec(), cfg.architecture
-    inputs(
-        n,
-        cfg,
-        ("data", "label", "seg_label"),
-        batch or cfg.schedule.stages["joint"].batch,
-        arch.crop,
-        cfg.data.resize,
-        input_layers,
-        multilabel=False,
-        seed=seed,
-    )
+    segmentation_inputs(n, cfg, ("data", "label", "seg_label"), "joint", batch, input_layers, seed)
     encoder(n, arch, n.data, frozen=True, masks=True)
     _attention(n, arch, broadcast=False)
     _classifier_head(n, arch)
