@@ -78,7 +78,7 @@ def seed_list(text):
         return [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(
-            "expected comma-separated integer seeds like 1,2, " "got %r" % text
+            "expected comma-separated integer seeds like 1,2, got %r" % text
         )
 
 
@@ -88,7 +88,7 @@ def parse_args(argv):
     parser.add_argument("--data", default="data/builtin", help="built-in dataset folder")
     parser.add_argument("--config", default="tiny", choices=sorted(config.CONFIGS))
     parser.add_argument(
-        "--seed", type=int, default=0, help="dataset, data layer and solver " "seed (default 0)"
+        "--seed", type=int, default=0, help="dataset, data layer and solver seed (default 0)"
     )
     parser.add_argument(
         "--force", action="store_true", help="remove the run folder first (retrain, re-infer)"
@@ -117,7 +117,8 @@ def main(argv=None):
     run = experiment.prepare(args.run, cfg.with_data(source=source, target=target), args.seed)
     training = {stage: experiment.train(run, stage, progress=log) for stage in solvers.STAGES}
     val = evaluation.voc_eval_set(voc_root, target)
-    metrics = evaluate_run(run, val, training)
+    labels = {s: evaluation.image_labels(run, val, s) for s in evaluation.LABEL_SOURCES}
+    metrics = evaluate_run(run, val, training, labels)
     metrics["data"] = {
         "val_images": len(val.ids),
         "source": source,
@@ -126,7 +127,7 @@ def main(argv=None):
     }
     metrics["joint_seeds"] = joint_seeds(run, args.joint_seeds, metrics["results"], val)
     metrics["wall_seconds"] = round(time.time() - start, 1)
-    write_outputs(run, val, metrics)
+    write_outputs(run, val, metrics, labels["gt"])
     log(
         "wrote %s and %s (%.0f s)"
         % (
@@ -138,12 +139,12 @@ def main(argv=None):
     return 0
 
 
-def evaluate_run(run, val, training):
-    """Segment and score the EvalSet with both label sources and every method; the metrics
-    of the report (transfernet.reports.report_markdown) but its "data"."""
+def evaluate_run(run, val, training, labels):
+    """Segment and score the EvalSet with both label sources ({source: {id: labels}}) and
+    every method; the metrics of the report (transfernet.reports.report_markdown) but its
+    "data"."""
     folders = evaluation.infer(run, val, progress=log)
     results = {key: evaluation.evaluate(folder, val) for key, folder in folders.items()}
-    labels = {s: evaluation.image_labels(run, val, s) for s in evaluation.LABEL_SOURCES}
     return {
         "config": experiment.describe(run.cfg, run.seed),
         "training": training,
@@ -158,11 +159,10 @@ def evaluate_run(run, val, training):
     }
 
 
-def write_outputs(run, val, metrics):
-    """RUN/metrics.json, the example figures and RUN/report.md; logs the main rows."""
-    figures = write_figures(
-        run, val.ids[:FIGURES], val.image_dir, evaluation.image_labels(run, val, "gt"), val.classes
-    )
+def write_outputs(run, val, metrics, gt_labels):
+    """RUN/metrics.json, the example figures (with the ground-truth labels) and RUN/report.md;
+    logs the main rows."""
+    figures = write_figures(run, val.ids[:FIGURES], val.image_dir, gt_labels, val.classes)
     reports.write_metrics(os.path.join(run.dir, "metrics.json"), metrics)
     plots = [os.path.relpath(experiment.log_file(run, s, ".png"), run.dir) for s in solvers.STAGES]
     reports.write_report(
