@@ -27,7 +27,7 @@ from transfernet import classes, fileio, records
 
 DEFAULT_ANNOTATIONS = "annotations/instances_train2014.json"
 DEFAULT_IMAGES = "train2014"
-DOWNLOAD = "https://cocodataset.org/#download (2014 Train images, " "2014 Train/Val annotations)"
+DOWNLOAD = "https://cocodataset.org/#download (2014 Train images, 2014 Train/Val annotations)"
 MIN_POLYGON_COORDS = 6  # three (x, y) points
 
 PASCAL_CATEGORY = "pascal_category"

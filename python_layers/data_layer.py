@@ -107,7 +107,7 @@ def _check_dataset(role, path, num_classes, need_masks):
     masks = os.path.join(path, "masks")
     if need_masks and not os.path.isdir(masks):
         raise _fail(
-            "source dataset %s has no masks/ LMDB (a target dataset was given as " "source?)" % path
+            "source dataset %s has no masks/ LMDB (a target dataset was given as source?)" % path
         )
     for sub in ("images", "masks") if need_masks else ("images",):
         env = lmdb.open(os.path.join(path, sub), readonly=True, lock=False)

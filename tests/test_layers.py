@@ -533,5 +533,5 @@ def test_unpool_rejects_switch_outside_ref_plane():
             {"x": np.ones((1, 1, 2, 2)), "mask": mask, "ref": np.zeros((1, 1, 4, 4))},
         )
     assert str(info.value) == (
-        "Unpool: mask values must lie in [0, 16) for ref's H x W " "(4, 4), got [0, 16]"
+        "Unpool: mask values must lie in [0, 16) for ref's H x W (4, 4), got [0, 16]"
     )

@@ -179,7 +179,7 @@ def test_summary_report_and_json(tmp_path):
     text = performance.format_report(results)
     lines = text.splitlines()
     assert lines[0] == (
-        "machine: 2 cores, AMD EPYC; loadavg start [1.0, 1.0, 1.0], " "end [2.0, 1.5, 1.0]"
+        "machine: 2 cores, AMD EPYC; loadavg start [1.0, 1.0, 1.0], end [2.0, 1.5, 1.0]"
     )
     row = {}
     for line in lines:

@@ -141,9 +141,7 @@ def test_run_parallel_reraises_a_failed_run_and_records_nothing(tmp_path):
     sources = {spec.name: cfg.data.source for spec in specs}
     jobs = [(spec, base, out, cfg, sources, {}) for spec in specs[1:4]]
     recorded = []
-    with pytest.raises(
-        RuntimeError, match="stage classifier of the shared run .* is not " "finished"
-    ):
+    with pytest.raises(RuntimeError, match="stage classifier of the shared run .* is not finished"):
         repro_mini.run_parallel(jobs, 2, recorded.append)
     assert recorded == []
     assert repro.pending(out, specs) == specs

@@ -227,7 +227,7 @@ def test_cli_checks_out_before_the_figure(
         ),
         (
             a_file / "fig.png",
-            "folder of the --out file %s exists and is a " "file, not a folder" % a_file,
+            "folder of the --out file %s exists and is a file, not a folder" % a_file,
         ),
     ]:
         argv = [

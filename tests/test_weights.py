@@ -250,7 +250,7 @@ def test_check_solver_says_what_comes_from_the_file_and_from_fillers(
         ),
         (
             str(tmp_path / "joint_iter_5.caffemodel"),
-            "it is the final snapshot of the " "previous stage: train that stage",
+            "it is the final snapshot of the previous stage: train that stage",
         ),
         (bad_weights["truncated"], "does not parse as a Caffe NetParameter"),
         (
@@ -290,5 +290,5 @@ def test_check_solver_refuses_a_file_that_initialises_no_layer(builtin_lmdbs, tm
     other = caffe_pb2.NetParameter()
     other.layer.add(name="fc_elsewhere").blobs.add(data=[1, 2]).shape.dim.append(2)
     path = write_param(tmp_path / "other.caffemodel", other)
-    with pytest.raises(WeightsError, match="initialises no layer of .*its layers: " "fc_elsewhere"):
+    with pytest.raises(WeightsError, match="initialises no layer of .*its layers: fc_elsewhere"):
         check_solver(write_solver(tmp_path, cfg, "classifier", path))

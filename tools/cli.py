@@ -17,7 +17,7 @@ def add_model_arguments(parser):
     parser.add_argument("--weights", help="joint-stage caffemodel (default: final snapshot)")
     parser.add_argument("--classifier-model", help="classifier_deploy prototxt")
     parser.add_argument(
-        "--classifier-weights", help="stage-0 caffemodel (default: final " "classifier snapshot)"
+        "--classifier-weights", help="stage-0 caffemodel (default: final classifier snapshot)"
     )
     parser.add_argument(
         "--classes",

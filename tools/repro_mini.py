@@ -212,7 +212,7 @@ def parse_args(argv):
         "--seed",
         type=int,
         default=0,
-        help="dataset, subset, data layer and " "solver seed (default 0)",
+        help="dataset, subset, data layer and solver seed (default 0)",
     )
     parser.add_argument("--workers", type=int, default=2, help="dataset build processes")
     parser.add_argument(

@@ -25,10 +25,10 @@ def main(argv=None):
         help="config of the classifier (default paper)",
     )
     parser.add_argument(
-        "--weights", help="stage-0 caffemodel (default: the config's final " "classifier snapshot)"
+        "--weights", help="stage-0 caffemodel (default: the config's final classifier snapshot)"
     )
     parser.add_argument(
-        "--out", help="output caffemodel (default: beside --weights, " "<name>_fcn.caffemodel)"
+        "--out", help="output caffemodel (default: beside --weights, <name>_fcn.caffemodel)"
     )
     args = parser.parse_args(argv)
     cfg = config.CONFIGS[args.config]

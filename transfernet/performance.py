@@ -679,7 +679,7 @@ def format_report(bench):
     joint = bench["joint"]
     lines += [
         "",
-        "joint net (paper size, batch 1), per-layer ms: Python layers and the 12 " "slowest",
+        "joint net (paper size, batch 1), per-layer ms: Python layers and the 12 slowest",
         "%-28s %-14s %10s %10s %7s" % ("layer", "type", "forward", "backward", "share"),
     ]
     total = joint["forward_s"] + joint["backward_s"]
@@ -719,7 +719,7 @@ def format_report(bench):
     ]
     batches = sorted(joint["python_layer_bytes"], key=lambda b: int(b.split("_")[1]))
     lines += bytes_table(
-        "Python layer host<->device MB per iteration (forward + backward), " "joint net",
+        "Python layer host<->device MB per iteration (forward + backward), joint net",
         {b: joint["python_layer_bytes"][b] for b in batches},
     )
     lines += bytes_table(

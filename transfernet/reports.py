@@ -107,7 +107,7 @@ def report_markdown(metrics, title, plots=(), figures=()):
     if figures:
         lines += [
             "",
-            "## Examples (image, attention alpha, densified attention s, " "segmentation)",
+            "## Examples (image, attention alpha, densified attention s, segmentation)",
             "",
         ]
         lines += [_image_line(p) for p in figures]

@@ -46,7 +46,7 @@ def load_class_table(path):
         data = data["classes"]
     if not isinstance(data, dict) or not data:
         raise EvalError(
-            "%s: expected a JSON object {id: name} or a meta.json with a " "'classes' object" % path
+            "%s: expected a JSON object {id: name} or a meta.json with a 'classes' object" % path
         )
     table = {}
     for key, name in data.items():
@@ -196,7 +196,7 @@ def evaluate(pred_dir, gt_dir, ids, class_table=None, workers=2):
     mismatched = sorted(m for _, part in parts for m in part)
     if mismatched:
         raise EvalError(
-            _listing("predictions whose size differs from the ground truth " "(WxH)", mismatched)
+            _listing("predictions whose size differs from the ground truth (WxH)", mismatched)
         )
     counts = sum(c for c, _ in parts)
     result = scores(confusion_from_pairs(counts, list(class_table)), class_table)
