@@ -23,7 +23,7 @@ VOC_ROOT := data/builtin/VOCdevkit/VOC2012
 SBD_ROOT :=
 SOURCE_DB ?= data/builtin/lmdb/source
 TARGET_DB ?= data/builtin/lmdb/target
-RECORD_SIZE := 104
+RECORD_SIZE := 138
 CONFIG ?= tiny
 else ifeq ($(DATASET),paper)
 COCO_ROOT ?= data/coco
@@ -46,6 +46,10 @@ PRED ?= runs/$(CONFIG)/pred
 EVAL_OUT ?= $(PRED)/eval.json
 CLASSES ?= voc
 INFER_ARGS ?=
+# The authors' released caffemodels (docs/authors-models.md) and where their imports and
+# Table 1 go.
+AUTHORS_DIR ?= data/authors
+AUTHORS_OUT ?= runs/authors
 # The linter and formatter (ruff.toml), installed from PyPI into the cache on first use.
 RUFF_VERSION := 0.8.4
 RUFF_DIR := $(or $(TRANSFERNET_CACHE),$(HOME)/.cache/transfernet)/ruff-$(RUFF_VERSION)
@@ -63,7 +67,7 @@ runtime = TRANSFERNET_MOUNTS=$(call q,$(subst $(eval) ,:,$(strip $(TRANSFERNET_M
 # $(call exists,VARIABLE ...): stop, naming the variable, if the input path it holds is missing.
 exists = $(foreach v,$1,$(if $(wildcard $($v)),,$(error $@: $v=$($v) does not exist)))
 
-.PHONY: help env run test test-runtime lint models check-models data data-source data-target builtin infer eval gpu-check bench demo repro-mini
+.PHONY: help env run test test-runtime lint models check-models data data-source data-target builtin infer eval gpu-check bench demo repro-mini authors-import authors-table
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -131,3 +135,12 @@ demo:  ## the method end to end on the built-in dataset (tiny nets, real caffe t
 
 repro-mini:  ## Table 1 + Figure 4 in miniature on the built-in dataset (JOBS runs at once, resumable); runs/repro-mini/
 	@mkdir -p runs/repro-mini && $(RUN) 'python3 tools/repro_mini.py --out runs/repro-mini --data data/builtin-mini --seed $(SEED) --workers $(WORKERS) --jobs $(JOBS)'
+
+authors-import:  ## import the authors' released caffemodels in AUTHORS_DIR into AUTHORS_OUT/imported (docs/authors-models.md)
+	@$(call exists,AUTHORS_DIR)$(call runtime,$(AUTHORS_DIR) $(AUTHORS_OUT),python3 tools/import_authors.py \
+	  $(sort $(wildcard $(AUTHORS_DIR)/*.caffemodel)) --out-dir $(AUTHORS_OUT)/imported --config $(CONFIG))
+
+authors-table: $(if $(filter builtin,$(DATASET)),builtin)  ## Table 1 from the released models: import, segment VOC_ROOT val with their protocol (predicted and GT labels), score; resumable
+	@$(call exists,VOC_ROOT AUTHORS_DIR)$(call runtime,$(VOC_ROOT) $(AUTHORS_DIR) $(AUTHORS_OUT), \
+	  python3 tools/authors_table.py --voc-root $(VOC_ROOT) --authors-dir $(AUTHORS_DIR) \
+	  --out $(AUTHORS_OUT) --config $(CONFIG)$(if $(filter command line,$(origin WORKERS)), --workers $(WORKERS)))

@@ -16,9 +16,9 @@ first, so smaller ones occlude larger ones (the COCO builder's overlap rule). De
 --seed.
 
   python3 -m data_prep.builtin --out data/builtin
-  python3 -m data_prep.coco --root data/builtin/coco --out data/builtin/lmdb/source --size 104
+  python3 -m data_prep.coco --root data/builtin/coco --out data/builtin/lmdb/source --size 138
   python3 -m data_prep.voc --voc-root data/builtin/VOCdevkit/VOC2012 \
-      --out data/builtin/lmdb/target --size 104
+      --out data/builtin/lmdb/target --size 138
 """
 
 import argparse
@@ -35,7 +35,7 @@ import scipy.io
 from pycocotools import mask as mask_utils
 
 from data_prep import common
-from transfernet import classes, fileio, records
+from transfernet import classes, fileio, interrupt, records
 from transfernet.atomic import write_text
 
 
@@ -384,7 +384,7 @@ def _generate(out, build, seed, source_images, target_train, target_val, sbd, wo
         jobs_voc += [
             (sbd_dir, seed, 1, voc_names.index(n), n, True) for n in voc_val[:3] + voc_train[:3]
         ]
-    with multiprocessing.Pool(workers) as pool:
+    with multiprocessing.Pool(workers, initializer=interrupt.ignore_in_worker) as pool:
         coco_out = pool.map(
             coco_image, [(coco, seed, i) for i in range(source_images)], chunksize=8
         )
@@ -464,26 +464,29 @@ def main(argv=None):
     p.add_argument("--sbd", type=int, default=0, help="extra SBD-style images (0: no SBD tree)")
     p.add_argument("--workers", type=int, default=2, help="worker processes")
     a = p.parse_args(argv)
-    common.exit_on_sigterm()
-    generated = ensure(
-        a.out,
-        a.workers,
-        seed=a.seed,
-        source_images=a.source_images,
-        target_train=a.target_train,
-        target_val=a.target_val,
-        sbd=a.sbd,
-    )
-    print(
-        "data_prep.builtin: %s %s (%s)"
-        % (
-            "wrote" if generated else "up to date:",
+
+    def build():
+        generated = ensure(
             a.out,
-            json.dumps(_recorded(a.out), sort_keys=True),
-        ),
-        file=sys.stderr,
-    )
+            a.workers,
+            seed=a.seed,
+            source_images=a.source_images,
+            target_train=a.target_train,
+            target_val=a.target_val,
+            sbd=a.sbd,
+        )
+        print(
+            "data_prep.builtin: %s %s (%s)"
+            % (
+                "wrote" if generated else "up to date:",
+                a.out,
+                json.dumps(_recorded(a.out), sort_keys=True),
+            ),
+            file=sys.stderr,
+        )
+
+    return common.run_build("data_prep.builtin", a.out, build)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

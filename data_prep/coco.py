@@ -14,7 +14,7 @@ The image's labels are the ids left in the label map after resizing.
 """
 
 import argparse
-import json
+import math
 import os
 import reprlib
 import sys
@@ -36,6 +36,13 @@ NOT_SAMPLED = "not_sampled_ratio"
 NO_OBJECT_PIXELS = "no_object_pixels_after_resize"
 MALFORMED_IMAGE = "malformed_image_entry"
 MALFORMED_ANNOTATION = "malformed_annotation"
+MALFORMED_SEGMENTATION = "malformed_segmentation"
+DUPLICATE_IMAGE_ID = "duplicate_image_id"
+DUPLICATE_FILE_NAME = "duplicate_file_name"
+ANNOTATION_WITHOUT_IMAGE = "annotation_without_image"
+# Polygon points farther than this many image sizes outside the image are not coordinates
+# (pycocotools rasterises the whole outline: memory grows with its length).
+MAX_OUTSIDE = 1.0
 
 # The fields the builder reads from an instances JSON and each of its entries, with their types.
 INSTANCES_FIELDS = {"images": list, "annotations": list, "categories": list}
@@ -45,33 +52,144 @@ CATEGORY_FIELDS = {"id": int, "name": str}
 
 
 def instance_mask(segmentation, height, width, what):
-    """Binary HxW mask of one annotation (polygons or RLE); Skip on a bad one."""
+    """Binary HxW mask of one annotation (polygons or RLE); Skip on a bad one (pycocotools
+    crashes or decodes uninitialised memory on some, so each is checked first)."""
     if isinstance(segmentation, list):
-        if not segmentation:
-            raise fileio.Skip(common.DEGENERATE_POLYGON, "%s: empty polygon list" % what)
-        for poly in segmentation:
-            if len(poly) < MIN_POLYGON_COORDS or len(poly) % 2:
-                raise fileio.Skip(
-                    common.DEGENERATE_POLYGON, "%s: polygon with %d coordinates" % (what, len(poly))
-                )
-        rles = mask_utils.frPyObjects(segmentation, height, width)
+        polygons = check_polygons(segmentation, height, width, what)
+        rles = mask_utils.frPyObjects(polygons, height, width)
         mask = mask_utils.decode(mask_utils.merge(rles))
         if not mask.any():
             raise fileio.Skip(common.DEGENERATE_POLYGON, "%s: polygon covers no pixel" % what)
         return mask.astype(bool)
-    if isinstance(segmentation, dict) and "counts" in segmentation and "size" in segmentation:
-        if list(segmentation["size"]) != [height, width]:
-            raise fileio.Skip(
-                common.SIZE_MISMATCH,
-                "%s: RLE size %s, image %dx%d" % (what, segmentation["size"], height, width),
-            )
-        rle = segmentation
+    if isinstance(segmentation, dict):
+        rle = check_rle(segmentation, height, width, what)
         if isinstance(rle["counts"], list):
             rle = mask_utils.frPyObjects(rle, height, width)
         return mask_utils.decode(rle).astype(bool)
-    raise fileio.Skip(
-        common.DEGENERATE_POLYGON, "%s: segmentation is neither polygons nor RLE" % what
-    )
+    raise fileio.Skip(MALFORMED_SEGMENTATION, "%s: segmentation is neither polygons nor RLE" % what)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_polygons(polygons, height, width, what):
+    """The polygons [[x, y, ...], ...] if each has at least three points of finite coordinates
+    within MAX_OUTSIDE image sizes of the image; Skip naming the problem otherwise."""
+    if not polygons:
+        raise fileio.Skip(common.DEGENERATE_POLYGON, "%s: empty polygon list" % what)
+    if all(_is_number(v) for v in polygons):
+        raise fileio.Skip(
+            MALFORMED_SEGMENTATION,
+            "%s: a flat polygon [x, y, ...]; COCO polygons are a list of lists "
+            "[[x, y, ...], ...]" % what,
+        )
+    low = (-MAX_OUTSIDE * width, -MAX_OUTSIDE * height)
+    high = ((1 + MAX_OUTSIDE) * width, (1 + MAX_OUTSIDE) * height)
+    for k, poly in enumerate(polygons):
+        if not isinstance(poly, list):
+            raise fileio.Skip(
+                MALFORMED_SEGMENTATION,
+                "%s: polygon %d is %s, not a list of coordinates" % (what, k, reprlib.repr(poly)),
+            )
+        bad = [v for v in poly if not (_is_number(v) and math.isfinite(v))]
+        if bad:
+            raise fileio.Skip(
+                MALFORMED_SEGMENTATION,
+                "%s: polygon %d has coordinate %s, not a finite number"
+                % (what, k, reprlib.repr(bad[0])),
+            )
+        if len(poly) < MIN_POLYGON_COORDS or len(poly) % 2:
+            raise fileio.Skip(
+                common.DEGENERATE_POLYGON, "%s: polygon with %d coordinates" % (what, len(poly))
+            )
+        for x, y in zip(poly[::2], poly[1::2]):
+            if not (low[0] <= x <= high[0] and low[1] <= y <= high[1]):
+                raise fileio.Skip(
+                    MALFORMED_SEGMENTATION,
+                    "%s: polygon %d has point (%g, %g), far outside the %dx%d image"
+                    % (what, k, x, y, width, height),
+                )
+    return polygons
+
+
+def rle_string_counts(counts):
+    """The run lengths of a compressed COCO RLE string (pycocotools' rleFrString), or None if
+    it is not one (a character outside '0'..'o', a value cut off at the end)."""
+    if isinstance(counts, bytes):
+        counts = counts.decode("latin-1")
+    values, x, k = [], 0, 0
+    for char in counts:
+        c = ord(char) - 48
+        if not 0 <= c < 64:
+            return None
+        x |= (c & 0x1F) << (5 * k)
+        k += 1
+        if c & 0x20:  # more 5-bit groups follow
+            continue
+        if c & 0x10:  # negative: sign-extend
+            x |= -1 << (5 * k)
+        if len(values) > 2:  # from the fourth on, a difference to the value two before
+            x += values[-2]
+        values.append(x)
+        x, k = 0, 0
+    return values if k == 0 else None
+
+
+def check_rle(rle, height, width, what):
+    """The RLE if its size is the image's and its run lengths (a list, or a compressed
+    string) are non-negative integers covering height x width pixels exactly; Skip naming the
+    problem otherwise."""
+    if "counts" not in rle or "size" not in rle:
+        raise fileio.Skip(
+            MALFORMED_SEGMENTATION,
+            "%s: RLE without %s"
+            % (what, " and ".join(repr(k) for k in ("counts", "size") if k not in rle)),
+        )
+    size = rle["size"]
+    if not (isinstance(size, list) and len(size) == 2 and all(_is_int(v) for v in size)):
+        raise fileio.Skip(
+            MALFORMED_SEGMENTATION,
+            "%s: RLE size %s is not [height, width]" % (what, reprlib.repr(size)),
+        )
+    if size != [height, width]:
+        raise fileio.Skip(
+            common.SIZE_MISMATCH, "%s: RLE size %s, image %dx%d" % (what, size, height, width)
+        )
+    counts = rle["counts"]
+    if isinstance(counts, (str, bytes)):
+        runs = rle_string_counts(counts)
+        if runs is None:
+            raise fileio.Skip(
+                MALFORMED_SEGMENTATION,
+                "%s: RLE counts %s is not a compressed COCO RLE string"
+                % (what, reprlib.repr(counts)),
+            )
+    elif isinstance(counts, list):
+        runs = counts
+        if not all(_is_int(v) for v in runs):
+            raise fileio.Skip(
+                MALFORMED_SEGMENTATION,
+                "%s: RLE counts %s are not all integers" % (what, reprlib.repr(counts)),
+            )
+    else:
+        raise fileio.Skip(
+            MALFORMED_SEGMENTATION,
+            "%s: RLE counts is %s, not a list or a string" % (what, reprlib.repr(counts)),
+        )
+    if any(v < 0 for v in runs):
+        raise fileio.Skip(MALFORMED_SEGMENTATION, "%s: RLE with a negative run length" % what)
+    if sum(runs) != height * width:
+        raise fileio.Skip(
+            MALFORMED_SEGMENTATION,
+            "%s: RLE run lengths sum to %d, not the %dx%d = %d pixels of the image"
+            % (what, sum(runs), height, width, height * width),
+        )
+    return rle
 
 
 def label_map(anns, height, width, what):
@@ -80,19 +198,15 @@ def label_map(anns, height, width, what):
     crowd = np.zeros((height, width), bool)
     instances = []
     for ann in anns:
-        cid = ann["category_id"]
-        if cid not in classes.COCO60_ID:
-            raise fileio.Skip(
-                common.UNKNOWN_CATEGORY,
-                "%s: annotation %s has category id %r" % (what, ann.get("id"), cid),
-            )
         mask = instance_mask(
             ann["segmentation"], height, width, "%s annotation %s" % (what, ann.get("id"))
         )
         if ann.get("iscrowd", 0):
             crowd |= mask
         else:
-            instances.append((-int(mask.sum()), ann["id"], mask, classes.COCO60_ID[cid]))
+            instances.append(
+                (-int(mask.sum()), ann["id"], mask, classes.COCO60_ID[ann["category_id"]])
+            )
     instances.sort(key=lambda inst: inst[:2])
     covered = np.zeros((height, width), bool)
     for _, _, mask, tid in instances:
@@ -140,11 +254,7 @@ def field_problem(entry, fields):
 def load_instances(path):
     """The instances JSON as a dict; ValueError naming the file if it does not parse, lacks
     its images / annotations / categories lists or has a malformed category."""
-    try:
-        with open(path, "rb") as f:
-            dataset = json.load(f)
-    except ValueError as e:  # json.JSONDecodeError, UnicodeDecodeError
-        raise ValueError("%s is not valid JSON: %s" % (path, e)) from None
+    dataset = fileio.read_json(path)
     problem = field_problem(dataset, INSTANCES_FIELDS)
     if problem:
         raise ValueError(
@@ -161,32 +271,82 @@ def load_instances(path):
 def index_instances(dataset):
     """({image id: image entry}, {image id: [annotation]}, skipped rows) of an instances JSON.
 
-    A malformed image entry or annotation is a (reason, item, detail) row; an image with a
-    malformed annotation is skipped whole (a bbox-only instance would be painted background).
+    Skipped, as (reason, item, detail) rows: malformed image entries and annotations; every
+    entry of an image id that several entries have, and of a file that several entries name
+    (whose annotations would be painted on which?); annotations of an image id no entry
+    has. An image with a malformed annotation, or one of a category the JSON's `categories`
+    do not list, is skipped whole (a bbox-only instance would be painted background; an
+    unlisted category would be missing from meta.json's class table).
     """
-    skipped, images = [], {}
+    skipped, entries, claimed = [], [], {}
     for i, info in enumerate(dataset["images"]):
+        if isinstance(info, dict) and _is_int(info.get("id")):
+            claimed.setdefault(info["id"], []).append(i)
         problem = field_problem(info, IMAGE_FIELDS)
         if problem:
             skipped.append((MALFORMED_IMAGE, "images[%d]" % i, "image entry %s" % problem))
         else:
+            entries.append((i, info))
+    files = {}
+    for i, info in entries:
+        files.setdefault(info["file_name"], []).append(i)
+    images = {}
+    for i, info in entries:
+        same_id, same_file = claimed[info["id"]], files[info["file_name"]]
+        if len(same_id) > 1:
+            skipped.append(
+                (
+                    DUPLICATE_IMAGE_ID,
+                    info["file_name"],
+                    "images%s have the same id %d" % (same_id, info["id"]),
+                )
+            )
+        elif len(same_file) > 1:
+            skipped.append(
+                (
+                    DUPLICATE_FILE_NAME,
+                    info["file_name"],
+                    "images%s (ids %s) name the same file"
+                    % (same_file, ", ".join(str(dataset["images"][k]["id"]) for k in same_file)),
+                )
+            )
+        else:
             images[info["id"]] = info
+    listed = {cat["id"] for cat in dataset["categories"]}
     anns, broken = {img_id: [] for img_id in images}, {}
     for i, ann in enumerate(dataset["annotations"]):
         problem = field_problem(ann, ANNOTATION_FIELDS)
-        if problem is None:
-            anns.setdefault(ann["image_id"], []).append(ann)
-            continue
-        detail = "annotations[%d] %s" % (i, problem)
         img_id = ann.get("image_id") if isinstance(ann, dict) else None
-        if isinstance(img_id, int) and img_id in images:
-            broken.setdefault(img_id, detail)
+        if problem is None and img_id not in claimed:
+            skipped.append(
+                (
+                    ANNOTATION_WITHOUT_IMAGE,
+                    "annotations[%d]" % i,
+                    "annotation %d: no image entry has its image_id %d" % (ann["id"], img_id),
+                )
+            )
+        elif problem is None and ann["category_id"] not in listed:
+            broken.setdefault(
+                img_id,
+                (
+                    common.UNKNOWN_CATEGORY,
+                    "annotations[%d] (id %d) has category id %d, which the JSON's categories "
+                    "do not list" % (i, ann["id"], ann["category_id"]),
+                ),
+            )
+        elif problem is None:
+            anns.setdefault(img_id, []).append(ann)
+        elif _is_int(img_id) and img_id in claimed:
+            broken.setdefault(img_id, (MALFORMED_ANNOTATION, "annotations[%d] %s" % (i, problem)))
         else:
-            skipped.append((MALFORMED_ANNOTATION, "annotations[%d]" % i, detail))
-    for img_id, detail in sorted(broken.items()):
-        skipped.append((MALFORMED_ANNOTATION, images.pop(img_id)["file_name"], detail))
-        del anns[img_id]
-    return images, anns, skipped
+            skipped.append(
+                (MALFORMED_ANNOTATION, "annotations[%d]" % i, "annotations[%d] %s" % (i, problem))
+            )
+    for img_id, (reason, detail) in sorted(broken.items()):
+        if img_id in images:
+            skipped.append((reason, images.pop(img_id)["file_name"], detail))
+            del anns[img_id]
+    return images, {img_id: anns[img_id] for img_id in images}, skipped
 
 
 def select_images(images, anns, ratio, seed):
@@ -278,12 +438,14 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0, help="seed of the --ratio subset")
     p.add_argument("--workers", type=int, default=2, help="worker processes")
     a = p.parse_args(argv)
-    common.exit_on_sigterm()
-    try:
-        build_source(a.root, a.out, a.annotations, a.images, a.size, a.ratio, a.seed, a.workers)
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit("data_prep.coco: %s" % e)
+    return common.run_build(
+        "data_prep.coco",
+        a.out,
+        lambda: build_source(
+            a.root, a.out, a.annotations, a.images, a.size, a.ratio, a.seed, a.workers
+        ),
+    )
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

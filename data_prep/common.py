@@ -1,5 +1,7 @@
-"""Shared pieces of the dataset builders: the parallel build loop, skip reports."""
+"""Shared pieces of the dataset builders: the parallel build loop, skip reports, the command
+line's errors and signals."""
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -9,10 +11,11 @@ import time
 import cv2
 from tqdm import tqdm
 
-from transfernet import records
+from transfernet import interrupt, records
 from transfernet.fileio import Skip
 
 CHUNKSIZE = 8
+REBUILD = "run the same command again to build it"
 
 # Reasons an input is skipped as bad (listed in report.tsv), besides fileio's image reasons.
 UNREADABLE_MASK = "unreadable_mask"
@@ -42,10 +45,14 @@ def _imap(fn, tasks, workers):
         for task in tasks:
             yield fn(task)
         return
-    # One OpenCV thread per worker: the workers already use every core.
-    with multiprocessing.Pool(workers, initializer=cv2.setNumThreads, initargs=(1,)) as pool:
+    with multiprocessing.Pool(workers, initializer=_init_worker) as pool:
         for result in pool.imap(fn, tasks, chunksize=CHUNKSIZE):
             yield result
+
+
+def _init_worker():
+    interrupt.ignore_in_worker()
+    cv2.setNumThreads(1)  # one OpenCV thread per worker: the workers already use every core
 
 
 def _guarded(fn_task):
@@ -77,23 +84,25 @@ def build(
     start = time.time()
 
     def produce():
-        results = _imap(_guarded, [(fn, t) for _, t in tasks], workers)
-        bar = tqdm(
-            zip(tasks, results),
-            total=len(tasks),
-            desc=desc,
-            file=sys.stderr,
-            unit="img",
-            dynamic_ncols=True,
-        )
-        for (name, _), result in bar:
-            if result[0] == "skip":
-                dropped[result[1]] = dropped.get(result[1], 0) + 1
-                report.append((result[1], name, result[2]))
-                continue
-            for c in result[3]:
-                class_counts[str(c)] = class_counts.get(str(c), 0) + 1
-            yield result[1], result[2]
+        # Closed when done: zip stops at the last task, leaving _imap (and its pool) open.
+        with contextlib.closing(_imap(_guarded, [(fn, t) for _, t in tasks], workers)) as results:
+            bar = tqdm(
+                zip(tasks, results),
+                total=len(tasks),
+                desc=desc,
+                file=sys.stderr,
+                unit="img",
+                dynamic_ncols=True,
+            )
+            with bar:
+                for (name, _), result in bar:
+                    if result[0] == "skip":
+                        dropped[result[1]] = dropped.get(result[1], 0) + 1
+                        report.append((result[1], name, result[2]))
+                        continue
+                    for c in result[3]:
+                        class_counts[str(c)] = class_counts.get(str(c), 0) + 1
+                    yield result[1], result[2]
         meta["class_counts"] = dict(sorted(class_counts.items(), key=lambda kv: int(kv[0])))
 
     try:
@@ -131,6 +140,27 @@ def _print_summary(out_dir, count, seconds, dropped, report, written):
     if report and written:
         print("  skipped inputs listed in %s" % os.path.join(out_dir, "report.tsv"))
     sys.stdout.flush()  # before an error on stderr
+
+
+def run_build(tool, out, build):
+    """A builder's command line around build(): its exit status. An error (a missing file, a
+    bad input, nothing to write) is one line `<tool>: <message>` and status 1; Ctrl-C
+    (interrupt.run's line, status 130) and SIGTERM (status 143) keep nothing of the build."""
+
+    def main():
+        exit_on_sigterm()
+        try:
+            build()
+        except KeyboardInterrupt:
+            raise interrupt.Interrupted(
+                "%s not built (nothing of this build is kept)" % out
+            ) from None
+        except (OSError, ValueError) as e:
+            print("%s: %s" % (tool, e), file=sys.stderr)
+            return 1
+        return 0
+
+    return interrupt.run(main, tool, REBUILD)
 
 
 def exit_on_sigterm():

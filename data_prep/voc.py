@@ -168,12 +168,12 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=records.DEFAULT_SIZE, help="warp size")
     p.add_argument("--workers", type=int, default=2, help="worker processes")
     a = p.parse_args(argv)
-    common.exit_on_sigterm()
-    try:
-        build_target(a.voc_root, a.out, a.sbd_root or None, a.size, a.workers)
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit("data_prep.voc: %s" % e)
+    return common.run_build(
+        "data_prep.voc",
+        a.out,
+        lambda: build_target(a.voc_root, a.out, a.sbd_root or None, a.size, a.workers),
+    )
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -36,12 +36,10 @@ pycaffe never frees a Python layer, so call `layer.close()` to stop them before 
 ends if needed (they are stopped at interpreter exit anyway).
 """
 
-import ctypes
 import json
 import multiprocessing
 import os
 import queue
-import signal
 import tempfile
 import time
 import traceback
@@ -53,7 +51,7 @@ import lmdb
 import numpy as np
 from layer_params import REQUIRED, parse_params, report_errors
 
-from transfernet import records
+from transfernet import interrupt, records
 from transfernet.classes import IGNORE
 from transfernet.fileio import MEAN_BGR
 
@@ -271,20 +269,11 @@ def fill_batch(reader, cfg, k, out):
         seg[masks == IGNORE] = IGNORE
 
 
-def _die_with_parent(parent_pid):
-    """Ask the kernel to kill this process when its parent dies (Linux prctl)."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-    if os.getppid() != parent_pid:
-        os._exit(0)
-
-
 def _worker(cfg, w, workers, slots, free, ready, stop, parent_pid):
     """Process w: fill the layer's batches w, w+W, ... into free slots, announce them on
     `ready`."""
-    _die_with_parent(parent_pid)
+    interrupt.die_with_parent(parent_pid)
+    interrupt.ignore_in_worker()  # Ctrl-C stops the net's process, which ends this one
     cv2.setNumThreads(1)
     try:
         reader = Reader(cfg)

@@ -59,6 +59,21 @@ check "make infer PRED=<new folder>" 0 "2 images: 2 segmented.*outputs in $tmp/o
   INFER_ARGS="--weights '$tmp/in/w/seg.caffemodel' \
               --classifier-weights '$tmp/in/w/cls.caffemodel'"
 on_host "  ... the label PNGs are on the host" "$tmp/out/pred/$(head -1 "$tmp/in/two.txt").png"
+# make authors-table end to end: a tiny release in the authors' format, two built-in val images
+voc=data/builtin/VOCdevkit/VOC2012
+mkdir -p "$tmp/in/voc/ImageSets/Segmentation" "$tmp/in/authors"
+cp "$tmp/in/two.txt" "$tmp/in/voc/ImageSets/Segmentation/val.txt"
+ln -s "$PWD/$voc/JPEGImages" "$PWD/$voc/SegmentationClass" "$tmp/in/voc/"
+env TRANSFERNET_MOUNTS="$tmp/in/authors" runtime/run.sh \
+  "cd tests && python3 -c 'import numpy, authors_files as a; from transfernet.config import TINY
+a.write_release(\"$tmp/in/authors\", TINY.architecture, a.make_blobs(TINY.architecture, numpy.random.default_rng(0)))'"
+check "make authors-table AUTHORS_OUT=<new folder>" 0 "wrote $tmp/out/authors/table.md" \
+  make -s authors-table CONFIG=tiny VOC_ROOT="$tmp/in/voc" AUTHORS_DIR="$tmp/in/authors" \
+  AUTHORS_OUT="$tmp/out/authors" WORKERS=1
+on_host "  ... the imported model and both label maps are on the host" \
+  "$tmp/out/authors/transfernet_gt/$(head -1 "$tmp/in/two.txt").png"
+check "make authors-table AUTHORS_DIR=<missing>" 2 "authors-table: AUTHORS_DIR=$tmp/none does not exist" \
+  make -s authors-table DATASET=builtin AUTHORS_DIR="$tmp/none"
 check "runtime/run.sh TRANSFERNET_MOUNTS=<new folder>" 0 "^written$" \
   env TRANSFERNET_MOUNTS="$tmp/out/x" runtime/run.sh \
   "mkdir -p $tmp/out/x && touch $tmp/out/x/f && echo written"

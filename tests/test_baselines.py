@@ -34,7 +34,11 @@ def committed_deploy(baseline):
     return net_from_prototxt(committed(config.TINY.layout.model(baseline + "_deploy")))
 
 
-def random_image(seed, side=96):
+TINY_CROP = config.TINY.architecture.crop
+TINY_SIDE = TINY_CROP // 16  # conv5_3
+
+
+def random_image(seed, side=TINY_CROP):
     return np.random.RandomState(seed).randn(1, 3, side, side).astype(np.float32) * 50
 
 
@@ -47,12 +51,12 @@ def test_generated_files_and_comments():
             text = committed(cfg.layout.model(net))
             assert text == baselines.prototxt(cfg, net)
             comments = "".join(line for line in text.splitlines(True) if line.startswith("#"))
-            stale = ("320", "20x20", "512x") if cfg is config.TINY else ("96x96", "6x6")
+            stale = ("320", "20x20", "512x") if cfg is config.TINY else ("128x128", "8x8")
             for value in stale:
                 assert value not in comments, (cfg.name, net, value)
     assert "class score maps 80x4x4" in committed("models/paper/baselinenet_train.prototxt")
     assert "class score maps 80x2x2" in committed("models/tiny/baselinenet_train.prototxt")
-    assert "conv5_3 (64x6x6)" in committed("models/tiny/decouplednet_deploy.prototxt")
+    assert "conv5_3 (64x8x8)" in committed("models/tiny/decouplednet_deploy.prototxt")
     with pytest.raises(ValueError, match="unknown baseline net 'baselinenet_test'"):
         baselines.build(config.TINY, "baselinenet_test")
     with pytest.raises(ValueError, match="unknown baseline 'fcn'"):
@@ -235,9 +239,9 @@ def test_training_step_reaches_every_learned_layer(baseline):
     caffe.set_random_seed(0)
     net = build_net(config.TINY, baseline + "_train", caffe.TRAIN, batch=2)
     rng = np.random.RandomState(0)
-    net.blobs["data"].data[...] = rng.randn(2, 3, 96, 96) * 50
+    net.blobs["data"].data[...] = rng.randn(2, 3, TINY_CROP, TINY_CROP) * 50
     net.blobs["label"].data[...] = one_hot([3, 60])
-    net.blobs["seg_label"].data[...] = rng.choice([0, 1, 255], size=(2, 1, 96, 96))
+    net.blobs["seg_label"].data[...] = rng.choice([0, 1, 255], size=(2, 1, TINY_CROP, TINY_CROP))
     out = net.forward()
     if baseline == "decouplednet":  # small initial scores (0.01 Gaussians): about chance
         assert out["cls_loss"] == pytest.approx(math.log(80), rel=0.1)
@@ -279,7 +283,7 @@ def test_surgery_copies_the_classifier_and_gives_its_scores(tmp_path):
     assert run.returncode == 0, run.stderr
     out = str(tmp_path / "classifier_fcn.caffemodel")
     assert run.stdout.splitlines() == [
-        "fc6: (512, 256) -> (512, 64, 2, 2)",
+        "fc6: (512, 576) -> (512, 64, 3, 3)",
         "fc7: (512, 512) -> (512, 512, 1, 1)",
         "fc8_transfer: (80, 512) -> (80, 512, 1, 1)",
         "wrote %s" % out,
@@ -324,13 +328,13 @@ def test_surgery_refuses_weights_of_another_net_or_crop(tmp_path):
         surgery.write_fcn_weights(config.TINY, str(tmp_path / "seg.caffemodel"))
     _, path = saved_classifier(
         tmp_path,
-        config.TINY._replace(architecture=config.TINY.architecture._replace(classifier_crop=96)),
+        config.TINY._replace(architecture=config.TINY.architecture._replace(classifier_crop=64)),
         seed=62,
     )
     with pytest.raises(
         WeightsError,
-        match=r"layer fc6 has weight shape \(512, 576\), 294912 "
-        r"values; its convolution form \(512, 64, 2, 2\)",
+        match=r"layer fc6 has weight shape \(512, 256\), 131072 "
+        r"values; its convolution form \(512, 64, 3, 3\)",
     ):
         surgery.write_fcn_weights(config.TINY, path)
     assert not os.path.exists(surgery.fcn_path(path))
@@ -363,7 +367,8 @@ def test_deploy_batched_equals_per_label(baseline):
     randomize(net, seed=1)
     image, labels = random_image(2), one_hot([5, 17, 42])
     batched, single = deploy_batched_and_per_label(net, image, labels, ("seg_prob", "s"))
-    assert batched["seg_prob"].shape == (3, 2, 96, 96) and batched["s"].shape == (3, 1, 6, 6)
+    assert batched["seg_prob"].shape == (3, 2, TINY_CROP, TINY_CROP)
+    assert batched["s"].shape == (3, 1, TINY_SIDE, TINY_SIDE)
     np.testing.assert_allclose(batched["seg_prob"].sum(axis=1), 1, rtol=1e-5)
     assert np.abs(batched["s"][0] - batched["s"][1]).max() > 1e-3
     assert np.abs(batched["seg_prob"][0] - batched["seg_prob"][2]).max() > 1e-3
@@ -439,7 +444,7 @@ def test_tools_infer_runs_the_baseline_deploy_net(baseline, trained_weights, tmp
     saved = inference.load_prob(str(tmp_path / "out" / "prob" / "img.npz"))
     net = inference.load_net(os.path.join(ROOT, model), trained_weights[baseline])
     seg = inference.segment(net, image, [3, 8])
-    assert seg.alpha is None and seg.s.shape == (2, 6, 6)
+    assert seg.alpha is None and seg.s.shape == (2, TINY_SIDE, TINY_SIDE)
     assert saved["fg"].shape == (2, 70, 90)
     np.testing.assert_allclose(saved["fg"], seg.fg, atol=1e-5)
 

@@ -149,3 +149,28 @@ def test_cli_rejects_log_without_solver_lines(tmp_path):
         [sys.executable, "tools/parse_log.py", str(log)], capture_output=True, text=True
     )
     assert run.returncode == 1 and "no Caffe solver lines" in run.stderr
+
+
+def test_cli_unreadable_log_or_output_is_one_error(tmp_path):
+    log = tmp_path / "train.log"
+    log.write_text(
+        "I0101 00:00:00.0 1 solver.cpp:218] Iteration 0 (0 iter/s, 0s/1 iters), loss = 1\n"
+    )
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    for args, message in [
+        (
+            [str(tmp_path / "none.log")],
+            "cannot read %s: No such file or directory" % (tmp_path / "none.log"),
+        ),
+        ([str(tmp_path)], "cannot read %s: Is a directory" % tmp_path),
+        (
+            [str(log), "--csv", str(a_file / "x.csv")],
+            "folder of the --csv file %s exists and is a file, not a folder" % a_file,
+        ),
+    ]:
+        run = subprocess.run(
+            [sys.executable, "tools/parse_log.py"] + args, capture_output=True, text=True
+        )
+        assert run.returncode == 1 and run.stdout == ""
+        assert run.stderr == "parse_log.py: error: %s\n" % message

@@ -14,8 +14,8 @@ OTHER_DATA = config.Data(
     source="data/other/lmdb/source",
     target="data/other/lmdb/target",
     source_fraction=0.25,
-    resize=112,
-    classifier_resize=80,
+    resize=144,
+    classifier_resize=104,
 )
 # What config.json has always held: the reports and resume read these keys.
 CONFIG_KEYS = [
@@ -26,6 +26,7 @@ CONFIG_KEYS = [
     "display",
     "feature_scale",
     "input_scale",
+    "kernels",
     "name",
     "num_classes",
     "resize",
@@ -113,15 +114,12 @@ def test_a_new_schedule_is_one_schedule_value():
     assert str(nets.build(cfg, "seg_deploy")) == str(nets.build(config.TINY, "seg_deploy"))
 
 
-def test_mini_composes_the_tiny_parts_at_112_px():
+def test_mini_is_the_tiny_recipe_on_the_larger_dataset():
     mini, tiny = repro.MINI, config.TINY
-    assert mini.architecture == tiny.architecture._replace(crop=112, classifier_crop=80)
-    assert (mini.data.resize, mini.data.classifier_resize) == (120, 86)
-    assert mini.data.source_fraction == tiny.data.source_fraction
-    assert mini.schedule.stages["attention"].max_iter == 400
-    assert {k: v for k, v in mini.schedule.stages.items() if k != "attention"} == {
-        k: v for k, v in tiny.schedule.stages.items() if k != "attention"
-    }
+    assert mini.architecture == tiny.architecture
+    assert mini.data == tiny.data._replace(source=mini.data.source, target=mini.data.target)
+    assert mini.data.source.startswith("data/builtin-mini/")
+    assert mini.schedule.stages == tiny.schedule.stages
     assert mini.layout.model("seg_deploy") == "models/mini/seg_deploy.prototxt"
 
 
@@ -198,5 +196,5 @@ def test_config_json_keeps_its_flat_keys():
         described["solver_dir"],
         described["snapshot"],
         described["seed"],
-    ) == (112, 120, "solvers/mini", 800, 3)
-    assert described["stages"]["attention"]["max_iter"] == 400
+    ) == (128, 138, "solvers/mini", 800, 3)
+    assert described["stages"]["attention"]["max_iter"] == 3000

@@ -1,6 +1,7 @@
 """Dataset builders on the built-in dataset (real COCO JSON / VOC / SBD formats, real LMDB)."""
 
 import json
+import multiprocessing
 import os
 import re
 import shutil
@@ -14,7 +15,9 @@ import lmdb
 import numpy as np
 import pytest
 import scipy.io
+from ctrl_c import interrupt_when
 from PIL import Image
+from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from data_prep import builtin, coco, voc
@@ -237,6 +240,47 @@ def test_target_train_aug_with_sbd(raw, tmp_path):
         assert ids == expected and expected and image.shape == (SIZE, SIZE, 3)
 
 
+def test_target_lists_with_byte_order_marks_keep_val_out_of_train_aug(raw, tmp_path):
+    root = str(tmp_path / "VOC2012")
+    shutil.copytree(os.path.join(raw, "VOCdevkit", "VOC2012"), root)
+    sbd_root = str(tmp_path / "sbd")
+    shutil.copytree(os.path.join(raw, "benchmark_RELEASE", "dataset"), sbd_root)
+    lists = [os.path.join(root, "ImageSets", "Segmentation", n) for n in ("train.txt", "val.txt")]
+    for path in lists + [os.path.join(sbd_root, n) for n in ("train.txt", "val.txt")]:
+        with open(path) as f:
+            text = f.read()
+        with open(path, "wb") as f:  # as a Windows editor saves them
+            f.write(("\ufeff" + text.replace("\n", "\r\n")).encode())
+    # The first val id is one of the three VOC val images SBD's train.txt holds.
+    assert fileio.read_list(lists[1])[0] in fileio.read_list(os.path.join(sbd_root, "train.txt"))
+    meta = voc.build_target(root, str(tmp_path / "target"), sbd_root=sbd_root, size=SIZE)
+    assert meta["params"]["removed_voc_val"] == 3 and meta["count"] == N_TRAIN + N_SBD
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("2012_000000\n".encode("utf-16"), "is UTF-16 text"),
+        ("2012_000000\n2012_00000\xe9\n".encode("latin-1"), "byte 0xe9 at line 2 is not UTF-8"),
+    ],
+)
+def test_target_list_that_is_not_utf8_is_one_error_naming_it(raw, tmp_path, content, message):
+    root = str(tmp_path / "VOC2012")
+    shutil.copytree(os.path.join(raw, "VOCdevkit", "VOC2012"), root)
+    path = os.path.join(root, "ImageSets", "Segmentation", "val.txt")
+    with open(path, "wb") as f:
+        f.write(content)
+    out = str(tmp_path / "target")
+    cli = subprocess.run(
+        [sys.executable, "-m", "data_prep.voc", "--voc-root", root, "--out", out],
+        capture_output=True,
+        text=True,
+    )
+    assert cli.returncode == 1 and "Traceback" not in cli.stderr
+    assert cli.stderr.startswith("data_prep.voc: %s" % path) and message in cli.stderr
+    assert not os.path.exists(out)
+
+
 def test_target_without_sbd_says_so(raw, tmp_path, capsys):
     meta = voc.build_target(
         os.path.join(raw, "VOCdevkit", "VOC2012"), str(tmp_path / "t"), size=SIZE
@@ -448,6 +492,133 @@ def test_coco_malformed_entries_and_empty_image_skipped_counted_reported(raw, gt
     assert "has no 'image_id'" in rows[("malformed_annotation", orphan_item)]
     assert "has no 'height'" in rows[("malformed_image_entry", image_item)]
     assert "empty file" in rows[("unreadable_image", name[kept[4]])]
+
+
+def _copy_coco(raw, tmp_path):
+    root = str(tmp_path / "coco")
+    shutil.copytree(os.path.join(raw, "coco"), root)
+    json_path = os.path.join(root, "annotations", "instances_train2014.json")
+    with open(json_path) as f:
+        return root, json_path, json.load(f)
+
+
+def test_coco_ids_that_do_not_fit_together_are_counted_skips(raw, gt, tmp_path):
+    root, json_path, data = _copy_coco(raw, tmp_path)
+    kept = _expected_source_ids(gt)
+    info = {im["id"]: im for im in data["images"]}
+    name = {i: info[i]["file_name"] for i in kept}
+    # A second entry with kept[0]'s id, one naming kept[1]'s file, an annotation of no
+    # image, an annotation of a COCO category (truck) the JSON's categories do not list.
+    data["images"].append(dict(info[kept[0]], file_name="COCO_other.jpg"))
+    data["images"].append(dict(info[kept[1]], id=10**6))
+    data["annotations"].append(dict(_kept_annotation(data, kept[2]), id=10**7, image_id=10**8))
+    _kept_annotation(data, kept[3])["category_id"] = 8
+    with open(json_path, "w") as f:
+        json.dump(data, f)
+    out = str(tmp_path / "source")
+    meta = coco.build_source(root, out, size=SIZE, workers=2)
+    assert meta["count"] == len(kept) - 3
+    rows = _report(out)
+    assert sorted((r, item) for r, item, _ in rows) == sorted(
+        [
+            ("duplicate_image_id", name[kept[0]]),
+            ("duplicate_image_id", "COCO_other.jpg"),
+            ("duplicate_file_name", name[kept[1]]),
+            ("duplicate_file_name", name[kept[1]]),
+            ("annotation_without_image", "annotations[%d]" % (len(data["annotations"]) - 1)),
+            ("unknown_category_id", name[kept[3]]),
+        ]
+    )
+    details = {r: d for r, _, d in rows}
+    n = len(data["images"])
+    assert details["duplicate_image_id"] == "images[%d, %d] have the same id %d" % (
+        data["images"].index(info[kept[0]]),
+        n - 2,
+        kept[0],
+    )
+    assert "(ids %d, %d) name the same file" % (kept[1], 10**6) in details["duplicate_file_name"]
+    assert details["annotation_without_image"] == (
+        "annotation %d: no image entry has its image_id %d" % (10**7, 10**8)
+    )
+    assert (
+        "has category id 8, which the JSON's categories do not list"
+        in (details["unknown_category_id"])
+    )
+    assert (
+        meta["dropped"]["duplicate_image_id"] == 2 and meta["dropped"]["duplicate_file_name"] == 2
+    )
+    assert set(meta["class_counts"]) <= set(meta["classes"])  # every class kept is in the table
+    assert multiprocessing.active_children() == []  # the build's pool is closed
+
+
+def _bad_segmentations(h, w, polygon):
+    """(segmentation, message) pairs of an h x w image with a valid `polygon`."""
+    return [
+        (polygon, "a flat polygon [x, y, ...]; COCO polygons are a list of lists"),
+        ([[float("nan")] + polygon[1:]], "polygon 0 has coordinate nan, not a finite number"),
+        ([[1e30] + polygon[1:]], "polygon 0 has point (1e+30, "),
+        ([polygon, "x"], "polygon 1 is 'x', not a list of coordinates"),
+        (
+            {"counts": [h * w + 5], "size": [h, w]},  # pycocotools raises
+            "RLE run lengths sum to %d, not the %dx%d = %d" % (h * w + 5, h, w, h * w),
+        ),
+        (  # pycocotools decodes uninitialised memory
+            {"counts": [h * w - 5], "size": [h, w]},
+            "RLE run lengths sum to %d, not" % (h * w - 5),
+        ),
+        ({"counts": [3, -3, h * w], "size": [h, w]}, "RLE with a negative run length"),
+        ({"counts": "garbage!!", "size": [h, w]}, "RLE counts 'garbage!!' is not a compressed"),
+        ({"counts": "12", "size": [h, w]}, "RLE run lengths sum to 3, not"),
+        ({"counts": "0" + chr(48 + 0x20), "size": [h, w]}, "RLE counts '0P' is not a compressed"),
+        (
+            {"counts": "12", "size": "%dx%d" % (h, w)},
+            "RLE size '%dx%d' is not [height, width]" % (h, w),
+        ),
+        ({"size": [h, w]}, "RLE without 'counts'"),
+    ]
+
+
+def test_rle_string_counts_are_pycocotools_run_lengths():
+    rng = np.random.RandomState(0)
+    for shape in [(1, 1), (7, 5), (40, 33), (300, 200)]:
+        mask = np.asfortranarray((rng.rand(*shape) < rng.rand()).astype(np.uint8))
+        mask[: rng.randint(shape[0] + 1)] = 1  # long runs: values of several 5-bit groups
+        flat = mask.ravel(order="F")
+        edges = np.flatnonzero(np.diff(flat)) + 1
+        runs = np.diff(np.concatenate([[0], edges, [flat.size]])).tolist()
+        runs = ([0] if flat[0] else []) + runs  # COCO runs start with a background run
+        counts = mask_utils.encode(mask)["counts"]
+        assert coco.rle_string_counts(counts) == runs
+        assert coco.rle_string_counts(counts.decode()) == runs
+
+
+def test_coco_malformed_segmentations_are_counted_skips_naming_the_annotation(raw, gt, tmp_path):
+    root, json_path, data = _copy_coco(raw, tmp_path)
+    kept = _expected_source_ids(gt)
+    info = {im["id"]: im for im in data["images"]}
+    cases = len(_bad_segmentations(1, 1, []))
+    expected = {}
+    for k, i in enumerate(kept[1 : 1 + cases]):
+        ann = _kept_annotation(data, i)
+        h, w = info[i]["height"], info[i]["width"]
+        ann["segmentation"], message = _bad_segmentations(h, w, ann["segmentation"][0])[k]
+        expected[info[i]["file_name"]] = "annotation %d: %s" % (ann["id"], message)
+    # An outline as a compressed RLE (what iscrowd annotations hold) is kept.
+    ann = _kept_annotation(data, kept[0])
+    h, w = info[kept[0]]["height"], info[kept[0]]["width"]
+    mask = coco.instance_mask(ann["segmentation"], h, w, "test").astype(np.uint8)
+    rle = mask_utils.encode(np.asfortranarray(mask))
+    ann["segmentation"] = dict(rle, counts=rle["counts"].decode())
+    with open(json_path, "w") as f:
+        json.dump(data, f)  # NaN as JSON's NaN, which json.loads (and the COCO API) read
+    out = str(tmp_path / "source")
+    meta = coco.build_source(root, out, size=SIZE, workers=2)
+    assert meta["count"] == len(kept) - cases
+    assert meta["dropped"]["malformed_segmentation"] == cases
+    rows = {item: detail for r, item, detail in _report(out) if r == "malformed_segmentation"}
+    assert sorted(rows) == sorted(expected)
+    for item, message in expected.items():
+        assert message in rows[item], (rows[item], message)
 
 
 @pytest.mark.parametrize(
@@ -677,3 +848,30 @@ def test_sigterm_during_lmdb_build_removes_partial(raw, tmp_path):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 143
     assert os.listdir(str(tmp_path)) == []
+
+
+def test_ctrl_c_during_lmdb_build_keeps_the_previous_dataset(raw, tmp_path):
+    out = str(tmp_path / "source")
+    coco.build_source(os.path.join(raw, "coco"), out, size=32, ratio=0.2, workers=1)
+    before = _read_all(out, "images")
+    cmd = [sys.executable, "-m", "data_prep.coco", "--root", os.path.join(raw, "coco")]
+    status, stdout, stderr = interrupt_when(
+        cmd + ["--out", out, "--size", "330", "--workers", "2"],
+        lambda: os.path.exists(os.path.join(out + ".partial", "images")),
+    )
+    assert status == 130 and "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    assert stderr.splitlines()[-1] == (
+        "data_prep.coco: interrupted: %s not built (nothing of this build is kept); run the "
+        "same command again to build it" % out
+    )
+    assert sorted(os.listdir(str(tmp_path))) == ["source"] and _read_all(out, "images") == before
+
+
+def test_ctrl_c_during_builtin_generation_leaves_no_tree_half_made(tmp_path):
+    out = str(tmp_path / "b")
+    cmd = [sys.executable, "-m", "data_prep.builtin", "--out", out, "--source-images", "400"]
+    first = os.path.join(out, ".building", "coco", "train2014", "COCO_train2014_%012d.jpg" % 1)
+    status, _, stderr = interrupt_when(cmd + ["--workers", "2"], lambda: os.path.exists(first))
+    assert status == 130 and "Traceback" not in stderr
+    assert stderr.splitlines()[-1].startswith("data_prep.builtin: interrupted: %s not built" % out)
+    assert os.listdir(out) == []

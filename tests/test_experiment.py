@@ -4,7 +4,10 @@ transfernet.evaluation's label accuracy."""
 
 import json
 import os
+import subprocess
+import sys
 
+import lmdb
 import numpy as np
 import pytest
 
@@ -133,9 +136,16 @@ def test_train_stage_checks_datasets_weights_and_keeps_failed_log(tmp_path, tiny
         solver = f.read()
     with open(experiment.solver_file(run, "classifier"), "w") as f:
         f.write(solver.replace('type: "Adam"', 'type: "NoSuchSolver"'))
-    with pytest.raises(RuntimeError, match="NoSuchSolver"):
+    with pytest.raises(experiment.TrainingError) as err:
         experiment.train(run, "classifier", progress=lambda m: None)
-    assert os.path.isfile(experiment.log_file(run, "classifier", ".log.failed"))
+    failed = experiment.log_file(run, "classifier", ".log.failed")
+    first, *tail = str(err.value).splitlines()
+    assert first.startswith("caffe train of stage classifier failed (SIGABRT)")
+    assert first.endswith("; the end of its log %s:" % failed)
+    assert 0 < len(tail) <= experiment.TAIL_LINES and all(line.startswith("  ") for line in tail)
+    assert "NoSuchSolver" in tail[-1] and not [line for line in tail if "@ 0x" in line]
+    assert "Check failure stack trace" not in str(err.value)
+    assert os.path.isfile(failed)
     assert experiment.stage_done(run, "classifier") is None
 
 
@@ -262,3 +272,41 @@ def test_report_joint_seed_table():
 def test_label_accuracy():
     acc = evaluation.label_accuracy({"a": [1, 3], "b": [4]}, {"a": [1], "b": [4, 16]})
     assert acc == {"exact": 0.0, "precision": 2 / 3, "recall": 2 / 3, "images": 2}
+
+
+def test_demo_with_a_failing_caffe_train_stage_is_one_error_with_the_log(tmp_path):
+    """tools/demo.py on a built-in dataset whose target records are garbage: the data layer
+    fails inside `caffe train`; the demo gives one error with the end of caffe's log."""
+    data = tmp_path / "data"
+    builtin.ensure(str(data), seed=0, workers=2)  # the demo's own dataset, as it makes it
+    size = config.TINY.data.resize
+    coco.build_source(str(data / "coco"), str(data / "lmdb" / "source"), size=size)
+    target = data / "lmdb" / "target"
+    voc.build_target(str(data / "VOCdevkit" / "VOC2012"), str(target), size=size)
+    env = lmdb.open(str(target / "images"), map_size=1 << 28)
+    with env.begin(write=True) as txn:
+        for key, _ in list(txn.cursor()):
+            txn.put(key, b"not a record")
+    env.close()
+    run = tmp_path / "run"
+    res = subprocess.run(
+        [sys.executable, "tools/demo.py", "--run", str(run), "--data", str(data)],
+        cwd=experiment.ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 1
+    lines = res.stderr.splitlines()
+    start = [k for k, line in enumerate(lines) if line.startswith("demo.py: error: ")]
+    assert len(start) == 1 and not [line for line in lines if line.startswith("Traceback")]
+    failed = run / "logs" / "classifier.log.failed"
+    assert lines[start[0]] == (
+        "demo.py: error: caffe train of stage classifier failed (SIGABRT); the end of its log "
+        "%s:" % failed
+    )
+    tail = lines[start[0] + 1 :]
+    assert tail and all(line.startswith("  ") for line in tail), res.stderr
+    assert "target dataset %s record" % target in tail[-2] and "not a Datum" in tail[-2]
+    assert "Aborted at" not in res.stderr
+    assert failed.is_file()

@@ -10,9 +10,13 @@ import sys
 import cv2
 import numpy as np
 import pytest
+from ctrl_c import interrupt_when
 from tiny_weights import CLS_MODEL, REPO, SEG_MODEL, make_image
 
-from transfernet import atomic, crf, fileio, inference, score
+from transfernet import atomic, config, crf, fileio, inference, score
+
+CROP = config.TINY.architecture.crop  # the tiny deploy nets' input side
+SIDE = CROP // 16  # their conv5_3
 
 
 @pytest.fixture(scope="module")
@@ -86,10 +90,10 @@ def test_predict_labels_with_the_classifier(classifier):
 
 
 def test_batched_deploy_equals_one_forward_per_label(seg_net):
-    blob = inference.preprocess(make_image(96, 96, seed=4), 96)
+    blob = inference.preprocess(make_image(96, 96, seed=4), CROP)
     ids = [3, 8, 15, 40]
     fg, alpha, s = inference.forward_labels(seg_net, blob, ids)
-    assert fg.shape == (4, 96, 96) and alpha.shape == s.shape == (4, 6, 6)
+    assert fg.shape == (4, CROP, CROP) and alpha.shape == s.shape == (4, SIDE, SIDE)
     assert np.allclose(alpha.sum(axis=(1, 2)), 1, atol=1e-5)  # softmax over positions
     for k, cid in enumerate(ids):
         fg1, alpha1, s1 = inference.forward_labels(seg_net, blob, [cid])
@@ -106,7 +110,7 @@ def test_segment_non_square_maps_back_to_original(seg_net):
     assert list(seg.class_ids) == [3, 8]
     assert seg.fg.shape == seg.scores.shape == (2, 50, 80)
     assert seg.labels.shape == (50, 80) and seg.labels.dtype == np.uint8
-    fg_square, _, _ = inference.forward_labels(seg_net, inference.preprocess(image, 96), [3, 8])
+    fg_square, _, _ = inference.forward_labels(seg_net, inference.preprocess(image, CROP), [3, 8])
     assert np.allclose(seg.fg, inference.unpad(fg_square, 50, 80), atol=1e-6)
     # Final labels: arg-max fg among labels whose fg beats background, else 0.
     best = seg.fg.argmax(0)
@@ -259,6 +263,99 @@ def test_cli_given_labels_from_a_list(weights, image_dir, tmp_path):
         str(tmp_path / "bad"),
     )
     assert bad.returncode == 2 and "81" in bad.stderr
+
+
+def test_cli_list_with_byte_order_mark_and_dotted_ids(weights, image_dir, tmp_path):
+    folder, sizes = image_dir
+    cv2.imwrite(str(folder / "a.v2.jpg"), make_image(30, 40, 7))  # beside a.jpg (50 x 80)
+    listing = tmp_path / "val.txt"
+    listing.write_bytes("\ufeffa.v2\r\nb\r\n".encode())
+    out = tmp_path / "out"
+    res = run_infer(
+        weights, "--list", str(listing), "--root", str(folder), "--labels", "3", "--out", str(out)
+    )
+    assert res.returncode == 0, res.stderr
+    assert sorted(os.listdir(out)) == ["a.v2.png", "b.png"]
+    assert read_png(str(out / "a.v2.png")).shape == (30, 40)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("a\n".encode("utf-16"), "is UTF-16 text"),
+        ("a\nb\xe9\n".encode("latin-1"), "byte 0xe9 at line 2 is not UTF-8"),
+    ],
+)
+def test_cli_list_that_is_not_utf8_is_one_error_naming_it(
+    weights, image_dir, tmp_path, content, message
+):
+    folder, _ = image_dir
+    listing = tmp_path / "val.txt"
+    listing.write_bytes(content)
+    out = tmp_path / "out"
+    res = run_infer(
+        weights, "--list", str(listing), "--root", str(folder), "--labels", "3", "--out", str(out)
+    )
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.startswith("infer.py: error: %s" % listing) and message in res.stderr
+    assert len(res.stderr.splitlines()) == 1 and not out.exists()
+
+
+def test_working_image_shrinks_only_large_images():
+    small = np.zeros((1024, 700, 3), np.uint8)
+    assert inference.working_image(small) is small
+    assert inference.working_image(np.zeros((3000, 1500, 3), np.uint8)).shape == (1024, 512, 3)
+    assert inference.working_image(np.zeros((1, 5000, 3), np.uint8)).shape == (1, 1024, 3)
+    labels = np.array([[1, 2], [3, 4]], np.uint8)
+    assert inference.full_size_labels(labels, 2, 2) is labels
+    np.testing.assert_array_equal(
+        inference.full_size_labels(labels, 4, 6), np.repeat(np.repeat(labels, 2, 0), 3, 1)
+    )
+
+
+# Peak memory of one infer.py process, as docs/inference.md states it.
+def memory_bound_mb(pixels, labels):
+    return 1024 + 6 * pixels / 2**20 + 25 * labels
+
+
+def test_cli_memory_of_a_huge_image_with_crf_and_probabilities_is_bounded(weights, tmp_path):
+    height, width = 6000, 8000  # 48 megapixels: about 11 GB at full resolution
+    rng = np.random.RandomState(0)
+    image = cv2.resize(rng.randint(0, 256, (12, 16, 3)).astype(np.uint8), (width, height))
+    image = cv2.add(image, rng.randint(0, 20, (height, width, 3)).astype(np.uint8))
+    path = str(tmp_path / "huge.jpg")
+    cv2.imwrite(path, image)
+    del image
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable,
+        os.path.join(REPO, "tools", "infer.py"),
+        "--config",
+        "tiny",
+        "--weights",
+        weights["seg"],
+        "--image",
+        path,
+        "--labels",
+        "3,8",
+        "--crf",
+        "--save-prob",
+        "--workers",
+        "0",
+        "--out",
+        str(out),
+    ]
+    with open(str(tmp_path / "log"), "w") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak RSS (kB)
+    assert os.waitstatus_to_exitcode(status) == 0, (tmp_path / "log").read_text()
+    assert usage.ru_maxrss / 1024 < memory_bound_mb(height * width, 2)
+    labels = read_png(str(out / "huge.png"))
+    assert labels.shape == (height, width)
+    prob = inference.load_prob(str(out / "prob" / "huge.npz"))
+    assert prob["fg"].shape == (2, 768, 1024)  # the working size
+    working = crf.combine_labels(prob["scores"], prob["class_ids"])
+    np.testing.assert_array_equal(labels, inference.full_size_labels(working, height, width))
 
 
 def test_cli_gt_labels(weights, image_dir, tmp_path):
@@ -512,3 +609,46 @@ def test_cli_workers_write_the_same_bytes_and_report_failures_alike(weights, ima
     )
     assert "8 images: 1 segmented, 6 already done, 1 failed" in res.stdout
     assert cv2.imread(str(out2 / "vis" / "b.png")) is not None
+
+
+def test_ctrl_c_prints_what_is_finished_and_the_run_resumes(weights, tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for k in range(40):
+        cv2.imwrite(str(folder / ("%02d.jpg" % k)), make_image(120, 160, k))
+    out = tmp_path / "out"
+    cmd = [
+        sys.executable,
+        os.path.join(REPO, "tools", "infer.py"),
+        "--config",
+        "tiny",
+        "--weights",
+        weights["seg"],
+        "--dir",
+        str(folder),
+        "--labels",
+        "3,8",
+        "--crf",
+        "--workers",
+        "2",
+        "--out",
+        str(out),
+    ]
+
+    def pngs():
+        return sorted(n for n in os.listdir(out) if not n.startswith(".")) if out.exists() else []
+
+    status, stdout, stderr = interrupt_when(cmd, lambda: len(pngs()) >= 3, cwd=REPO)
+    assert status == 130 and "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    done = len(pngs())
+    assert 3 <= done < 40
+    assert stderr.splitlines()[-1] == (
+        "infer.py: interrupted: %d of 40 images finished in %s; run the same command again to "
+        "resume (finished images are skipped)" % (done, out)
+    )
+    for name in pngs():
+        assert read_png(str(out / name)).shape == (120, 160)  # each one whole
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "40 images: %d segmented, %d already done, 0 failed" % (40 - done, done) in res.stdout
+    assert len(pngs()) == 40 and not [n for n in os.listdir(out) if n.startswith(".")]

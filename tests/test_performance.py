@@ -278,3 +278,22 @@ def test_unpool_index_buffer_only_grows():
         np.testing.assert_array_equal(top, expected)
     assert [b is buffers[0] for b in buffers] == [True, True, False, False, False, False]
     assert all(b is buffers[2] for b in buffers[2:]) and buffers[2].size == 12
+
+
+def test_bench_authors_times_the_authors_protocol_and_gives_the_bench_keys():
+    """bench_authors on the tiny nets (the bench runs it at paper size): a forward and a
+    post-processing time per K, their sum the per-image seconds of `make bench`."""
+    from transfernet import config
+
+    got = performance.bench_authors(config.TINY, ks=(1, 2), rounds=1)
+    assert got["image"] == [375, 500] and got["rounds"] == 1
+    for k in (1, 2):
+        assert got["seconds"][k] == pytest.approx(got["forward_s"][k] + got["finish_s"][k])
+        assert got["forward_cpu_s"][k] > 0 and got["finish_cpu_s"][k] > 0
+    results = dict(fixed_results(), authors=got)
+    results["summary"] = summary = performance.summary(results)
+    assert summary["authors_deploy_seconds_per_image_k1"] == got["seconds"][1]
+    assert summary["authors_deploy_seconds_per_image_k2"] == got["seconds"][2]
+    text = performance.format_report(results)
+    assert "the authors' protocol per 500x375 image" in text
+    assert "  K=2  %7.3f + %7.3f" % (got["forward_s"][2], got["finish_s"][2]) in text

@@ -47,27 +47,32 @@ def _fixed_results(seed=0):
 def test_plan_runs_subsets_and_order():
     specs = repro.plan(seed=3)
     names = [s.name for s in specs]
-    assert names[:5] == [
+    assert names[:9] == [
         "transfernet_r100_s3",
-        "baselinenet",
-        "decouplednet",
+        "baselinenet_s3",
+        "baselinenet_s4",
+        "baselinenet_s5",
+        "decouplednet_s3",
+        "decouplednet_s4",
+        "decouplednet_s5",
         "transfernet_r100_s4",
         "transfernet_r100_s5",
     ]
-    assert names[5:] == [
+    assert names[9:] == [
         "transfernet_r%03d_s%d" % (r, k) for r in (50, 25, 10, 5, 1) for k in (3, 4, 5)
     ]  # Figure 4: 6 ratios x 3 subsets
     assert repro.RATIOS == (1.0, 0.5, 0.25, 0.1, 0.05, 0.01) and repro.SUBSETS == 3
-    assert specs[0].labels == ("predicted", "gt")  # TransferNet-GT
-    assert all(s.labels == ("predicted",) for s in specs[1:])
-    assert [(s.method, s.ratio, s.seed) for s in specs[1:3]] == [
+    # TransferNet-GT and the ablations (ground-truth labels) at 100 %, every seed and baseline
+    assert all(s.labels == ("predicted", "gt") for s in specs[:9])
+    assert all(s.labels == ("predicted",) for s in specs[9:])
+    assert [(s.method, s.ratio, s.seed) for s in specs[1:7:3]] == [
         ("baselinenet", 1.0, 3),
         ("decouplednet", 1.0, 3),
     ]
     for ratio in repro.RATIOS:
         seeds = [s.seed for s in specs if s.method == "transfernet" and s.ratio == ratio]
         assert seeds == [3, 4, 5]
-    assert [s.name for s in repro.plan(0, ratios=(1.0, 0.5), subsets=3)][3:] == [
+    assert [s.name for s in repro.plan(0, ratios=(1.0, 0.5), subsets=3)][7:] == [
         "transfernet_r100_s1",
         "transfernet_r100_s2",
         "transfernet_r050_s0",
@@ -82,19 +87,19 @@ def test_pending_skips_finished_runs_and_redoes_mismatched_ones(tmp_path):
     out = str(tmp_path)
     specs = repro.plan(0)
     assert repro.pending(out, specs) == specs
-    finished = {"transfernet_r100_s0", "decouplednet", "transfernet_r025_s1"}
+    finished = {"transfernet_r100_s0", "decouplednet_s0", "transfernet_r025_s1"}
     for spec in specs:
         if spec.name in finished:
             repro.write_run_result(out, spec, _result(spec, 0.4, 0.5))
     # a result.json written for another seed (an older plan) does not count as finished
-    stale = specs[4]._replace(seed=7)
-    repro.write_run_result(out, specs[4], _result(stale, 0.4))
+    stale = specs[7]._replace(seed=7)
+    repro.write_run_result(out, specs[7], _result(stale, 0.4))
     # a run folder with training output but no result.json is not finished either
-    os.makedirs(os.path.join(out, "baselinenet", "snapshots", "joint"))
+    os.makedirs(os.path.join(out, "baselinenet_s0", "snapshots", "joint"))
     todo = repro.pending(out, specs)
     assert [s.name for s in todo] == [s.name for s in specs if s.name not in finished]
     assert repro.read_result(out, specs[0])["labels"]["gt"]["mean_iou"] == 0.5
-    assert repro.read_result(out, specs[4]) is None
+    assert repro.read_result(out, specs[7]) is None
 
 
 def test_share_stages_links_the_base_runs_snapshots(tmp_path):
@@ -232,6 +237,9 @@ def test_write_outputs_results_json_schema(tmp_path):
     with open(os.path.join(out, "results.json")) as f:
         doc = json.load(f)
     assert sorted(doc) == [
+        "ablations",
+        "attention",
+        "claims",
         "classes",
         "config",
         "dataset",
@@ -244,7 +252,7 @@ def test_write_outputs_results_json_schema(tmp_path):
         "subsets",
         "wall_seconds",
     ]
-    assert doc["config"]["name"] == "mini" and doc["config"]["crop"] == 112
+    assert doc["config"]["name"] == "mini" and doc["config"]["crop"] == 128
     assert doc["config"]["feature_scale"] == repro.MINI.architecture.feature_scale
     assert doc["classes"] == {"0": "background", "1": "aeroplane", "3": "bird", "16": "pottedplant"}
     for title, row in doc["methods"].items():
@@ -348,3 +356,69 @@ def test_config_scales_reach_every_net_and_config(tmp_path):
     assert _power_scales(experiment.model_file(unscaled, "seg_deploy")) == [7.0]
     with pytest.raises(ValueError, match="feature_scale"):
         experiment.prepare(run.dir, _scaled(cfg, feature_scale=1.0), 0, baseline="baselinenet")
+
+
+def test_claims_verdicts_over_seeds_and_subsets():
+    rows = {r["claim"].split(" (")[0]: r for r in repro.claims(_fixed_results())}
+    first = rows["TransferNet > BaselineNet"]
+    assert first["higher"] == pytest.approx([0.5, 0.51, 0.52]) and first["lower"] == [0.3] * 3
+    assert first["verdict"] == "reproduced"
+    gt = rows["TransferNet-GT >= TransferNet"]  # GT 0.6 against 0.5, 0.51, 0.52: per seed
+    assert gt["higher"] == pytest.approx([0.08, 0.09, 0.1]) and gt["verdict"] == "reproduced"
+    assert rows["BaselineNet > DecoupledNet-dagger"]["verdict"] == "reproduced"
+    decline = rows["100 % of the source masks > 1 %"]
+    assert decline["lower"] == pytest.approx([0.005, 0.015, 0.025])
+    assert repro._verdict([0.4, 0.5], [0.45]) == "within the spread"
+    assert repro._verdict([0.4, 0.5], [0.55, 0.6]) == "reversed"
+    assert repro._verdict([], [0.3]) is None
+    table = repro.claims_markdown(repro.claims(_fixed_results()))
+    row = (
+        "| TransferNet > BaselineNet (Sec. 6.3) | 50.0, 51.0, 52.0 "
+        "| 30.0, 30.0, 30.0 | reproduced |"
+    )
+    assert row in table
+
+
+def test_ablation_rows_are_intact_minus_ablated_of_the_first_seed_run():
+    results = _fixed_results()
+
+    def scores(mean, aero):
+        return {"mean_iou": mean, "per_class": dict(background=0.9, aeroplane=aero, bird=None)}
+
+    for r in results:
+        if r["name"] == "transfernet_r100_s0":
+            r["ablations"] = {
+                "uniform_attention": {
+                    "images": 2,
+                    "intact": scores(0.6, 0.7),
+                    "ablated": scores(0.4, 0.2),
+                }
+            }
+        if r["name"] == "transfernet_r100_s1":  # not the first seed: left out
+            r["ablations"] = {
+                "swapped_labels": {"images": 1, "intact": scores(1, 1), "ablated": scores(0, 0)}
+            }
+    rows = repro.ablation_differences(results)
+    assert list(rows) == [repro.ABLATION_ROWS[0][0]]
+    row = rows[repro.ABLATION_ROWS[0][0]]
+    assert row["mean_iou"] == pytest.approx(0.2) and row["run"] == "transfernet_r100_s0"
+    assert row["per_class"]["aeroplane"] == pytest.approx(0.5) and row["per_class"]["bird"] is None
+    table = repro.table_markdown(repro.collect(results)["methods"], CLASSES, rows)
+    assert (
+        "| what the attention adds (GT labels, minus uniform attention) | +0.0 | +50.0 | n/a |"
+        in table
+    )
+
+
+def test_attention_table_has_a_row_per_transfernet_run():
+    results = _fixed_results()
+    measures = dict(pointing=0.5, inside=0.25, inside_uniform=0.1, own=0.75, own_uniform=0.45)
+    for r in results:
+        if r["method"] == repro.TRANSFERNET:
+            r["attention"] = measures
+    table = repro.attention_markdown(results, dict(measures, pointing=0.125))
+    lines = table.splitlines()
+    assert lines[2] == "| stage 1 (shared) | 0.125 | 0.250 | 0.750 |"
+    assert "| transfernet_r100_s0 (ratio 1, seed 0) | 0.500 | 0.250 | 0.750 |" in lines
+    assert lines[-1] == "| uniform attention | - | 0.100 | 0.450 |"
+    assert len(lines) == 2 + 1 + 18 + 1  # header, stage 1, 18 TransferNet runs, uniform

@@ -221,3 +221,96 @@ def test_hidden_files_are_not_predictions(tmp_path):
     assert str(err.value) == "1 extra predictions (not in the list) in %s: im3.png" % pred
     os.remove(os.path.join(pred, "im3.png"))
     assert score.evaluate(pred, gt, ["im1"], TABLE, workers=1) == before
+
+
+def run_eval(*args):
+    return subprocess.run(
+        [sys.executable, "tools/eval.py"] + list(args), capture_output=True, text=True
+    )
+
+
+def test_cli_reads_a_windows_list_with_dotted_ids(tmp_path):
+    # im.v2 is scored against im.v2.png, not im.png (which would score 100 %).
+    pred, gt, lst = write_set(tmp_path, {"im.v2": (GT1, PRED1), "im": (GT1, GT1)})
+    with open(lst, "wb") as f:
+        f.write("\ufeffim.v2\r\n".encode())
+    classes = tmp_path / "classes.json"
+    classes.write_bytes(("\ufeff" + json.dumps({str(k): v for k, v in TABLE.items()})).encode())
+    os.remove(os.path.join(pred, "im.png"))
+    run = run_eval("--pred", pred, "--gt", gt, "--list", lst, "--classes", str(classes))
+    assert run.returncode == 0, run.stderr
+    assert "mean IoU    52.8" in run.stdout and "1 images" in run.stdout  # GT1/PRED1 by hand
+
+
+@pytest.mark.parametrize(
+    "which, content, message",
+    [
+        ("list", "im1\n".encode("utf-16"), "is UTF-16 text"),
+        ("list", "im1\ncaf\u00e9\n".encode("latin-1"), "byte 0xe9 at line 2 is not UTF-8"),
+        ("classes", b'{"0": "bkg", "1": "a",}', "is not valid JSON: Expecting property name"),
+        ("classes", b'["a", "b"]', "expected a JSON object {id: name}"),
+        ("classes", None, "No such file or directory"),
+        ("list", None, "No such file or directory"),
+    ],
+)
+def test_cli_unreadable_list_or_class_table_is_one_error_naming_it(
+    tmp_path, which, content, message
+):
+    pred, gt, lst = write_set(tmp_path, {"im1": (GT1, PRED1)})
+    path = str(tmp_path / ("bad_" + which))
+    if content is not None:
+        with open(path, "wb") as f:
+            f.write(content)
+    args = {"list": lst, "classes": "voc", which: path}
+    run = run_eval("--pred", pred, "--gt", gt, "--list", args["list"], "--classes", args["classes"])
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.startswith("eval.py: error: ") and path in run.stderr
+    assert message in run.stderr and len(run.stderr.splitlines()) == 1
+
+
+def test_ground_truth_ids_outside_the_table_are_refused_unless_a_trace(tmp_path):
+    # VOC-like ground truth scored with a table that lacks its class 7: 9 of 12 labelled
+    # pixels would silently become void and the score would look fine.
+    gt = np.array([[0, 7, 7, 7], [7, 7, 7, 255], [1, 7, 7, 7]], np.uint8)
+    pred, gt_dir, lst = write_set(tmp_path, {"im1": (gt, np.where(gt == 255, 0, gt))})
+    with pytest.raises(score.EvalError) as err:
+        score.evaluate(pred, gt_dir, ["im1"], TABLE)
+    assert str(err.value).startswith(
+        "81.8 % of the non-void ground-truth pixels have class ids outside the class table "
+        "(ids 7: 9 pixels; the table has 4 classes)"
+    )
+    result = score.evaluate(pred, gt_dir, ["im1"], TABLE, ignore_unlisted=True)
+    assert result["gt_outside_classes"] == {"7": 9} and result["num_pixels"] == 2
+    assert "warning: 9 ground-truth pixels with ids outside the class table (7) scored as void" in (
+        score.format_table(result)
+    )
+    run = run_eval("--pred", pred, "--gt", gt_dir, "--list", lst, "--classes", "voc")
+    assert run.returncode == 0, run.stderr  # 7 is a VOC class
+    classes = tmp_path / "classes.json"
+    classes.write_text(json.dumps({str(k): v for k, v in TABLE.items()}))
+    run = run_eval("--pred", pred, "--gt", gt_dir, "--list", lst, "--classes", str(classes))
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.startswith("eval.py: error: 81.8 % of the non-void ground-truth pixels")
+    run = run_eval(
+        "--pred",
+        pred,
+        "--gt",
+        gt_dir,
+        "--list",
+        lst,
+        "--classes",
+        str(classes),
+        "--ignore-unlisted",
+    )
+    assert run.returncode == 0 and "warning: 9 ground-truth pixels" in run.stdout
+
+
+def test_a_trace_of_ground_truth_outside_the_table_is_scored_as_void_with_a_warning(tmp_path):
+    gt = np.ones((40, 40), np.uint8)
+    gt[0, 0] = 9  # one pixel in 1,600: a trace (e.g. an annotation slip)
+    pred, gt_dir, lst = write_set(tmp_path, {"im1": (gt, np.ones_like(gt))})
+    result = score.evaluate(pred, gt_dir, ["im1"], TABLE)
+    assert result["gt_outside_classes"] == {"9": 1} and result["per_class"]["a"] == 1.0
+    assert "warning: 1 ground-truth pixels with ids outside the class table (9)" in (
+        score.format_table(result)
+    )

@@ -4,12 +4,15 @@ tools/train.py on the CPU, with the same losses, snapshots and resumed run as th
 
 import json
 import os
+import re
 import subprocess
 
 import numpy as np
 import pytest
 from caffe.proto import caffe_pb2
 from caffe_train import caffe_train, run_caffe_train, train_py, train_rows, write_solver
+from ctrl_c import interrupt_when
+from google.protobuf import text_format
 
 from tools import train
 from transfernet import config, nets, solvers
@@ -138,3 +141,30 @@ def test_train_py_gpus_without_a_gpu_fails_in_one_line(tmp_path):
 )
 def test_batch_report_warns_when_the_effective_batch_changes(iter_size, devices, lines):
     assert train.batch_report(4, iter_size, 16, devices) == ["train: " + line for line in lines]
+
+
+def test_train_py_ctrl_c_snapshots_the_iteration_reached(tmp_path, builtin_lmdbs):
+    solver = _tiny_joint_solver(tmp_path / "run", builtin_lmdbs)
+    param = caffe_pb2.SolverParameter()
+    text_format.Merge((tmp_path / "run" / "solver.prototxt").read_text(), param)
+    param.max_iter, param.snapshot = 100000, 5
+    (tmp_path / "run" / "solver.prototxt").write_text(str(param))
+    first = tmp_path / "run" / "snapshot_iter_5.solverstate"
+    status, _, stderr = interrupt_when(
+        train_py(solver), first.exists, env=dict(os.environ, GLOG_minloglevel="2")
+    )
+    assert status == 130 and "Traceback" not in stderr, stderr
+    line = stderr.splitlines()[-1]
+    found = re.fullmatch(
+        r"train: interrupted: stopped at iteration (\d+) of 100000; snapshot (\S+); resume with "
+        r"the same command and --snapshot that \.solverstate",
+        line,
+    )
+    assert found, line
+    state = found.group(2)
+    assert state == str(tmp_path / "run" / ("snapshot_iter_%s.solverstate" % found.group(1)))
+    import caffe
+
+    restored = caffe.get_solver(solver)
+    restored.restore(state)
+    assert restored.iter == int(found.group(1)) >= 5

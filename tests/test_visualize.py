@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from tiny_weights import CLS_MODEL, REPO, SEG_MODEL, make_image
 
-from transfernet import attention, attention_figures, inference
+from transfernet import attention, attention_figures, config, inference
 
 TOOL = os.path.join(REPO, "tools", "visualize.py")
+SIDE = config.TINY.architecture.crop // 16  # the tiny seg_deploy's conv5_3
 PANEL = 240  # figure pixels per row and column: 3 inches at 80 dpi (figures.draw_figure)
 
 
@@ -28,13 +29,13 @@ def test_gram_rows_match_numpy_and_eq_10(seg_net):
     seg, rows = attention_figures.attention_rows(seg_net, image, [3, 8], [(10, 70)])
     A = seg_net.blobs["conv5_3_scaled"].data.astype(np.float64)
     _, depth, height, width = A.shape
-    assert (height, width) == (6, 6) and A.std() > 0
+    assert (height, width) == (SIDE, SIDE) and A.std() > 0
     # Independent Gram matrix: paper A is M x D, the blob holds A^T (D x M); G = A A^T.
     features = A[0].reshape(depth, height * width).T  # M x D
     gram = features.dot(features.T)
     cells = [(1, 4), (5, 0), (2, 2)]
     got = attention.gram_rows(seg_net.blobs["conv5_3_scaled"].data, cells)
-    assert got.shape == (3, 6, 6)
+    assert got.shape == (3, SIDE, SIDE)
     for k, (r, c) in enumerate(cells):
         expected = gram[r * width + c].reshape(height, width)
         assert np.allclose(got[k], expected, rtol=1e-4, atol=1e-7 * np.abs(gram).max())
@@ -42,15 +43,19 @@ def test_gram_rows_match_numpy_and_eq_10(seg_net):
     # Eq. 10: the net's densified attention is G alpha_l for each label.
     for alpha_l, s_l in zip(seg.alpha, seg.s):
         assert np.allclose(
-            gram.dot(alpha_l.ravel()).reshape(6, 6), s_l, rtol=1e-3, atol=1e-4 * np.abs(s_l).max()
+            gram.dot(alpha_l.ravel()).reshape(SIDE, SIDE),
+            s_l,
+            rtol=1e-3,
+            atol=1e-4 * np.abs(s_l).max(),
         )
     # Figure rows: a row per label (4 panels), then per pixel the Gram row of its cell.
     assert [len(r) for r in rows] == [4, 4, 3]
     pixel_row = rows[2]
     assert pixel_row[0].marker == (10, 70) and pixel_row[1].marker == (10, 70)
-    assert pixel_row[2].marker == (0, 5)
+    # (10, 70) of the 80 x 80 padded square on the 8 x 8 grid: cell (1, 7), row-major 15
+    assert pixel_row[2].marker == (1, 7)
     assert np.allclose(
-        pixel_row[2].heat, gram[5].reshape(6, 6), rtol=1e-4, atol=1e-7 * np.abs(gram).max()
+        pixel_row[2].heat, gram[15].reshape(SIDE, SIDE), rtol=1e-4, atol=1e-7 * np.abs(gram).max()
     )
     assert pixel_row[1].heat.shape == (50, 80)
 
@@ -134,8 +139,8 @@ def test_cli_writes_a_row_per_label_and_pixel(weights, image_path, tmp_path):  #
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines() == [
         "labels: 3 bird, 8 cat",
-        "pixel (10, 70) -> feature cell (0, 5) of 6x6",
-        "pixel (45, 5) -> feature cell (3, 0) of 6x6",
+        "pixel (10, 70) -> feature cell (1, 7) of 8x8",
+        "pixel (45, 5) -> feature cell (4, 0) of 8x8",
         four,
     ]
     assert cv2.imread(four).shape == (4 * PANEL, 4 * PANEL, 3)  # 2 labels + 2 pixels

@@ -187,6 +187,42 @@ def test_tools_refuse_weights_before_any_output(bad_weights, weights, tmp_path, 
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"layer { name: 'a' type: }", "does not parse as a NetParameter: 1:25 "),
+        (b"name: 'caf\xe9'", "byte 0xe9 at line 1 is not UTF-8"),
+    ],
+)
+def test_tools_name_a_prototxt_caffe_would_abort_on(weights, tmp_path, content, message):
+    image = str(tmp_path / "a.jpg")
+    cv2.imwrite(image, make_image(50, 80, seed=1))
+    bad = tmp_path / "bad.prototxt"
+    bad.write_bytes(content)
+    common = ["--image", image, "--labels", "3", "--weights", weights["seg"]]
+    for tool, args in [
+        ("infer.py", common + ["--model", str(bad), "--out", str(tmp_path / "out")]),
+        ("visualize.py", common + ["--model", str(bad), "--out", str(tmp_path / "f.png")]),
+        (
+            "infer.py",
+            common[:2]
+            + common[4:]
+            + ["--classifier-model", str(bad), "--out", str(tmp_path / "o")],
+        ),
+    ]:
+        res = run_tool(tool, *args)
+        assert res.returncode == 2 and res.stdout == "" and len(res.stderr.splitlines()) == 1
+        assert res.stderr.startswith("%s: error: %s" % (tool, bad)) and message in res.stderr
+    res = subprocess.run(
+        [sys.executable, "tools/train.py", "--solver", str(bad)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 2 and res.stderr.startswith("train: %s" % bad)
+    assert len(res.stderr.splitlines()) == 1
+
+
 def attention_snapshot(tmp_path):
     """A caffemodel of the tiny attention_train net (fillers), as stage 1 would save it."""
     import caffe
@@ -273,14 +309,20 @@ def test_check_solver_says_what_comes_from_the_file_and_from_fillers(
         assert len(res.stderr.splitlines()) == 1
 
 
-def test_check_solver_names_a_solver_that_does_not_parse_or_lacks_its_net(tmp_path):
+def test_check_solver_names_a_solver_or_net_that_does_not_parse_or_is_missing(tmp_path):
     solver = tmp_path / "solver.prototxt"
     solver.write_text('net: "%s"\nbase_lr: {' % (tmp_path / "none.prototxt"))
-    with pytest.raises(ValueError, match="solver %s does not parse" % solver):
+    with pytest.raises(ValueError, match="%s does not parse as a SolverParameter" % solver):
+        check_solver(str(solver))
+    solver.write_bytes(b'net: "x"  # caf\xe9\n')
+    with pytest.raises(ValueError, match="%s: byte 0xe9 at line 1 is not UTF-8" % solver):
         check_solver(str(solver))
     missing = tmp_path / "none.prototxt"
     solver.write_text('net: "%s"\nbase_lr: 0.1' % missing)
     with pytest.raises(ValueError, match="its net '%s' is not a file" % missing):
+        check_solver(str(solver))
+    missing.write_text("layer { name: 'a' type: }")  # Caffe would abort on it
+    with pytest.raises(ValueError, match="%s does not parse as a NetParameter" % missing):
         check_solver(str(solver))
 
 

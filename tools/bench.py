@@ -7,11 +7,14 @@ Measures (transfernet/performance.py; the dataset builds and the data layer here
 paper-size joint net layer by layer and the Python layers' share and host<->device bytes;
 the joint net with the stock unpooling against the same net with the Python Unpool layer
 (time ratio, bytes before/after); seg_deploy with K = 1, 2, 3 labels against K one-label
-forwards (and its bytes at K = 3); the data layer with 1 and 2 workers; LMDB builds of the
+forwards (and its bytes at K = 3); the authors' inference protocol per VOC-sized image with
+K = 1 and 2 labels; the data layer with 1 and 2 workers; LMDB builds of the
 built-in dataset at 330x330; comp6 evaluation of 1,449 generated PNG pairs; the peak RSS of
 one paper-size joint training step at batch 8.
 Needs the built-in dataset (`make builtin`) and about 12 GB of memory (the batch-8 joint
-step); 7.5 minutes measured on 2 cores shared with other jobs (load average 3-6).
+step); 7.5 minutes measured on 2 cores shared with other jobs (load average 3-6). Ctrl-C
+stops with one line naming the steps done; nothing is written before the end (exit status
+130).
 """
 
 import argparse
@@ -30,9 +33,10 @@ import caffe  # noqa: E402
 from data_layer import measure_throughput, net_prototxt  # noqa: E402
 
 from data_prep import coco, voc  # noqa: E402
-from transfernet import config, performance  # noqa: E402
+from transfernet import config, interrupt, performance  # noqa: E402
 
 RECORD_SIZE, CROP = 330, 320  # records stored at the paper's resize, cropped to its input
+RESUME = "run the same command again (the bench starts over)"
 
 
 @contextlib.contextmanager
@@ -125,6 +129,12 @@ def main(argv=None):
         default=6,
         help="timed rounds of the deploy comparison (after a warm-up round)",
     )
+    p.add_argument(
+        "--authors-rounds",
+        type=int,
+        default=3,
+        help="timed rounds of the authors' protocol per image, K = 1 and 2 (after a warm-up)",
+    )
     p.add_argument("--data-batches", type=int, default=40, help="data layer batches of 8")
     p.add_argument("--eval-images", type=int, default=1449, help="generated PNG pairs")
     p.add_argument("--rss-batch", type=int, default=8, help="batch of the joint training step")
@@ -141,16 +151,14 @@ def main(argv=None):
         results[name] = fn()
         print("bench: %s done in %.1f s" % (name, time.time() - t), file=sys.stderr, flush=True)
 
-    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        step("build", lambda: bench_build(a.builtin, os.path.join(tmp, "lmdb")))
-        source, target = (results["build"][k]["path"] for k in ("source", "target"))
-        step("data_layer", lambda: bench_data_layer(source, target, batches=a.data_batches))
-        step("eval", lambda: performance.bench_eval(os.path.join(tmp, "eval"), a.eval_images))
-        step("joint", lambda: performance.bench_joint_layers(config.PAPER, a.timing_iterations))
-        step("unpool", lambda: performance.bench_unpool(config.PAPER, a.unpool_rounds))
-        step("deploy", lambda: performance.bench_deploy(config.PAPER, repeats=a.deploy_repeats))
-        step("rss", lambda: performance.peak_rss_joint(source, target, a.rss_batch, tmp))
-        step("infer_workers", lambda: performance.bench_infer_workers(os.path.join(tmp, "infer")))
+    try:
+        run_steps(a, results, step)
+    except KeyboardInterrupt:
+        done = [name for name in results if name != "machine"]
+        raise interrupt.Interrupted(
+            "steps done: %s; nothing written (%s is written after the last step)"
+            % (", ".join(done) or "none", a.out)
+        ) from None
     results["machine"]["loadavg_end"] = performance.loadavg()
     results["summary"] = performance.summary(results)
     results.update(results["summary"])
@@ -161,5 +169,20 @@ def main(argv=None):
     return 0
 
 
+def run_steps(a, results, step):
+    """The bench's measurements, each step(name, fn) filling results[name]."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        step("build", lambda: bench_build(a.builtin, os.path.join(tmp, "lmdb")))
+        source, target = (results["build"][k]["path"] for k in ("source", "target"))
+        step("data_layer", lambda: bench_data_layer(source, target, batches=a.data_batches))
+        step("eval", lambda: performance.bench_eval(os.path.join(tmp, "eval"), a.eval_images))
+        step("joint", lambda: performance.bench_joint_layers(config.PAPER, a.timing_iterations))
+        step("unpool", lambda: performance.bench_unpool(config.PAPER, a.unpool_rounds))
+        step("deploy", lambda: performance.bench_deploy(config.PAPER, repeats=a.deploy_repeats))
+        step("authors", lambda: performance.bench_authors(config.PAPER, rounds=a.authors_rounds))
+        step("rss", lambda: performance.peak_rss_joint(source, target, a.rss_batch, tmp))
+        step("infer_workers", lambda: performance.bench_infer_workers(os.path.join(tmp, "infer")))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interrupt.run(main, "bench.py", RESUME))

@@ -15,7 +15,9 @@
    RUN/report.md and RUN/metrics.json;
 5. with --joint-seeds, retrains the joint stage from the same stages 0 and 1 with each other
    seed (RUN/joint_seed<N>/) and reports TransferNet vs no transfer for every seed.
-Finished stages and inferences are reused (resume) unless --force. Progress on stderr.
+Finished stages and inferences are reused (resume) unless --force. Progress on stderr. A
+stage that fails is one error with the end of caffe's log and its path (exit status 1);
+Ctrl-C stops with one line naming the finished stages (exit status 130).
 """
 
 import argparse
@@ -36,6 +38,7 @@ from transfernet import (
     evaluation,
     experiment,
     inference,
+    interrupt,
     no_transfer,
     records,
     reports,
@@ -43,7 +46,8 @@ from transfernet import (
 )
 from transfernet.fileio import read_image
 
-FIGURES = 4  # example figures in the report (the first val images)
+FIGURES = 4  # example figures in the report: the first val images with two or more classes
+RESUME = "run the same command again to resume (finished stages and segmented images are reused)"
 
 
 log = experiment.timestamped_log("demo")
@@ -107,25 +111,45 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     start = time.time()
-    import caffe
+    run = None
+    try:
+        import caffe
 
-    caffe.set_mode_cpu()
-    cfg = config.CONFIGS[args.config]
-    source, target, voc_root = ensure_data(args.data, args.seed, cfg.data.resize, args.workers)
-    if args.force and os.path.exists(args.run):
-        shutil.rmtree(args.run)
-    run = experiment.prepare(args.run, cfg.with_data(source=source, target=target), args.seed)
+        caffe.set_mode_cpu()
+        cfg = config.CONFIGS[args.config]
+        source, target, voc_root = ensure_data(args.data, args.seed, cfg.data.resize, args.workers)
+        if args.force and os.path.exists(args.run):
+            shutil.rmtree(args.run)
+        run = experiment.prepare(args.run, cfg.with_data(source=source, target=target), args.seed)
+        train_and_report(run, (source, target, voc_root), args.joint_seeds, start)
+    except KeyboardInterrupt:
+        stages = experiment.finished_stages(run) if run else []
+        raise interrupt.Interrupted(
+            "stages finished in %s: %s" % (args.run, ", ".join(stages) or "none")
+        ) from None
+    except (experiment.TrainingError, OSError, ValueError) as e:
+        print("demo.py: error: %s" % e, file=sys.stderr)
+        return 1
+    return 0
+
+
+def train_and_report(run, data, seeds, start):
+    """Steps 2-5 of the module docstring in the prepared Run; `data`: ensure_data's
+    (source, target, voc_root), `seeds`: --joint-seeds."""
+    source, target, voc_root = data
     training = {stage: experiment.train(run, stage, progress=log) for stage in solvers.STAGES}
     val = evaluation.voc_eval_set(voc_root, target)
     labels = {s: evaluation.image_labels(run, val, s) for s in evaluation.LABEL_SOURCES}
     metrics = evaluate_run(run, val, training, labels)
+    metrics["attention_stage1"] = evaluation.stage_attention(run, val, labels["gt"], "attention")
+    metrics["attention"] = evaluation.stage_attention(run, val, labels["gt"], "joint")
     metrics["data"] = {
         "val_images": len(val.ids),
         "source": source,
         "target": target,
         "classes": {str(k): v for k, v in val.classes.items()},
     }
-    metrics["joint_seeds"] = joint_seeds(run, args.joint_seeds, metrics["results"], val)
+    metrics["joint_seeds"] = joint_seeds(run, seeds, metrics["results"], val)
     metrics["wall_seconds"] = round(time.time() - start, 1)
     write_outputs(run, val, metrics, labels["gt"])
     log(
@@ -136,7 +160,6 @@ def main(argv=None):
             time.time() - start,
         )
     )
-    return 0
 
 
 def evaluate_run(run, val, training, labels):
@@ -162,7 +185,8 @@ def evaluate_run(run, val, training, labels):
 def write_outputs(run, val, metrics, gt_labels):
     """RUN/metrics.json, the example figures (with the ground-truth labels) and RUN/report.md;
     logs the main rows."""
-    figures = write_figures(run, val.ids[:FIGURES], val.image_dir, gt_labels, val.classes)
+    multi_class = [i for i in val.ids if len(gt_labels[i]) > 1]
+    figures = write_figures(run, multi_class[:FIGURES], val.image_dir, gt_labels, val.classes)
     reports.write_metrics(os.path.join(run.dir, "metrics.json"), metrics)
     plots = [os.path.relpath(experiment.log_file(run, s, ".png"), run.dir) for s in solvers.STAGES]
     reports.write_report(
@@ -217,7 +241,7 @@ def write_figures(run, ids, image_dir, gt_labels, table):
     for image_id in ids:
         path = os.path.join(run.dir, "figures", image_id + ".png")
         if not os.path.exists(path):
-            image = read_image(os.path.join(image_dir, image_id + ".jpg"))
+            image = inference.working_image(read_image(os.path.join(image_dir, image_id + ".jpg")))
             seg = inference.segment(net, image, gt_labels[image_id])
             attention_figures.write_figure(path, image, seg, table)
         paths.append(os.path.relpath(path, run.dir))
@@ -225,4 +249,4 @@ def write_figures(run, ids, image_dir, gt_labels, table):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interrupt.run(main, "demo.py", RESUME))

@@ -7,7 +7,9 @@
 Prints the per-class IoU table (class-table order: VOC = the paper's Table 1 columns) and
 writes --out (JSON: per_class {name: IoU or null}, mean_iou, pixel_accuracy, ... as
 fractions) and the same table as CSV (--csv, default: --out with .csv). Exit status 1 with
-the list of offending files on missing/extra predictions or size mismatches, or (before the
+the list of offending files on missing/extra predictions or size mismatches, when more than
+0.1 % of the non-void ground-truth pixels have ids outside --classes (a wrong table; a trace
+is scored as void with a warning, all of them with --ignore-unlisted), or (before the
 evaluation) if --out or --csv cannot be written. Hidden files in --pred (such as the
 temporaries of an interrupted tools/infer.py) are not predictions.
 """
@@ -30,7 +32,13 @@ def main(argv=None):
         "--classes",
         default="voc",
         help="'voc' (21 classes) or a JSON {id: name} / dataset meta.json "
-        "(its classes + background are scored, other ids ignored)",
+        "(its classes + background are scored; other predicted ids count as wrong)",
+    )
+    parser.add_argument(
+        "--ignore-unlisted",
+        action="store_true",
+        help="score ground-truth pixels whose ids are not in --classes as void (without it, "
+        "more than a trace of them is an error)",
     )
     parser.add_argument("--workers", type=int, default=2, help="PNG reading threads")
     args = parser.parse_args(argv)
@@ -45,7 +53,12 @@ def main(argv=None):
             else score.load_class_table(args.classes)
         )
         result = score.evaluate(
-            args.pred, args.gt, fileio.read_list(args.list), table, workers=args.workers
+            args.pred,
+            args.gt,
+            fileio.read_list(args.list),
+            table,
+            workers=args.workers,
+            ignore_unlisted=args.ignore_unlisted,
         )
     except (score.EvalError, fileio.FileFormatError, OSError) as e:
         print("eval.py: error: %s" % e, file=sys.stderr)

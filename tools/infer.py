@@ -8,17 +8,24 @@
 
 Labels per image: the stage-0 classifier's classes with sigmoid >= --threshold among the
 --classes candidates (the arg-max candidate if none), or the ground truth (--gt-labels,
-TransferNet-GT), or --labels. Writes OUT/<stem>.png (the folder tools/eval.py scores),
-OUT/prob/<stem>.npz with --save-prob, OUT/vis/<stem>.png with --vis. Images whose label PNG
+TransferNet-GT), or --labels. --protocol authors follows the authors' MATLAB inference
+instead of ours (transfernet/inference.py): for their released models, imported with
+tools/import_authors.py; it includes the CRF. Writes OUT/<stem>.png (the folder tools/eval.py
+scores), OUT/prob/<stem>.npz with --save-prob, OUT/vis/<stem>.png with --vis. Images whose label PNG
 (and requested extras) exist are skipped (resume); temporaries of a killed earlier run are
-removed. Unreadable images, images without ground truth and ground truth holding class ids the
-network does not have are reported and skipped; the exit status is 1 if any image failed,
-with the list of failures. Weights that do not fit the nets and an output folder that cannot
-be written are errors before any output (exit status 2). Caffe's log is shown with --verbose.
+removed. Ctrl-C stops after the images in the workers' hands with one line saying how many
+images are finished (exit status 130). Unreadable images, images without ground truth and
+ground truth holding class ids the network does not have are reported and skipped; the exit
+status is 1 if any image failed, with the list of failures. Weights that do not fit the nets
+and an output folder that cannot be written are errors before any output (exit status 2).
+Caffe's log is shown with --verbose.
 
 The main process reads the images and runs the networks, in order; with --workers N > 0 the
 CRF, the label maps and the writes of each image run in N forked processes (the same
 functions, so the same bytes as --workers 0), at most 2N images ahead of them.
+An image whose longer side exceeds inference.MAX_SIDE (1024) is segmented shrunk to it and its
+label PNG enlarged back to the image's size (nearest); its --save-prob maps and --vis figure
+are at the shrunk size. This bounds memory (docs/inference.md).
 """
 
 import argparse
@@ -36,13 +43,14 @@ quiet_caffe(sys.argv)  # before caffe is imported
 from tqdm import tqdm  # noqa: E402
 
 from tools import cli  # noqa: E402
-from transfernet import atomic, attention_figures, fileio, inference  # noqa: E402
+from transfernet import atomic, attention_figures, fileio, inference, interrupt  # noqa: E402
 from transfernet.fileio import Skip, read_image  # noqa: E402
 
 # Reason under which an image whose ground truth holds ids the network lacks is skipped.
 UNKNOWN_CLASS_IDS = "class_ids_not_in_network"
 MAX_WORKERS = 8
 DEFAULT_WORKERS = min(MAX_WORKERS, len(os.sched_getaffinity(0)))
+RESUME = "run the same command again to resume (finished images are skipped)"
 
 
 def parse_args(argv):
@@ -65,6 +73,14 @@ def parse_args(argv):
     )
     labels.add_argument("--labels", help="the same labels for every image, e.g. 3,8")
     parser.add_argument("--crf", action="store_true", help="dense CRF per label")
+    parser.add_argument(
+        "--protocol",
+        choices=inference.PROTOCOLS,
+        default="ours",
+        help="ours (default) or the authors' MATLAB inference (black padding, MATLAB's "
+        "antialiased bilinear and bicubic resizing, background halved before resizing, the "
+        "classifier on the padded image; always with the CRF)",
+    )
     parser.add_argument(
         "--save-prob",
         action="store_true",
@@ -89,6 +105,7 @@ def parse_args(argv):
     if args.workers < 0:
         parser.error("--workers must be >= 0, got %d" % args.workers)
     cli.resolve_model_arguments(args)
+    args.crf = args.crf or args.protocol == "authors"
     return args
 
 
@@ -117,7 +134,7 @@ def labels_of(args, path, image, classifier, candidates, count):
                 "%s holds class ids %s; the network has [1, %d]" % (gt_path, unknown, count),
             )
         return ids
-    return inference.predict_labels(classifier, image, candidates, args.threshold)
+    return inference.predict_labels(classifier, image, candidates, args.threshold, args.protocol)
 
 
 def output_paths(out_dir, image_path, save_probs=False, vis=False):
@@ -132,13 +149,15 @@ def output_paths(out_dir, image_path, save_probs=False, vis=False):
     return paths
 
 
-def write_outputs(paths, image, seg, names=None):
-    """Write the outputs of one image; the label PNG last, so it marks a finished image."""
+def write_outputs(paths, image, shape, seg, names=None):
+    """Write the outputs of one image: probabilities and figure at the working size (`image`,
+    seg), the label PNG at the image's (height, width) `shape`, last, so it marks a finished
+    image."""
     if "prob" in paths:
         inference.save_prob(paths["prob"], seg)
     if "vis" in paths:
         attention_figures.write_figure(paths["vis"], image, seg, names)
-    fileio.write_label_png(paths["png"], seg.labels)
+    fileio.write_label_png(paths["png"], inference.full_size_labels(seg.labels, *shape))
 
 
 def prepare_out(args):
@@ -153,12 +172,12 @@ def prepare_out(args):
             print("infer.py: removed %s (left by an interrupted run)" % path, file=sys.stderr)
 
 
-def finish_image(outputs, image, forwarded, use_crf, table):
-    """Steps 3-5 of Sec. 5 and the writes of one image (in a worker with --workers); the
-    reason of a failed write, or None."""
-    seg = inference.finish(image, *forwarded, use_crf=use_crf)
+def finish_image(outputs, image, shape, forwarded, use_crf, table, protocol):
+    """Steps 3-5 of Sec. 5 on the working image and the writes of one image (in a worker with
+    --workers); the reason of a failed write, or None."""
+    seg = inference.finish(image, *forwarded, use_crf=use_crf, protocol=protocol)
     try:
-        write_outputs(outputs, image, seg, table)
+        write_outputs(outputs, image, shape, seg, table)
     except OSError as e:  # the target, not the temporary, names the file
         return "write failed: %s: %s" % (e.strerror or e, e.filename2 or e.filename)
     return None
@@ -167,7 +186,19 @@ def finish_image(outputs, image, forwarded, use_crf, table):
 def _init_worker():
     import cv2
 
+    interrupt.ignore_in_worker()
     cv2.setNumThreads(1)  # one process per core already
+
+
+def finished_images(args, paths):
+    """How many of `paths` have all their outputs."""
+    return sum(
+        all(
+            os.path.exists(p)
+            for p in output_paths(args.out, path, args.save_prob, args.vis).values()
+        )
+        for path in paths
+    )
 
 
 def segment_all(args, paths, net, classifier, table):
@@ -211,10 +242,13 @@ def segment_all(args, paths, net, classifier, table):
                 continue
             try:
                 image = read_image(path)
+                shape = image.shape[:2]
+                image = inference.working_image(image)  # the full image is not kept
                 class_ids = labels_of(
                     args, path, image, classifier, table, inference.num_classes(net)
                 )
-                task = (outputs, image, inference.forward(net, image, class_ids), args.crf, table)
+                forwarded = inference.forward(net, image, class_ids, args.protocol)
+                task = (outputs, image, shape, forwarded, args.crf, table, args.protocol)
             except (Skip, fileio.FileFormatError, OSError) as e:  # unreadable image or GT PNG
                 record(index, path, str(e))
                 continue
@@ -232,6 +266,12 @@ def segment_all(args, paths, net, classifier, table):
             except BrokenProcessPool:
                 record(index, path, "a worker process died")
         collect(list(pending))
+    except KeyboardInterrupt:
+        if pool is not None:  # the workers (which ignore Ctrl-C) finish the images they have
+            pool.shutdown(cancel_futures=True)
+        raise interrupt.Interrupted(
+            "%d of %d images finished in %s" % (finished_images(args, paths), len(paths), args.out)
+        ) from None
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
@@ -291,4 +331,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interrupt.run(main, "infer.py", RESUME))

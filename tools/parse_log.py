@@ -5,13 +5,20 @@
         --png runs/stage1/log.png
 
 Defaults: LOG with .csv / .png. Prints the number of train/test rows and the last values.
+Exit status 1 with one error if LOG cannot be read, has no solver lines, or an output cannot
+be written.
 """
 
 import argparse
 import os
 import sys
 
-from transfernet import caffe_log
+from transfernet import atomic, caffe_log
+
+
+def error(message):
+    print("parse_log.py: error: %s" % message, file=sys.stderr)
+    return 1
 
 
 def main(argv=None):
@@ -21,17 +28,22 @@ def main(argv=None):
     parser.add_argument("--png", help="plot output (default: LOG with .png)")
     parser.add_argument("--title", help="plot title (default: the log's file name)")
     args = parser.parse_args(argv)
-    parsed = caffe_log.read_log(args.log)
-    rows = parsed["rows"]
-    if not rows:
-        print(
-            "parse_log.py: error: %s has no Caffe solver lines (Iteration N ..., "
-            "Train/Test net output)" % args.log,
-            file=sys.stderr,
-        )
-        return 1
     stem = os.path.splitext(args.log)[0]
     csv_path, png_path = args.csv or stem + ".csv", args.png or stem + ".png"
+    try:
+        parsed = caffe_log.read_log(args.log)
+    except OSError as e:
+        return error("cannot read %s: %s" % (args.log, e.strerror or e))
+    rows = parsed["rows"]
+    if not rows:
+        return error(
+            "%s has no Caffe solver lines (Iteration N ..., Train/Test net output)" % args.log
+        )
+    try:
+        for flag, path in (("--csv", csv_path), ("--png", png_path)):
+            atomic.check_writable_file(path, "%s file" % flag)
+    except OSError as e:
+        return error(e)
     caffe_log.write_csv(csv_path, parsed)
     caffe_log.plot(png_path, parsed, args.title or os.path.basename(args.log))
     for phase in sorted({r["phase"] for r in rows}):

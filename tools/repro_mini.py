@@ -17,6 +17,8 @@
    OUT/report.md.
 A run with a result.json is not redone (resume); inside a run, finished stages and segmented
 images are reused. --plan lists the runs and which are finished, and stops. Progress on stderr.
+A failing stage is one error with the end of caffe's log and its path (exit status 1); Ctrl-C
+stops every run at once with one line counting the finished runs (exit status 130).
 """
 
 import argparse
@@ -34,10 +36,11 @@ os.environ["GLOG_minloglevel"] = QUIET  # quiet net set-up in this process (befo
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from data_prep import builtin, coco, voc
-from transfernet import evaluation, experiment, records, repro
+from transfernet import evaluation, experiment, interrupt, records, repro
 from transfernet.atomic import write_text
 
 log = experiment.timestamped_log("repro-mini")
+RESUME = "run the same command again to resume (finished runs, stages and images are reused)"
 
 
 def ensure_data(data_dir, seed, size, workers, specs):
@@ -98,7 +101,12 @@ def execute(spec, base, out, cfg, sources, val):
     evaluations = {
         source: evaluation.evaluate(folders[source, "decoder"], val) for source in spec.labels
     }
-    result = repro.run_result(spec, evaluations, round(time.time() - start, 1))
+    gt = evaluation.image_labels(run, val, "gt")
+    attention = None if baseline else evaluation.stage_attention(run, val, gt)
+    ablations = evaluation.ablate(run, val, progress) if spec.ratio == 1.0 else None
+    result = repro.run_result(
+        spec, evaluations, round(time.time() - start, 1), attention, ablations
+    )
     repro.write_run_result(out, spec, result)
     log(
         "%s: %s"
@@ -121,17 +129,23 @@ def run_parallel(jobs, processes, record):
     the runs in flight finish, then the first error is raised."""
     errors = []
     with concurrent.futures.ProcessPoolExecutor(
-        processes, mp_context=multiprocessing.get_context("fork")
+        processes,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=interrupt.ignore_in_worker,
     ) as pool:
         futures = {pool.submit(execute, *job): job[0].name for job in jobs}
-        for future in concurrent.futures.as_completed(futures):
-            try:
-                record(future.result())
-            except Exception as error:  # noqa: BLE001 (reported, then re-raised below)
-                log("%s failed: %s" % (futures[future], error))
-                errors.append(error)
-                for other in futures:
-                    other.cancel()
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                try:
+                    record(future.result())
+                except Exception as error:  # noqa: BLE001 (reported, then re-raised below)
+                    log("%s failed: %s" % (futures[future], error))
+                    errors.append(error)
+                    for other in futures:
+                        other.cancel()
+        except KeyboardInterrupt:
+            interrupt.stop_workers()  # the pool would wait for the runs to finish
+            raise
     if errors:
         raise errors[0]
 
@@ -152,12 +166,14 @@ def write_outputs(out, cfg, seed, results, val, base, extra):
         shared_stages="stages 0 and 1 (image labels only) trained once in %s and "
         "shared by every run; the baselines start from its stage-0 "
         "snapshot" % os.path.basename(base.dir),
+        claims=repro.claims(results),
+        attention={r["name"]: r["attention"] for r in results if r.get("attention")},
         **extra,
     )
     write_text(
         os.path.join(out, "results.json"), json.dumps(document, indent=1, sort_keys=True) + "\n"
     )
-    table = repro.table_markdown(collected["methods"], classes)
+    table = repro.table_markdown(collected["methods"], classes, collected["ablations"])
     write_text(os.path.join(out, "table.md"), table)
     references = {
         t: collected["methods"].get(t, {}).get("mean_iou")
@@ -192,6 +208,12 @@ def write_outputs(out, cfg, seed, results, val, base, extra):
         repro.ratio_markdown(collected["ratio_study"]),
         "![ratio](ratio.png)",
         "",
+        "## The paper's claims (mIoU % of each side: seeds, or subsets at the smallest ratio)",
+        "",
+        repro.claims_markdown(document["claims"]),
+        "## What the attention attends to (val, ground-truth labels)",
+        "",
+        repro.attention_markdown(results, extra.get("attention_stage1")),
     ]
     if "label_accuracy" in extra:
         acc = extra["label_accuracy"]
@@ -256,13 +278,28 @@ def train_shared_stages(out, cfg, spec, source):
 
 def main(argv=None):
     args = parse_args(argv)
-    start = time.time()
     out = os.path.abspath(args.out)
     specs = repro.plan(args.seed)
+    try:
+        run_plan(args, out, specs)
+    except KeyboardInterrupt:
+        finished = len(specs) - len(repro.pending(out, specs))
+        raise interrupt.Interrupted(
+            "%d of %d runs finished in %s" % (finished, len(specs), out)
+        ) from None
+    except (experiment.TrainingError, OSError, ValueError) as e:
+        print("repro_mini.py: error: %s" % e, file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_plan(args, out, specs):
+    """Steps 1-3 of the module docstring (--plan: the list of runs only)."""
+    start = time.time()
     todo = repro.pending(out, specs)
     log_plan(specs, todo)
     if args.plan:
-        return 0
+        return
     import caffe
 
     caffe.set_mode_cpu()
@@ -273,6 +310,7 @@ def main(argv=None):
     val = evaluation.voc_eval_set(voc_root, target)
     base = train_shared_stages(out, cfg, specs[0], sources[specs[0].name])
     labels = [evaluation.image_labels(base, val, source) for source in ("predicted", "gt")]
+    stage1 = evaluation.stage_attention(base, val, labels[1], "attention")
     finished = {spec.name: repro.read_result(out, spec) for spec in specs}
 
     def record(result=None):  # results so far -> the outputs
@@ -288,6 +326,7 @@ def main(argv=None):
             base,
             {
                 "label_accuracy": evaluation.label_accuracy(*labels),
+                "attention_stage1": stage1,
                 "wall_seconds": round(time.time() - start, 1),
                 "run_seconds": {r["name"]: r["seconds"] for r in results},
             },
@@ -304,8 +343,7 @@ def main(argv=None):
     log(
         "wrote %s/{results.json,table.md,ratio.png,report.md} (%.0f s)" % (out, time.time() - start)
     )
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interrupt.run(main, "repro_mini.py", RESUME))

@@ -13,6 +13,10 @@ multiprocess); NCCL broadcasts rank 0's weights, then sums and averages the grad
 iteration (the callbacks of BVLC's python/train.py); rank 0 logs and snapshots. The data layer
 gives each rank its own part of the batch stream (python_layers/data_layer.py).
 
+Ctrl-C on the CPU or one GPU snapshots the iteration reached, as `caffe train` does, and says
+how to resume from it; with several GPUs the ranks are stopped and the last periodic
+snapshot is named (exit status 130 either way).
+
 stdout: the effective batch per iteration (per-GPU batch x iter_size x GPUs), a warning when it
 differs from the solver's single-GPU value (64 in the paper; --iter-size restores it), and a
 progress line per display interval:
@@ -20,6 +24,7 @@ progress line per display interval:
 """
 
 import argparse
+import glob
 import json
 import multiprocessing
 import os
@@ -32,9 +37,10 @@ import caffe
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
-from transfernet import cuda
+from transfernet import cuda, interrupt, weights
 
 DATA_LAYER = "SourceTargetData"
+RESUME = "resume with the same command and --snapshot that .solverstate"
 
 
 def gpu_list(text):
@@ -48,18 +54,13 @@ def gpu_list(text):
     return gpus
 
 
-def read_prototxt(path, message):
-    """Parse a text prototxt into `message`; ValueError naming the file if it cannot."""
-    try:
-        with open(path) as f:
-            return text_format.Merge(f.read(), message)
-    except (OSError, text_format.ParseError) as exc:
-        raise ValueError("%s: %s" % (path, exc)) from None
-
-
 def forward_batch(solver):
     """Images per forward pass of the solver's train net: its SourceTargetData batch_size."""
-    net = read_prototxt(solver.net, caffe_pb2.NetParameter()) if solver.net else solver.net_param
+    net = (
+        weights.read_prototxt(solver.net, caffe_pb2.NetParameter())
+        if solver.net
+        else solver.net_param
+    )
     for layer in net.layer:
         train = not layer.include or any(r.phase == caffe_pb2.TRAIN for r in layer.include)
         if layer.type == "Python" and layer.python_param.layer == DATA_LAYER and train:
@@ -116,6 +117,7 @@ def run_solver(solver_path, snapshot, gpus, rank, uid, images_per_iteration):
     else:
         caffe.set_mode_cpu()
     if len(gpus) > 1:
+        interrupt.ignore_in_worker()  # the parent stops the ranks
         caffe.set_solver_count(len(gpus))
         caffe.set_solver_rank(rank)
         caffe.set_multiprocess(True)
@@ -130,13 +132,36 @@ def run_solver(solver_path, snapshot, gpus, rank, uid, images_per_iteration):
         solver.add_callback(nccl)
         if solver.param.layer_wise_reduce:
             solver.net.after_backward(nccl)
-    if rank == 0:
-        solver.solve()  # logs, tests, snapshots (rank 0 only) and the final snapshot
-    else:
-        solver.step(solver.param.max_iter - solver.iter)
+    try:
+        if rank == 0:
+            solver.solve()  # logs, tests, snapshots (rank 0 only) and the final snapshot
+        else:
+            solver.step(solver.param.max_iter - solver.iter)
+    except KeyboardInterrupt:
+        # Raised by Python code (a callback, a Python layer) before the iteration's update:
+        # the weights and solver state are those of solver.iter.
+        solver.snapshot()
+        param = weights.read_prototxt(solver_path, caffe_pb2.SolverParameter())
+        raise interrupt.Interrupted(
+            "stopped at iteration %d of %d; snapshot %s"
+            % (solver.iter, param.max_iter, solverstate(param, solver.iter))
+        ) from None
 
 
-def run_ranks(solver_path, snapshot, gpus, images_per_iteration):
+def solverstate(param, iteration="*"):
+    """The .solverstate file a solver (SolverParameter `param`) snapshots at `iteration`
+    (default: a glob pattern of them all)."""
+    hdf5 = param.snapshot_format == caffe_pb2.SolverParameter.HDF5
+    return "%s_iter_%s.solverstate%s" % (param.snapshot_prefix, iteration, ".h5" if hdf5 else "")
+
+
+def last_solverstate(param):
+    """The newest .solverstate of a solver's snapshot prefix, or None."""
+    found = glob.glob(solverstate(param))
+    return max(found, key=os.path.getmtime) if found else None
+
+
+def run_ranks(param, solver_path, snapshot, gpus, images_per_iteration):
     """One process per GPU; if one fails, stop the others (they would wait in NCCL forever).
     Returns the exit code."""
     uid = caffe.NCCL.new_uid()
@@ -152,6 +177,17 @@ def run_ranks(solver_path, snapshot, gpus, images_per_iteration):
     ]
     for proc in procs:
         proc.start()
+    try:
+        return wait_for_ranks(procs, gpus)
+    except KeyboardInterrupt:
+        interrupt.stop_workers()
+        raise interrupt.Interrupted(
+            "ranks stopped; last snapshot %s" % (last_solverstate(param) or "none (start over)")
+        ) from None
+
+
+def wait_for_ranks(procs, gpus):
+    """Wait for the rank processes; if one fails, stop the others. The exit code."""
     running = list(procs)
     while running:
         for sentinel in connection.wait([p.sentinel for p in running]):
@@ -203,8 +239,10 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
     try:
-        param = read_prototxt(args.solver, caffe_pb2.SolverParameter())
+        param = weights.read_prototxt(args.solver, caffe_pb2.SolverParameter())
         batch = forward_batch(param)
+    except OSError as exc:
+        parser.exit(2, "train: cannot read %s: %s\n" % (exc.filename, exc.strerror))
     except ValueError as exc:
         parser.exit(2, "train: %s\n" % exc)
     if args.iter_size is not None and args.iter_size < 1:
@@ -228,10 +266,10 @@ def main(argv=None):
         path = run_solver_file(param, args.solver, args.snapshot, args.iter_size, folder)
         images = batch * iter_size * devices
         if len(args.gpus) > 1:
-            return run_ranks(path, args.snapshot, args.gpus, images)
+            return run_ranks(param, path, args.snapshot, args.gpus, images)
         run_solver(path, args.snapshot, args.gpus, 0, None, images)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(interrupt.run(main, "train", RESUME))

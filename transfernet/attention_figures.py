@@ -72,9 +72,16 @@ def gram_panels(image, A, pixels):
 def attention_rows(net, image, class_ids, pixels=(), names=None):
     """Segment a BGR uint8 image for its labels with seg_deploy `net` (one forward) and
     return (Segmentation, figure rows): label_panels per label, then gram_panels per pixel
-    from the A of that forward."""
+    (y, x) of the image from the A of that forward; drawn on the working image
+    (inference.working_image), where the pixels are scaled to."""
     if not len(class_ids):
         raise ValueError("visualize: no labels")
+    small = inference.working_image(image)
+    pixels = [
+        tuple(int(c * n / full) for c, n, full in zip(p, small.shape[:2], image.shape[:2]))
+        for p in pixels
+    ]
+    image = small
     seg = inference.segment(net, image, class_ids)
     A = net.blobs[FEATURES].data.copy()  # the encoder ran once, on this image
     return seg, label_panels(image, seg, names) + gram_panels(image, A, pixels)

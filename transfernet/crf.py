@@ -25,19 +25,21 @@ CRF_ITERATIONS = 10  # mean-field iterations
 PROB_CLIP = 1e-5  # probabilities clipped before -log (unary energy)
 
 
-def reweight_fg(fg_prob):
-    """fg / (fg + BKG_WEIGHT * (1 - fg)): the fg probability after down-weighting bkg."""
+def reweight_fg(fg_prob, bkg_weight=BKG_WEIGHT):
+    """fg / (fg + bkg_weight * (1 - fg)): the fg probability after down-weighting bkg."""
     fg = np.asarray(fg_prob, np.float64)
-    return (fg / (fg + BKG_WEIGHT * (1.0 - fg))).astype(np.float32)
+    return (fg / (fg + bkg_weight * (1.0 - fg))).astype(np.float32)
 
 
-def dense_crf(image, fg_prob):
+def dense_crf(image, fg_prob, bkg_weight=BKG_WEIGHT):
     """Refine one label's fg probability map with a fully connected CRF on {bkg, fg}.
 
     image: (H, W, 3) uint8 colour image (channel order does not matter: the colour std is
-    the same on every channel). fg_prob: (H, W) fg probability in [0, 1].
+    the same on every channel). fg_prob: (H, W) fg probability in [0, 1]. bkg_weight: the
+    background's multiplier before the CRF (1: fg_prob is re-weighted already, as in the
+    authors' protocol, which re-weights before resizing).
     Returns (H, W) float32: the re-weighted fg probability where the CRF labels the pixel
-    fg, 0 elsewhere.
+    fg, 0 elsewhere. The unary energy is -log of the probabilities clipped to PROB_CLIP.
     """
     image = np.asarray(image)
     fg_prob = np.asarray(fg_prob)
@@ -53,7 +55,7 @@ def dense_crf(image, fg_prob):
     if not np.all((fg_prob >= 0) & (fg_prob <= 1)):  # also rejects NaN
         raise ValueError("dense_crf: fg_prob must be probabilities in [0, 1]")
     height, width = fg_prob.shape
-    fg = reweight_fg(fg_prob)
+    fg = reweight_fg(fg_prob, bkg_weight)
     probs = np.stack([1.0 - fg, fg]).astype(np.float32)
     crf = dcrf.DenseCRF2D(width, height, 2)
     crf.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(probs, clip=PROB_CLIP)))

@@ -8,10 +8,12 @@ rule on the same forward), infer() writes the run's pred/<label source>_<method>
 """
 
 import collections
+import functools
 import json
 import os
 
-from transfernet import fileio, inference, no_transfer, score
+from transfernet import ablation as ablations
+from transfernet import attention_metrics, fileio, inference, no_transfer, score
 from transfernet.atomic import write_text
 from transfernet.classes import BACKGROUND, CLASS_NAMES
 from transfernet.experiment import deploy_net, final_snapshot, model_file, pred_dir, print_progress
@@ -40,21 +42,26 @@ def voc_eval_set(voc_root, target, split="val"):
     )
 
 
-def label_maps(net, image, class_ids, methods=METHODS):
+def label_maps(net, image, class_ids, methods=METHODS, queries=None):
     """{method: (H, W) uint8 label map} of one image for `methods` (of METHODS; one
-    seg_deploy forward per CRF setting; no_transfer uses the s of the forward without CRF)."""
+    seg_deploy forward per CRF setting; no_transfer uses the s of the forward without CRF),
+    made at the working size (inference.working_image) and enlarged to the image's; queries
+    as inference.forward's."""
     height, width = image.shape[:2]
-    seg = inference.segment(net, image, class_ids)
+    image = inference.working_image(image)
+    seg = inference.segment(net, image, class_ids, queries=queries)
     maps = {"decoder": seg.labels}
     if "decoder_crf" in methods:
-        maps["decoder_crf"] = inference.segment(net, image, class_ids, use_crf=True).labels
+        maps["decoder_crf"] = inference.segment(
+            net, image, class_ids, use_crf=True, queries=queries
+        ).labels
     if "no_transfer" in methods:
         maps["no_transfer"] = (
-            no_transfer.labels(seg.s, seg.class_ids, height, width)
+            no_transfer.labels(seg.s, seg.class_ids, *image.shape[:2])
             if len(seg.class_ids)
             else seg.labels
         )
-    return {m: maps[m] for m in methods}
+    return {m: inference.full_size_labels(maps[m], height, width) for m in methods}
 
 
 def image_labels(run, val, label_source):
@@ -63,8 +70,7 @@ def image_labels(run, val, label_source):
     pred/labels_<label_source>.json."""
     path = os.path.join(run.dir, "pred", "labels_%s.json" % label_source)
     if os.path.exists(path):
-        with open(path) as f:
-            cached = json.load(f)
+        cached = fileio.read_json(path)
         if set(cached) == set(val.ids):
             return cached
     if label_source == "gt":
@@ -86,19 +92,31 @@ def image_labels(run, val, label_source):
 
 
 def infer(
-    run, val, label_sources=LABEL_SOURCES, weights=None, progress=print_progress, methods=METHODS
+    run,
+    val,
+    label_sources=LABEL_SOURCES,
+    weights=None,
+    progress=print_progress,
+    methods=METHODS,
+    ablation=None,
 ):
     """Segment the EvalSet's images with the run's deploy_net and the final joint snapshot
     (or `weights`) by each of `methods` (METHODS), for each label source; writes
-    pred/<label source>_<method>/<id>.png. Images whose PNGs all exist are skipped (resume).
-    Returns {(label source, method): folder}."""
+    pred/<label source>_<method>[_<ablation>]/<id>.png. Images whose PNGs all exist are
+    skipped (resume). ablation: one of transfernet.ablation.ABLATIONS, applied to the net and
+    its queries. Returns {(label source, method): folder}."""
     net = inference.load_net(
         model_file(run, deploy_net(run)), weights or final_snapshot(run, "joint")
     )
+    queries = None
+    if ablation:
+        ablations.apply(net, ablation)
+        queries = functools.partial(ablations.queries, ablation=ablation)
     folders = {}
     for label_source in label_sources:
         labels = image_labels(run, val, label_source)
-        out = {m: pred_dir(run, label_source, m) for m in methods}
+        suffix = "_" + ablation if ablation else ""
+        out = {m: pred_dir(run, label_source, m + suffix) for m in methods}
         folders.update(((label_source, m), d) for m, d in out.items())
         todo = [
             i
@@ -111,10 +129,69 @@ def infer(
         )
         for image_id in todo:
             image = read_image(os.path.join(val.image_dir, image_id + ".jpg"))
-            maps = label_maps(net, image, labels[image_id], methods)
+            maps = label_maps(net, image, labels[image_id], methods, queries)
             for method, folder in out.items():
                 fileio.write_label_png(os.path.join(folder, image_id + ".png"), maps[method])
     return folders
+
+
+def ablate(run, val, progress=print_progress):
+    """{ablation: {"images", "intact", "ablated"}}: the scores ({"mean_iou", "per_class"}) of
+    the run's joint net with ground-truth labels, intact and with each ablation that applies
+    to it (transfernet.ablation); swapped_labels is scored on the images with two or more
+    labels, the only ones it changes."""
+    net = inference.load_net(model_file(run, deploy_net(run)), final_snapshot(run, "joint"))
+    names = ablations.applicable(net)
+    del net
+    labels = image_labels(run, val, "gt")
+    multi = val._replace(ids=[i for i in val.ids if len(labels[i]) > 1])
+    out = {}
+    for name in names:
+        subset = multi if name == "swapped_labels" else val
+        scores = []
+        for ablation in (None, name):
+            folders = infer(run, subset, ("gt",), None, progress, ("decoder",), ablation)
+            folder = folders["gt", "decoder"]
+            result = score.evaluate(folder, val.gt_dir, subset.ids, val.classes, subset=True)
+            scores.append({k: result[k] for k in ("mean_iou", "per_class")})
+        out[name] = {"images": len(subset.ids), "intact": scores[0], "ablated": scores[1]}
+        progress(
+            "%s: mIoU %.1f intact, %.1f ablated (%d images, ground-truth labels)"
+            % (name, 100 * scores[0]["mean_iou"], 100 * scores[1]["mean_iou"], len(subset.ids))
+        )
+    return out
+
+
+def stage_attention(run, val, labels, stage="joint"):
+    """attention() of the run's seg_deploy with the final snapshot of `stage` (stage 1, the
+    attention stage, has no decoder: only what alpha depends on is loaded)."""
+    net = inference.load_net(
+        model_file(run, "seg_deploy"),
+        final_snapshot(run, stage),
+        until="z" if stage == "attention" else None,
+    )
+    return attention(net, val, labels)
+
+
+def attention(net, val, labels):
+    """attention_metrics.summarise of the seg_deploy `net`'s alpha on the EvalSet's images for
+    their ground-truth `labels` ({id: class ids}); images without a label are left out."""
+    pairs = []
+    for image_id in val.ids:
+        class_ids = sorted(labels[image_id])
+        if not class_ids:
+            continue
+        image = read_image(os.path.join(val.image_dir, image_id + ".jpg"))
+        gt_path = os.path.join(val.gt_dir, image_id + ".png")
+        gt = fileio.read_label_png(gt_path)
+        if gt.shape != image.shape[:2]:
+            raise ValueError(
+                "%s is %dx%d, its image %dx%d (WxH)"
+                % (gt_path, gt.shape[1], gt.shape[0], image.shape[1], image.shape[0])
+            )
+        alpha = inference.forward(net, image, class_ids)[2]
+        pairs += attention_metrics.image_measures(alpha, gt, class_ids)
+    return attention_metrics.summarise(pairs)
 
 
 def evaluate(folder, val):

@@ -22,15 +22,17 @@ prototxts are absolute, so caffe may run from any folder.
 """
 
 import collections
+import functools
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
 
-from transfernet import baselines, caffe_log, config, nets, records, solvers
+from transfernet import baselines, caffe_log, config, fileio, interrupt, nets, records, solvers
 from transfernet.atomic import write_text
 from transfernet.weights import check_solver, describe_fits
 
@@ -50,10 +52,15 @@ class Run(collections.namedtuple("Run", "dir cfg seed baseline", defaults=(None,
 
 
 _ITERATION = re.compile(r"Iteration (\d+)")
-# Error lines of a failed caffe run: glog fatal lines (F1201 ..., or F20261201 ... from glog
-# 0.6 on Debian 12), Python exceptions of Python layers.
-_ERROR = re.compile(r"^(F(\d{4})?\d{4} |[A-Za-z_.]*(Error|Exception)\b)")
+# Where glog's crash report (stack trace) starts, after the lines saying what went wrong.
+_CRASH_REPORT = re.compile(r"^(\*\*\* (Check failure stack trace|Aborted at|SIG)|PC: @)")
 POLL_SECONDS = 5
+TAIL_LINES = 8  # of a failed caffe train's log, in its error
+
+
+class TrainingError(RuntimeError):
+    """A stage that cannot start or whose `caffe train` failed (the message says why and
+    names the files)."""
 
 
 def timestamped_log(name):
@@ -96,7 +103,46 @@ def describe(cfg, seed):
         solver_dir=cfg.layout.solvers,
         snapshot_dir=cfg.layout.snapshots,
     )
-    return out
+    return json.loads(json.dumps(out))  # tuples as lists, as config.json reads back
+
+
+def open_run(run_dir):
+    """The Run of a folder made by prepare, from its config.json; ValueError naming a folder
+    without one or with one this code cannot rebuild."""
+    path = os.path.join(os.path.abspath(run_dir), "config.json")
+    try:
+        with open(path) as f:
+            found = json.load(f)
+    except FileNotFoundError:
+        raise ValueError("%s is not a run folder: it has no config.json" % run_dir) from None
+    except ValueError as e:
+        raise ValueError("%s: not a run's config.json (%s)" % (path, e)) from None
+    try:
+        arch = dict((k, found[k]) for k in config.Architecture._fields if k in found)
+        if arch.get("kernels") is not None:
+            arch["kernels"] = tuple(tuple(block) for block in arch["kernels"])
+        cfg = config.Config(
+            found["name"],
+            config.Architecture(**arch),
+            config.Data(**{k: found[k] for k in config.Data._fields}),
+            config.Schedule(
+                {k: config.Stage(**v) for k, v in found["stages"].items()},
+                found["snapshot"],
+                found["display"],
+            ),
+            config.Layout(
+                os.path.join("models", found["name"]),
+                found["solver_dir"],
+                found["snapshot_dir"],
+                found["classifier_init"],
+            ),
+        )
+    except (KeyError, TypeError) as e:
+        raise ValueError("%s: not a run's config.json (%s)" % (path, e)) from None
+    run = Run(os.path.dirname(path), cfg, found["seed"], found.get("baseline"))
+    if describe(cfg, run.seed) != {k: v for k, v in found.items() if k != "baseline"}:
+        raise ValueError("%s was written by another version of transfernet.experiment" % path)
+    return run
 
 
 def model_file(run, net):
@@ -146,8 +192,7 @@ def prepare(run_dir, cfg, seed=0, root=ROOT, baseline=None):
         wanted["baseline"] = baseline
     config_path = os.path.join(run.dir, "config.json")
     if os.path.exists(config_path):
-        with open(config_path) as f:
-            found = json.load(f)
+        found = fileio.read_json(config_path)
         differ = sorted(k for k in set(found) | set(wanted) if found.get(k) != wanted.get(k))
         if differ:
             raise ValueError(
@@ -183,8 +228,7 @@ def stage_done(run, stage):
     record = log_file(run, stage, ".json")
     if not (os.path.exists(record) and os.path.exists(final_snapshot(run, stage))):
         return None
-    with open(record) as f:
-        return json.load(f)
+    return fileio.read_json(record)
 
 
 def share_stages(base, run, stages):
@@ -195,7 +239,7 @@ def share_stages(base, run, stages):
             continue
         done = stage_done(base, stage)
         if not done:
-            raise RuntimeError(
+            raise TrainingError(
                 "%s: stage %s of the shared run %s is not finished" % (run.dir, stage, base.dir)
             )
         target = final_snapshot(run, stage)
@@ -224,9 +268,9 @@ def train(run, stage, force=False, progress=print_progress):
     training a stage invalidates the later stages and the run's predictions. Before caffe
     runs, the solver's initial weights are checked against the train net, and the layers
     from the file and from fillers are reported (check_solver). ValueError naming a dataset
-    folder of the config that is not a dataset. RuntimeError naming initial weights that are
-    missing or do not fit, or with caffe's error lines if caffe fails; the log is then left
-    as .log.failed.
+    folder of the config that is not a dataset. TrainingError naming initial weights that
+    are missing or do not fit, or with the end of caffe's log if caffe fails; the log is then
+    left as .log.failed.
     """
     done = stage_done(run, stage)
     if done and not force:
@@ -271,7 +315,7 @@ def check_start(run, stage, progress):
                 )
         fits = check_solver(solver_file(run, stage))
     except (OSError, ValueError) as e:
-        raise RuntimeError("%s: %s" % (stage, e)) from None
+        raise TrainingError("%s: %s" % (stage, e)) from None
     for line in describe_fits(fits):
         progress("%s: %s" % (stage, line))
 
@@ -291,8 +335,9 @@ def clear_outputs(run, stage):
 
 def run_caffe_train(run, stage, progress):
     """`caffe train` of the stage's solver, its output in logs/<stage>.log (.log.partial
-    while it runs), progress every POLL_SECONDS; returns the seconds it took. RuntimeError
-    with caffe's last error lines if it fails (the log is left as .log.failed)."""
+    while it runs), progress every POLL_SECONDS; returns the seconds it took. TrainingError
+    with the end of caffe's log if it fails (the log is left as .log.failed). Caffe is
+    stopped if this process is (Ctrl-C, SIGTERM) and killed if it dies."""
     partial = log_file(run, stage, ".log.partial")
     env = dict(os.environ, GLOG_logtostderr="1", GLOG_minloglevel="0")
     max_iter = run.cfg.schedule.stages[stage].max_iter
@@ -303,30 +348,52 @@ def run_caffe_train(run, stage, progress):
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
+            preexec_fn=functools.partial(interrupt.die_with_parent, os.getpid()),
         )
-        while True:
-            try:
-                proc.wait(POLL_SECONDS)
-                break
-            except subprocess.TimeoutExpired:
-                progress(
-                    "%s: iteration %d/%d (%.0f s)"
-                    % (stage, _last_iteration(partial), max_iter, time.time() - start)
-                )
+        try:
+            while True:
+                try:
+                    proc.wait(POLL_SECONDS)
+                    break
+                except subprocess.TimeoutExpired:
+                    progress(
+                        "%s: iteration %d/%d (%.0f s)"
+                        % (stage, _last_iteration(partial), max_iter, time.time() - start)
+                    )
+        except BaseException:
+            proc.terminate()
+            proc.wait()
+            raise
     seconds = time.time() - start
     if proc.returncode != 0 or not os.path.exists(final_snapshot(run, stage)):
         failed = log_file(run, stage, ".log.failed")
         os.replace(partial, failed)
-        with open(failed, errors="replace") as f:
-            errors = [line for line in f if _ERROR.match(line)]
-        raise RuntimeError(
-            "caffe train of %s failed (exit %s); log %s:\n%s"
+        status = proc.returncode
+        raise TrainingError(
+            "caffe train of stage %s failed (%s); the end of its log %s:\n%s"
             % (
                 stage,
-                proc.returncode,
+                "exit status %d" % status if status >= 0 else signal.Signals(-status).name,
                 failed,
-                "".join(errors[-10:]) or "(no error line; see the log)",
+                "\n".join("  " + line for line in log_tail(failed)) or "  (the log is empty)",
             )
         )
     os.replace(partial, log_file(run, stage))
     return seconds
+
+
+def log_tail(path, lines=TAIL_LINES):
+    """The last `lines` non-blank lines of a log before glog's crash report, if any."""
+    kept = []
+    with open(path, errors="replace") as f:
+        for line in f:
+            if _CRASH_REPORT.match(line):
+                break
+            if line.strip():
+                kept.append(line.rstrip())
+    return kept[-lines:]
+
+
+def finished_stages(run):
+    """The run's stages whose training is finished (stage_done), in training order."""
+    return [stage for stage in solvers.STAGES if stage_done(run, stage)]

@@ -3,10 +3,15 @@
 Images are read as OpenCV does, BGR uint8 (H, W, 3); networks take them minus MEAN_BGR.
 Label PNGs are read with PIL, which returns palette indices for VOC's palette PNGs (OpenCV
 would convert them to BGR colours). A bad image is a Skip (counted and reported by the
-caller); a label PNG or list file that is not what it should be is a FileFormatError.
+caller); a label PNG, list file or JSON file that is not what it should be is a
+FileFormatError naming the file. Text files are UTF-8; a leading byte-order mark (as Windows
+editors write) is dropped.
 """
 
+import codecs
+import json
 import os
+import re
 
 import cv2
 import numpy as np
@@ -19,7 +24,10 @@ MEAN_BGR = (104.008, 116.669, 122.675)
 # cv2.IMREAD_COLOR converts grayscale, RGBA (alpha dropped) and CMYK JPEGs to 3-channel BGR.
 # Orientation tags are ignored: annotations are drawn on the stored pixel grid.
 IMREAD_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
-JPEG_EOI = b"\xff\xd9"
+JPEG_SOI, JPEG_EOI = 0xD8, 0xD9
+# A marker: 0xFF and a byte that is not a stuffed 0x00, a fill 0xFF, RST0-7 or TEM (markers
+# without a length, which also occur inside entropy-coded data).
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\x01\xff\xd0-\xd7]")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff")
 
 # Reasons an image is skipped as bad.
@@ -36,7 +44,7 @@ class Skip(Exception):
 
 
 class FileFormatError(ValueError):
-    """A label PNG or list file that cannot be read as one (the message names the file)."""
+    """A label PNG, list or JSON file that cannot be read as one (the message names the file)."""
 
 
 def read_image(path):
@@ -46,9 +54,8 @@ def read_image(path):
             data = f.read()
     except OSError as e:
         raise Skip(UNREADABLE_IMAGE, str(e))
-    # libjpeg decodes a truncated JPEG with only a warning (grey bottom rows): its end-of-image
-    # marker is missing. 0xFF 0xD9 cannot occur inside entropy-coded data (0xFF is stuffed).
-    if data[:2] == b"\xff\xd8" and JPEG_EOI not in data[-4096:]:
+    # libjpeg decodes a truncated JPEG with only a warning (grey bottom rows).
+    if data[:2] == bytes((0xFF, JPEG_SOI)) and not jpeg_complete(data):
         raise Skip(TRUNCATED_IMAGE, "%s: JPEG without end-of-image marker" % path)
     if not data:
         raise Skip(UNREADABLE_IMAGE, "%s: empty file" % path)
@@ -62,6 +69,27 @@ def read_image(path):
     if image is None:
         raise Skip(UNREADABLE_IMAGE, "%s: not a decodable image" % path)
     return image
+
+
+def jpeg_complete(data):
+    """Whether JPEG data reach the image's end-of-image marker. The marker segments are
+    followed from the start, each skipped by its length (so the marker of a thumbnail inside
+    an EXIF segment does not count), the entropy-coded data of a scan up to the next marker;
+    bytes after the end of the image (camera trailers, motion-photo videos) are not read."""
+    pos = 2
+    while True:
+        found = _JPEG_MARKER.search(data, pos)
+        if found is None:
+            return False
+        pos, marker = found.start(), data[found.start() + 1]
+        if marker == JPEG_EOI:
+            return True
+        if marker == JPEG_SOI or pos + 4 > len(data):
+            pos += 2
+            continue
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        # A scan's header is followed by its entropy-coded data, whose end is the next marker.
+        pos += 2 + max(length, 2)
 
 
 def voc_colormap(n=256):
@@ -101,14 +129,56 @@ def write_label_png(path, label_map):
         im.save(tmp, format="PNG")
 
 
+def read_text(path):
+    """The text of a UTF-8 file, without a leading byte-order mark; FileFormatError naming the
+    file (and the line of the first bad byte) if it is not UTF-8 text."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise FileFormatError(
+            "%s is UTF-16 text (it starts with a UTF-16 byte-order mark); save it as UTF-8" % path
+        )
+    if b"\x00" in data:
+        raise FileFormatError(
+            "%s: NUL byte at line %d: not UTF-8 text (UTF-16?); save it as UTF-8"
+            % (path, data.count(b"\n", 0, data.index(b"\x00")) + 1)
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise FileFormatError(
+            "%s: byte 0x%02x at line %d is not UTF-8 (Latin-1 or another encoding?); save the "
+            "file as UTF-8" % (path, data[e.start], data.count(b"\n", 0, e.start) + 1)
+        ) from None
+
+
+def read_json(path):
+    """The value of a UTF-8 JSON file; FileFormatError naming the file if it is not JSON."""
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as e:
+        raise FileFormatError("%s is not valid JSON: %s" % (path, e)) from None
+
+
 def read_list(path):
     """Image ids of a VOC ImageSets-style list: first token of each non-blank line.
 
-    A token with folders or an extension (`JPEGImages/x.jpg`) gives its stem (`x`).
+    A line is an id; a token with folders or an image extension (`JPEGImages/x.jpg`) gives
+    the file's id (`x`); other dots belong to the id (`x.v2`). FileFormatError naming the
+    file and line for an id with an invisible character, for duplicate ids, for no id.
     """
-    with open(path) as f:
-        tokens = [line.split()[0] for line in f if line.strip()]
-    ids = [stem(t) for t in tokens]
+    ids = []
+    for number, line in enumerate(read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        token = line.split()[0]
+        hidden = [c for c in token if not c.isprintable()]
+        if hidden:
+            raise FileFormatError(
+                "%s: line %d: id %r holds the invisible character U+%04X"
+                % (path, number, token, ord(hidden[0]))
+            )
+        ids.append(image_id(token))
     seen, dups = set(), []
     for i in ids:
         if i in seen:
@@ -119,6 +189,14 @@ def read_list(path):
     if not ids:
         raise FileFormatError("%s: no ids" % path)
     return ids
+
+
+def image_id(token):
+    """The id a list token names: without folders and without an image extension (only
+    those: `a.v2` is the id `a.v2`, `JPEGImages/a.v2.jpg` too)."""
+    name = os.path.basename(token)
+    root, ext = os.path.splitext(name)
+    return root if ext.lower() in IMAGE_EXTENSIONS else name
 
 
 def stem(path):

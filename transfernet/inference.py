@@ -10,8 +10,20 @@ For an image with labels L (predicted by the stage-0 classifier, or given):
    (transfernet.crf.dense_crf), or without CRF the fg probability where the network says fg;
 5. per pixel the label with the largest score, background where no score is positive
    (transfernet.crf.combine_labels).
+An image whose longer side exceeds MAX_SIDE is segmented at its working size (working_image:
+shrunk to MAX_SIDE) and its label map enlarged back (full_size_labels): the padded square,
+the per-label maps and the dense CRF then have at most MAX_SIDE x MAX_SIDE pixels, which
+bounds the memory of any image (docs/inference.md).
 Also the choice of the labels (stage-0 classifier, ground truth, given ids). The figures of a
 segmentation are drawn by transfernet/attention_figures.py, its files read by transfernet/fileio.py.
+
+protocol="authors" follows the authors' MATLAB inference instead (TransferNet_inference.m,
+preprocess_image.m), for their released models: the image zero-padded (black) at the
+bottom/right, resized with MATLAB's antialiased bilinear imresize (transfernet/imresize.py),
+minus their mean; the classifier fed the same padded input; per label the background
+probability halved and renormalised at the net's size, then resized with MATLAB's bicubic
+imresize and cropped; the CRF on -log of those probabilities; the score p_fg where the CRF says
+fg. Steps 2 and 5 are the same as ours.
 """
 
 import collections
@@ -19,8 +31,9 @@ import os
 
 import cv2
 import numpy as np
+from caffe.proto import caffe_pb2
 
-from transfernet import crf, score, weights
+from transfernet import crf, imresize, score, weights
 from transfernet.atomic import atomic_path
 from transfernet.classes import BACKGROUND, CLASS_NAMES, IGNORE, VOC_CLASSES
 from transfernet.fileio import MEAN_BGR, read_label_png
@@ -30,12 +43,19 @@ from transfernet.fileio import MEAN_BGR, read_label_png
 CLASSIFIER_THRESHOLD = 0.6
 # Candidate labels by default: the 20 PASCAL VOC classes (the target domain).
 VOC_IDS = tuple(range(1, len(VOC_CLASSES) + 1))
+PROTOCOLS = ("ours", "authors")
+# The mean their MATLAB subtracts (preprocess_image.m; their training used MEAN_BGR).
+AUTHORS_MEAN_BGR = (104.00698793, 116.66876762, 122.67891434)
+# Longest image side segmented at full resolution: twice VOC's and COCO's largest images, and
+# a dense CRF of this size stays under 1 GB (docs/decisions.md).
+MAX_SIDE = 1024
 
+# A segmentation at the working size H x W of the image (working_image).
 Segmentation = collections.namedtuple(
     "Segmentation",
     [
         "class_ids",  # (K,) int64 labels of the image
-        "fg",  # (K, H, W) float32 network fg probability per label, original image size
+        "fg",  # (K, H, W) float32 network fg probability per label
         "scores",  # (K, H, W) float32 score per label (fg where fg wins, CRF-refined with crf)
         "labels",  # (H, W) uint8 final label map (0 background)
         "alpha",  # (K, h, w) float32 attention (Eq. 4) on the padded square, or None
@@ -44,21 +64,43 @@ Segmentation = collections.namedtuple(
 )
 
 
-def load_net(model, weights_path):
+def load_net(model, weights_path, until=None):
     """A caffe.Net of prototxt `model` in TEST phase with every parameter from the caffemodel
     `weights_path`, checked before anything is copied (weights.check_complete);
     FileNotFoundError naming a missing prototxt, weights.WeightsError for weights that do
-    not fit."""
+    not fit.
+
+    until: a layer name; only the layers before it must be in the file (a stage-1 snapshot
+    in seg_deploy with until='z': what alpha depends on; the rest keep their fillers)."""
     import caffe
 
     if not os.path.isfile(model):
         raise FileNotFoundError("model file not found: %s" % model)
+    weights.read_prototxt(model, caffe_pb2.NetParameter())  # Caffe aborts on one it cannot parse
     param = weights.read_caffemodel(weights_path)  # the cheapest errors before the net
     net = caffe.Net(model, caffe.TEST)
-    weights.check_complete(weights_path, param, weights.net_shapes(net), model)
+    weights.check_complete(weights_path, param, weights.net_shapes(net, until), model)
     del param  # a paper-size file is 0.5 GB; copy_from reads it again
     net.copy_from(weights_path)
     return net
+
+
+def working_image(image):
+    """The image, or if its longer side exceeds MAX_SIDE, the image shrunk to that (area
+    interpolation, aspect kept): what inference segments."""
+    height, width = image.shape[:2]
+    scale = MAX_SIDE / max(height, width)
+    if scale >= 1:
+        return image
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def full_size_labels(labels, height, width):
+    """A label map of the working size enlarged to the image's height x width (nearest)."""
+    if labels.shape == (height, width):
+        return labels
+    return cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
 def input_size(net):
@@ -80,24 +122,38 @@ def _blob(image_float, size):
     return resized.transpose(2, 0, 1)[np.newaxis].astype(np.float32)
 
 
-def preprocess(image, size):
+def check_protocol(protocol):
+    if protocol not in PROTOCOLS:
+        raise ValueError("protocol %r; expected one of %s" % (protocol, ", ".join(PROTOCOLS)))
+
+
+def preprocess(image, size, protocol="ours"):
     """Padded seg input: BGR uint8 (H, W, 3) -> (1, 3, size, size) float32.
 
-    The image is mean-subtracted and zero-padded at the bottom/right to a square of side
-    max(H, W) (i.e. padded with the mean colour), then resized to size x size (bilinear).
+    Ours: the image is mean-subtracted and zero-padded at the bottom/right to a square of side
+    max(H, W) (i.e. padded with the mean colour), then resized to size x size (OpenCV
+    bilinear). The authors': zero-padded (black) first, resized with MATLAB's antialiased
+    bilinear imresize, then their mean subtracted.
     """
+    check_protocol(protocol)
     height, width = image.shape[:2]
     side = max(height, width)
     padded = np.zeros((side, side, 3), np.float32)
+    if protocol == "authors":
+        padded[:height, :width] = image
+        resized = imresize.imresize(padded, (size, size), "bilinear") - AUTHORS_MEAN_BGR
+        return resized.transpose(2, 0, 1)[np.newaxis].astype(np.float32)
     padded[:height, :width] = image.astype(np.float32) - np.float32(MEAN_BGR)
     return _blob(padded, size)
 
 
-def preprocess_classifier(image, size):
-    """Classifier input: the whole image warped to size x size, mean-subtracted.
-
-    Warping (not padding) matches stage-0 training, whose records store warped images.
-    """
+def preprocess_classifier(image, size, protocol="ours"):
+    """Classifier input. Ours: the whole image warped to size x size, mean-subtracted
+    (warping, not padding, matches stage-0 training, whose records store warped images).
+    The authors': their padded seg input at the classifier's size (preprocess)."""
+    if protocol == "authors":
+        return preprocess(image, size, protocol)
+    check_protocol(protocol)
     return _blob(image.astype(np.float32) - np.float32(MEAN_BGR), size)
 
 
@@ -149,15 +205,18 @@ def select_labels(probs, candidates, threshold=CLASSIFIER_THRESHOLD):
     return chosen.tolist()
 
 
-def classify(classifier, image):
-    """Stage-0 sigmoid probabilities (num_classes,) of a BGR uint8 image."""
-    classifier.blobs["data"].data[...] = preprocess_classifier(image, input_size(classifier))
-    return classifier.forward()["prob"][0].copy()
+def classify(classifier, image, protocol="ours"):
+    """Classifier sigmoid probabilities (num_classes,) of a BGR uint8 image."""
+    blob = preprocess_classifier(image, input_size(classifier), protocol)
+    classifier.blobs["data"].data[...] = blob
+    return classifier.forward()["prob"][0].reshape(-1).copy()
 
 
-def predict_labels(classifier, image, candidates=VOC_IDS, threshold=CLASSIFIER_THRESHOLD):
-    """Labels of an image by the stage-0 classifier (see select_labels)."""
-    return select_labels(classify(classifier, image), candidates, threshold)
+def predict_labels(
+    classifier, image, candidates=VOC_IDS, threshold=CLASSIFIER_THRESHOLD, protocol="ours"
+):
+    """Labels of an image by the classifier (see select_labels)."""
+    return select_labels(classify(classifier, image, protocol), candidates, threshold)
 
 
 def forward_labels(net, blob, class_ids):
@@ -189,37 +248,64 @@ def fg_scores(fg):
     return np.where(fg > 1.0 - fg, fg, 0).astype(np.float32)
 
 
-def forward(net, image, class_ids):
+def forward(net, image, class_ids, protocol="ours", queries=None):
     """Steps 1-2 of Sec. 5 for a BGR uint8 image: (class_ids, fg, alpha, s), the sorted
     distinct ids and forward_labels' maps on the padded square. No labels: no forward pass,
-    empty maps."""
+    empty maps. One forward for the K labels: per label what the authors' K one-label
+    forwards give. queries: a function giving, for the sorted ids, the labels the maps are
+    queried with (an ablation's; default the ids themselves)."""
     class_ids = np.asarray(sorted(set(int(c) for c in class_ids)), np.int64)
     if not len(class_ids):
         size = input_size(net)
         empty = np.zeros((0, size // 16, size // 16), np.float32)
         return class_ids, np.zeros((0, size, size), np.float32), empty, empty.copy()
-    return (class_ids,) + forward_labels(net, preprocess(image, input_size(net)), class_ids)
+    blob = preprocess(image, input_size(net), protocol)
+    asked = class_ids if queries is None else queries(class_ids)
+    return (class_ids,) + forward_labels(net, blob, asked)
 
 
-def finish(image, class_ids, fg_square, alpha, s, use_crf=False):
-    """Steps 3-5 of Sec. 5 from forward()'s outputs: the Segmentation. Needs no network,
-    so another process can run it (tools/infer.py --workers)."""
+def authors_fg(fg_square, height, width):
+    """Steps 3-4 of the authors' inference for (K, S, S) fg maps: background halved and
+    renormalised at S x S (crf.reweight_fg), resized to the padded side max(H, W) with
+    MATLAB's bicubic imresize, cropped to (K, height, width) and clipped to [0, 1] (bicubic
+    overshoots, and their -log of a value outside (0, 1] is not a probability's)."""
+    side = max(height, width)
+    out = np.empty((len(fg_square), height, width), np.float32)
+    for k, fg in enumerate(crf.reweight_fg(fg_square)):
+        out[k] = imresize.imresize(fg, (side, side), "bicubic")[:height, :width]
+    return np.clip(out, 0, 1)
+
+
+def finish(image, class_ids, fg_square, alpha, s, use_crf=False, protocol="ours"):
+    """Steps 3-5 of Sec. 5 from forward()'s outputs on `image` (a working image): the
+    Segmentation. Needs no network, so another process can run it (tools/infer.py
+    --workers). The authors' protocol always
+    has the CRF (use_crf must be True): it runs on authors_fg's maps, and a label's score is
+    that p_fg where the CRF says fg; fg is then their p_fg."""
+    check_protocol(protocol)
     height, width = image.shape[:2]
-    fg = np.clip(unpad(fg_square, height, width), 0, 1)
-    if use_crf:
-        scores = np.array([crf.dense_crf(image, f) for f in fg], np.float32).reshape(fg.shape)
+    if protocol == "authors":
+        if not use_crf:
+            raise ValueError("the authors' protocol includes the CRF: use_crf must be True")
+        fg = authors_fg(fg_square, height, width)
+        scores = [crf.dense_crf(image, f, bkg_weight=1) for f in fg]  # re-weighted already
     else:
-        scores = fg_scores(fg)
+        fg = np.clip(unpad(fg_square, height, width), 0, 1)
+        scores = [crf.dense_crf(image, f) for f in fg] if use_crf else fg_scores(fg)
+    scores = np.array(scores, np.float32).reshape(fg.shape)
     labels = crf.combine_labels(scores, class_ids)
     return Segmentation(class_ids, fg, scores, labels, alpha, s)
 
 
-def segment(net, image, class_ids, use_crf=False):
-    """Segment a BGR uint8 image for its labels (Sec. 5); returns a Segmentation.
+def segment(net, image, class_ids, use_crf=False, protocol="ours", queries=None):
+    """Segment a BGR uint8 image for its labels (Sec. 5); returns the Segmentation of its
+    working image (full_size_labels enlarges the label map to the image).
 
-    No labels: an all-background map, no forward pass.
+    No labels: an all-background map, no forward pass. queries: as forward's.
     """
-    return finish(image, *forward(net, image, class_ids), use_crf=use_crf)
+    image = working_image(image)
+    forwarded = forward(net, image, class_ids, protocol, queries)
+    return finish(image, *forwarded, use_crf=use_crf, protocol=protocol)
 
 
 def gt_labels(label_png):

@@ -11,6 +11,7 @@ one image, K labels, encoder run once).
 """
 
 import json
+import tempfile
 
 from caffe import NetSpec
 from caffe import layers as L
@@ -121,19 +122,49 @@ def segmentation_inputs(n, cfg, tops, stage, batch, input_layers, seed):
     )
 
 
+def kernel_sizes(arch):
+    """Kernel size of every encoder convolution, per block: the architecture's kernels (odd
+    sizes, one per convolution of ENCODER) or VGG-16's 3x3. ValueError otherwise."""
+    if arch.kernels is None:
+        return tuple((3,) * convs for _, _, convs in ENCODER)
+    kernels = tuple(tuple(block) for block in arch.kernels)
+    shape = tuple(convs for _, _, convs in ENCODER)
+    if tuple(len(block) for block in kernels) != shape or any(
+        k < 1 or k % 2 == 0 for block in kernels for k in block
+    ):
+        raise ValueError(
+            "kernels %s: expected odd sizes for blocks of %s convolutions" % (kernels, shape)
+        )
+    return kernels
+
+
+def receptive_field(arch):
+    """Side (pixels) of the input region one conv5_3 cell sees: each convolution of kernel k
+    adds (k - 1) times the stride reached before it, each 2x2/2 pooling the stride."""
+    side, stride = 1, 1
+    for block, sizes in enumerate(kernel_sizes(arch), 1):
+        side += sum((k - 1) * stride for k in sizes)
+        if block < len(ENCODER):
+            side += stride
+            stride *= 2
+    return side
+
+
 def encoder(n, arch, x, frozen, masks=False, pool5=False):
     """VGG-16 conv1_1..conv5_3 (+ pool1..pool4[, pool5]) on x (after data_scaled = input_scale
-    * x unless input_scale is 1); returns the last top."""
+    * x unless input_scale is 1); returns the last top. Kernels: kernel_sizes(arch), each
+    padded to keep the size."""
     if arch.input_scale != 1:
         x = n.data_scaled = L.Power(x, scale=arch.input_scale)
-    for block, width, convs in ENCODER:
+    for (block, width, convs), sizes in zip(ENCODER, kernel_sizes(arch)):
         for i in range(1, convs + 1):
             conv = "conv%d_%d" % (block, i)
+            kernel = sizes[i - 1]
             n[conv] = L.Convolution(
                 x,
                 num_output=channels(arch, width),
-                kernel_size=3,
-                pad=1,
+                kernel_size=kernel,
+                pad=kernel // 2,
                 param=FROZEN if frozen else LEARN,
                 weight_filler=ENCODER_FILLER,
                 bias_filler=ZERO,
@@ -472,20 +503,35 @@ def build(cfg, net, seed=0, **kwargs):
     return BUILDERS[net](cfg, **kwargs)
 
 
+def instantiate(param, phase):
+    """A caffe.Net of a NetParameter (written to a temporary prototxt, which Caffe needs)."""
+    import caffe
+
+    with tempfile.NamedTemporaryFile("w", suffix=".prototxt") as f:
+        f.write(str(param))
+        f.flush()
+        return caffe.Net(f.name, phase)
+
+
 def header(cfg, net):
     """Comment lines at the top of a generated prototxt, true for this config."""
     arch, data = cfg.architecture, cfg.data
     side, factors = feature_size(arch), channels(arch, FACTORS)
     c5 = channels(arch, 512)
-    attention = "conv5_3 %dx%dx%d (M = %d, D = %d) scaled by %g; %d factors; %d classes." % (
-        c5,
-        side,
-        side,
-        side * side,
-        c5,
-        arch.feature_scale,
-        factors,
-        arch.num_classes,
+    attention = (
+        "conv5_3 %dx%dx%d (M = %d, D = %d, receptive field %d px) scaled by %g; %d factors; "
+        "%d classes."
+        % (
+            c5,
+            side,
+            side,
+            side * side,
+            c5,
+            receptive_field(arch),
+            arch.feature_scale,
+            factors,
+            arch.num_classes,
+        )
     )
     cc = arch.classifier_crop
     classifier = "Input %dx%d (resize %d); pool5 %dx%d; fc6/fc7 %d; fc8_transfer %d." % (

@@ -25,6 +25,8 @@ target: <= 13 MB at batch 4; the joint forward+backward time with the stock unpo
 the time with the Python Unpool;   target: <= 1.05.
 Issue 12, section 3: f. tools/infer.py --crf images/s with 0 and 2 worker processes;
                                                    target: >= 1.6x with 2 workers
+Issue 23: g. seconds per VOC-sized image of the authors' protocol at paper size, K = 1 and 2
+labels (forward and post-processing): the ETA of `make authors-table`.
 """
 
 import gc
@@ -34,7 +36,6 @@ import re
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -174,15 +175,6 @@ def check_target(key, value):
 # -- a. per-layer timing of the joint net -------------------------------------------------
 
 
-def _net_from_param(param, phase):
-    import caffe
-
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt") as f:
-        f.write(str(param))
-        f.flush()
-        return caffe.Net(f.name, phase)
-
-
 def _fill_joint_inputs(net, seed=0):
     """Random image, one-hot label (class 21), seg-label: a foreground disc, 255 border."""
     rng = np.random.RandomState(seed)
@@ -266,7 +258,7 @@ def bench_joint_layers(cfg, iterations, batches=(4, 1)):
 
     from transfernet import nets
 
-    net = _net_from_param(nets.joint_train(cfg, batch=1, input_layers=True), caffe.TRAIN)
+    net = nets.instantiate(nets.joint_train(cfg, batch=1, input_layers=True), caffe.TRAIN)
     _fill_joint_inputs(net)
     rows = time_layers(net, iterations)
     shapes = python_layer_shapes(net)
@@ -303,8 +295,8 @@ def bench_unpool(cfg, rounds=6, batch=4):
 
     from transfernet import nets
 
-    stock = _net_from_param(nets.joint_train(cfg, batch=1, input_layers=True), caffe.TRAIN)
-    python = _net_from_param(
+    stock = nets.instantiate(nets.joint_train(cfg, batch=1, input_layers=True), caffe.TRAIN)
+    python = nets.instantiate(
         nets.joint_train(cfg, batch=1, input_layers=True, unpool_kind="python"), caffe.TRAIN
     )
     python.share_with(stock)
@@ -361,8 +353,8 @@ def bench_deploy(cfg, ks=(1, 2, 3), repeats=6, seed=0, k1_factor=3):
 
     from transfernet import inference, nets
 
-    ours_net = _net_from_param(nets.seg_deploy(cfg, 1), caffe.TEST)
-    theirs_net = _net_from_param(nets.seg_deploy(cfg, 1), caffe.TEST)
+    ours_net = nets.instantiate(nets.seg_deploy(cfg, 1), caffe.TEST)
+    theirs_net = nets.instantiate(nets.seg_deploy(cfg, 1), caffe.TEST)
     theirs_net.share_with(ours_net)
     crop = cfg.architecture.crop
     blob = np.random.RandomState(seed).normal(0, 50, (1, 3, crop, crop))
@@ -524,6 +516,23 @@ INFER_IMAGE_SIZE = (375, 500)  # (H, W): a VOC image
 INFER_SPEED = re.compile(r"\(([\d.]+) s, ([\d.]+) images/s\)")
 
 
+def voc_like_image(rng):
+    """A 500x375 BGR image (blurred noise) with 2 or 3 filled ellipses of VOC classes, and its
+    label map."""
+    import cv2
+
+    image = rng.randint(0, 256, INFER_IMAGE_SIZE + (3,)).astype(np.uint8)
+    image = cv2.GaussianBlur(image, (0, 0), 4)
+    labels = np.zeros(INFER_IMAGE_SIZE, np.uint8)
+    for cls in rng.choice(np.arange(1, 21), rng.randint(2, 4), replace=False):
+        centre = (int(rng.randint(50, 450)), int(rng.randint(50, 325)))
+        axes = (int(rng.randint(30, 120)), int(rng.randint(30, 100)))
+        colour = tuple(int(c) for c in rng.randint(0, 256, 3))
+        cv2.ellipse(image, centre, axes, 0, 0, 360, colour, -1)
+        cv2.ellipse(labels, centre, axes, 0, 0, 360, int(cls), -1)
+    return image, labels
+
+
 def write_infer_inputs(folder, count, seed=0):
     """`count` 500x375 JPEG images, each with a ground-truth PNG of 2 or 3 VOC classes, and
     their list; returns (list, image folder, ground-truth folder)."""
@@ -535,15 +544,7 @@ def write_infer_inputs(folder, count, seed=0):
     os.makedirs(gt)
     ids = ["%06d" % i for i in range(count)]
     for image_id in ids:
-        image = rng.randint(0, 256, INFER_IMAGE_SIZE + (3,)).astype(np.uint8)
-        image = cv2.GaussianBlur(image, (0, 0), 4)
-        labels = np.zeros(INFER_IMAGE_SIZE, np.uint8)
-        for cls in rng.choice(np.arange(1, 21), rng.randint(2, 4), replace=False):
-            centre = (int(rng.randint(50, 450)), int(rng.randint(50, 325)))
-            axes = (int(rng.randint(30, 120)), int(rng.randint(30, 100)))
-            colour = tuple(int(c) for c in rng.randint(0, 256, 3))
-            cv2.ellipse(image, centre, axes, 0, 0, 360, colour, -1)
-            cv2.ellipse(labels, centre, axes, 0, 0, 360, int(cls), -1)
+        image, labels = voc_like_image(rng)
         cv2.imwrite(os.path.join(images, image_id + ".jpg"), image)
         write_label_png(os.path.join(gt, image_id + ".png"), labels)
     write_text(os.path.join(folder, "list.txt"), "".join(i + "\n" for i in ids))
@@ -612,6 +613,39 @@ def bench_infer_workers(folder, count=12, rounds=2, workers=(0, 2), seed=0):
     }
 
 
+# -- g. the authors' protocol at paper size ----------------------------------------------
+
+
+def bench_authors(cfg, ks=(1, 2), rounds=3, seed=0):
+    """Seconds per VOC-sized image of the authors' inference protocol (tools/infer.py
+    --protocol authors --workers 0) for K labels: the forward (their preprocessing, one
+    seg_deploy forward for the K labels) and the post-processing (background halved, bicubic
+    resizing, the CRF per label, the label map); medians over rounds after a warm-up round,
+    wall and CPU time. Seeded filler weights: an imported model computes the same."""
+    import caffe
+
+    from transfernet import inference, nets
+
+    caffe.set_random_seed(seed)
+    net = nets.instantiate(nets.seg_deploy(cfg, 1), caffe.TEST)
+    image, labels = voc_like_image(np.random.RandomState(seed))
+    ids = sorted(set(np.unique(labels)) - {0})
+    spent = {k: [] for k in ks}  # (forward wall, forward CPU, finish wall, finish CPU)
+    for rep in range(rounds + 1):
+        for k in ks:
+            start = _clocks()
+            forwarded = inference.forward(net, image, ids[:k], "authors")
+            middle = _clocks()
+            inference.finish(image, *forwarded, use_crf=True, protocol="authors")
+            if rep:
+                spent[k].append(np.concatenate([middle - start, _clocks() - middle]))
+    out = {"image": list(INFER_IMAGE_SIZE), "rounds": rounds}
+    for col, key in enumerate(("forward_s", "forward_cpu_s", "finish_s", "finish_cpu_s")):
+        out[key] = {k: float(np.median(np.array(spent[k])[:, col])) for k in ks}
+    out["seconds"] = {k: float(np.median([r[0] + r[2] for r in spent[k]])) for k in ks}
+    return out
+
+
 def _children_cpu():
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -653,6 +687,9 @@ def summary(results):
     }
     if "infer_workers" in results:
         out["infer_crf_speedup_2workers"] = results["infer_workers"]["speedup"]
+    if "authors" in results:
+        for k, seconds in sorted(results["authors"]["seconds"].items()):
+            out["authors_deploy_seconds_per_image_k%d" % k] = seconds
     return out
 
 
@@ -753,6 +790,25 @@ def format_report(bench):
                 + (deploy["speedup_wall"][k],)
             )
         )
+    if "authors" in bench:
+        authors = bench["authors"]
+        lines += [
+            "",
+            "the authors' protocol per %dx%d image, medians (s): K, forward + post-processing "
+            "= total wall | CPU" % tuple(authors["image"][::-1]),
+        ]
+        for k in sorted(authors["seconds"]):
+            lines.append(
+                "  K=%d  %7.3f + %7.3f = %7.3f | %7.3f + %7.3f"
+                % (
+                    k,
+                    authors["forward_s"][k],
+                    authors["finish_s"][k],
+                    authors["seconds"][k],
+                    authors["forward_cpu_s"][k],
+                    authors["finish_cpu_s"][k],
+                )
+            )
     return "\n".join(lines)
 
 

@@ -23,6 +23,9 @@ import cv2
 import lmdb
 import numpy as np
 from caffe.proto import caffe_pb2
+from google.protobuf.message import DecodeError
+
+from transfernet import fileio
 
 DEFAULT_SIZE = 330
 JPEG_QUALITY = 95
@@ -87,7 +90,10 @@ def encode_mask(label_map):
 
 def _parse(value, what):
     datum = caffe_pb2.Datum()
-    datum.ParseFromString(bytes(value))
+    try:
+        datum.ParseFromString(bytes(value))
+    except DecodeError as e:
+        raise ValueError("%s: not a Datum (%s)" % (what, e)) from None
     if not datum.encoded or not datum.data:
         raise ValueError("%s: expected an encoded Datum (JPEG/PNG bytes in data)" % what)
     return datum
@@ -237,8 +243,7 @@ def read_meta(dataset_dir):
             "%s is not a TransferNet dataset (expected images/ and meta.json; "
             "build it with `make data`)" % dataset_dir
         )
-    with open(path) as f:
-        meta = json.load(f)
+    meta = fileio.read_json(path)
     for field in ("kind", "size", "count"):
         if field not in meta:
             raise ValueError("%s: meta.json lacks %r" % (path, field))

@@ -83,6 +83,11 @@ def report_markdown(metrics, title, plots=(), figures=()):
     lines += training_lines(metrics["config"], metrics["training"])
     lines += segmentation_lines(metrics["results"])
     lines += transfer_lines(metrics["results"])
+    if "attention" in metrics:
+        rows = [("final (joint) snapshot", metrics["attention"])]
+        if "attention_stage1" in metrics:
+            rows.insert(0, ("stage-1 snapshot", metrics["attention_stage1"]))
+        lines += attention_lines(rows)
     if len(metrics.get("joint_seeds", {})) > 1:
         lines += joint_seed_lines(metrics["joint_seeds"])
     if "labels" in metrics:
@@ -108,6 +113,9 @@ def report_markdown(metrics, title, plots=(), figures=()):
         lines += [
             "",
             "## Examples (image, attention alpha, densified attention s, segmentation)",
+            "",
+            "Val images with two or more classes, one row per ground-truth label (the paper's "
+            "Figures 2 and 3): a class-specific attention moves to that label's object.",
             "",
         ]
         lines += [_image_line(p) for p in figures]
@@ -191,6 +199,43 @@ def transfer_lines(results):
                 )
             )
     return lines
+
+
+def attention_lines(rows):
+    """The section of the attention measures (transfernet.attention_metrics) of [(title,
+    summary)]: what they mean, then attention_table."""
+    first = rows[0][1]
+    return [
+        "",
+        "## What the attention attends to (val, ground-truth labels)",
+        "",
+        "%d image/label pairs, %d of them on images with two or more classes. pointing: "
+        "arg-max of alpha in a cell at least half covered by the label's class; inside: "
+        "alpha's mass on the class; own (multi-class images): mass on the class / mass on "
+        "any object." % (first["pairs"], first["multi_class_pairs"]),
+        "",
+    ] + attention_table(rows)
+
+
+def attention_table(rows):
+    """Markdown rows of [(title, attention summary)], then uniform attention's values (the
+    first summary's)."""
+    first = rows[0][1]
+    lines = ["| attention of | pointing | inside | own |", "|---|---|---|---|"]
+    lines += [
+        "| %s | %s | %s | %s |" % (title, num(m["pointing"]), num(m["inside"]), num(m["own"]))
+        for title, m in rows
+    ]
+    lines.append(
+        "| uniform attention | - | %s | %s |"
+        % (num(first["inside_uniform"]), num(first["own_uniform"]))
+    )
+    return lines
+
+
+def num(value):
+    """A measure in [0, 1] with three decimals, 'n/a' for None."""
+    return "n/a" if value is None else "%.3f" % value
 
 
 def joint_seed_lines(joint_seeds):

@@ -5,9 +5,9 @@ BaselineNet and DecoupledNet-dagger, per-class IoU in the paper's column order.
 Figure 4 (Sec. 6.4): TransferNet's mean IoU against the ratio of source images (with their
 masks) used by the joint stage, mean and spread over random subsets.
 
-The 'mini' config (MINI) composes the tiny architecture at 112 px, the miniature's built-in
-dataset (records at 120 px) and the tiny schedule with a longer stage 1; its nets are written
-into the run folders only (transfernet.experiment.prepare), not committed.
+The 'mini' config (MINI) composes the tiny architecture and schedule with the miniature's larger
+built-in dataset; its nets are written into the run folders only
+(transfernet.experiment.prepare), not committed.
 Stages 0 and 1 use image labels only: they are trained once (the 100 % run of the first seed)
 and shared by every other run (hard links to its snapshots); the baselines start from the same
 stage-0 snapshot. Only the joint stage sees a ratio's subset of the source masks.
@@ -19,32 +19,19 @@ import os
 
 import numpy as np
 
-from transfernet import baselines, config, figures
+from transfernet import baselines, config, figures, fileio
 from transfernet.atomic import atomic_path, write_text
-from transfernet.config import Stage
-from transfernet.reports import pct
+from transfernet.reports import attention_table, pct
 
-# The tiny recipe at 112 px: classifier 80 px against 112 (the paper's 224 against 320): pool5
-# 3x3 against 4x4, so BaselineNet's class score maps are 2x2, conv5_3 7x7.
-MINI_ARCHITECTURE = config.TINY_ARCHITECTURE._replace(crop=112, classifier_crop=80)
-# The built-in dataset of tools/repro_mini.py (--data data/builtin-mini), records at 120 px.
+# The tiny recipe (architecture and schedule) on the miniature's larger built-in dataset.
 MINI_DATA = config.BUILTIN._replace(
     source="data/builtin-mini/lmdb/source",
     target="data/builtin-mini/lmdb/target",
-    resize=120,
-    classifier_resize=86,
 )
-MINI_SCHEDULE = config.Schedule(
-    stages=dict(
-        config.TINY_SCHEDULE.stages,
-        attention=Stage(batch=8, iter_size=1, max_iter=400, base_lr=1e-3),
-    ),
-    snapshot=800,
-    display=20,
-)
+MINI_SCHEDULE = config.TINY_SCHEDULE._replace(snapshot=800, display=20)
 MINI = config.Config(
     "mini",
-    MINI_ARCHITECTURE,
+    config.TINY_ARCHITECTURE,
     MINI_DATA,
     MINI_SCHEDULE,
     config.Layout("models/mini", "solvers/mini", "snapshots/mini", None),
@@ -62,6 +49,25 @@ TABLE_ROWS = (
     ("TransferNet-GT", TRANSFERNET, "gt"),
     ("BaselineNet", "baselinenet", "predicted"),
     ("DecoupledNet-dagger", "decouplednet", "predicted"),
+)
+# Rows under Table 1: what a part of the model adds, the first-seed run's ablation
+# (transfernet.ablation; ground-truth labels): (title, run method, ablation).
+ABLATION_ROWS = (
+    (
+        "what the attention adds (GT labels, minus uniform attention)",
+        TRANSFERNET,
+        "uniform_attention",
+    ),
+    (
+        "what the queried label adds (GT labels, multi-class images, minus swapped labels)",
+        TRANSFERNET,
+        "swapped_labels",
+    ),
+    (
+        "what BaselineNet's class map adds (GT labels, minus s_fc zeroed)",
+        "baselinenet",
+        "no_class_map",
+    ),
 )
 # Table 1's column headers; index = class id (0 background, VOC ids 1..20).
 PAPER_COLUMNS = (
@@ -194,24 +200,30 @@ RunSpec = collections.namedtuple("RunSpec", "name method ratio seed labels")
 
 def run_name(method, ratio, seed):
     if method != TRANSFERNET:
-        return method
+        return "%s_s%d" % (method, seed)
     return "%s_r%03d_s%d" % (method, int(round(100 * ratio)), seed)
 
 
 def plan(seed=0, ratios=RATIOS, subsets=SUBSETS):
     """The runs, in training order: TransferNet at 100 % with the first seed (trains the
-    shared stages 0 and 1; also segmented with ground-truth labels), the two baselines, then
-    the source-ratio runs. Subset k of a ratio uses seed + k (subset draw, data layer and
-    solver); at 100 % the subsets are the whole source set and differ only by that seed."""
+    shared stages 0 and 1), the two baselines with `subsets` seeds each, then the source-ratio
+    runs. Subset k of a ratio uses seed + k (subset draw, data layer and solver); at 100 % the
+    subsets are the whole source set and differ only by that seed, as the baselines' seeds
+    do. Every 100 % run is also segmented with ground-truth labels (TransferNet-GT, the
+    ablations)."""
 
     def transfernet(ratio, k):
-        labels = ("predicted", "gt") if (ratio, k) == (1.0, 0) else ("predicted",)
+        labels = ("predicted", "gt") if ratio == 1.0 else ("predicted",)
         return RunSpec(run_name(TRANSFERNET, ratio, seed + k), TRANSFERNET, ratio, seed + k, labels)
 
     if 1.0 not in ratios:
         raise ValueError("repro plan: the ratios %s must include 1.0 (the shared run)" % (ratios,))
     runs = [transfernet(1.0, 0)]
-    runs += [RunSpec(b, b, 1.0, seed, ("predicted",)) for b in baselines.BASELINES]
+    runs += [
+        RunSpec(run_name(b, 1.0, seed + k), b, 1.0, seed + k, ("predicted", "gt"))
+        for b in baselines.BASELINES
+        for k in range(subsets)
+    ]
     runs += [transfernet(r, k) for r in ratios for k in range(subsets) if (r, k) != (1.0, 0)]
     return runs
 
@@ -226,8 +238,7 @@ def read_result(out, spec):
     path = result_path(out, spec)
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        result = json.load(f)
+    result = fileio.read_json(path)
     same = (
         result.get("method"),
         result.get("ratio"),
@@ -242,9 +253,13 @@ def pending(out, specs):
     return [s for s in specs if read_result(out, s) is None]
 
 
-def run_result(spec, evaluations, seconds=None):
-    """result.json of one run: spec fields and {label source: mean and per-class IoU}."""
+def run_result(spec, evaluations, seconds=None, attention=None, ablations=None):
+    """result.json of one run: spec fields, {label source: mean and per-class IoU}, the
+    attention measures of its joint net (transfernet.attention_metrics; None for a baseline)
+    and its ablations (transfernet.evaluation.ablate; None if not measured)."""
     return {
+        "attention": attention,
+        "ablations": ablations,
         "name": spec.name,
         "method": spec.method,
         "ratio": spec.ratio,
@@ -296,13 +311,45 @@ def collect(results, ratios=RATIOS):
                     dict(r["labels"]["predicted"], seed=r["seed"], run=r["name"]) for r in runs
                 ],
             }
-    return {"methods": methods, "ratio_study": study}
+    return {"methods": methods, "ratio_study": study, "ablations": ablation_differences(results)}
 
 
-def table_markdown(methods, classes):
+def _first(results, method):
+    """The finished run of `method` at 100 % with the smallest seed, or None."""
+    found = [r for r in results if r["method"] == method and r["ratio"] == 1.0]
+    return min(found, key=lambda r: r["seed"]) if found else None
+
+
+def ablation_differences(results):
+    """{ABLATION_ROWS title: {mean_iou, per_class (intact minus ablated), intact, ablated,
+    images, run}} of the first-seed runs that measured the ablation."""
+    out = {}
+    for title, method, name in ABLATION_ROWS:
+        run = _first(results, method)
+        row = ((run or {}).get("ablations") or {}).get(name)
+        if row:
+            intact, ablated = row["intact"], row["ablated"]
+            out[title] = {
+                "mean_iou": intact["mean_iou"] - ablated["mean_iou"],
+                "per_class": {
+                    c: None
+                    if v is None or ablated["per_class"].get(c) is None
+                    else v - ablated["per_class"][c]
+                    for c, v in intact["per_class"].items()
+                },
+                "intact": intact["mean_iou"],
+                "ablated": ablated["mean_iou"],
+                "images": row["images"],
+                "run": run["name"],
+            }
+    return out
+
+
+def table_markdown(methods, classes, ablations=None):
     """Table-1-style Markdown: rows TABLE_ROWS (n/a for a missing one), columns the paper's
     order restricted to `classes` ({id: name}, background included), then the mean IoU (%)
-    over those columns; `methods` as collect()'s (per_class keyed by name)."""
+    over those columns; `methods` as collect()'s (per_class keyed by name). Then the
+    ABLATION_ROWS of `ablations` (collect()'s) present, in signed points."""
     ids = sorted(classes)
     lines = [
         "| method | %s | mean |" % " | ".join(PAPER_COLUMNS[i] for i in ids),
@@ -312,7 +359,17 @@ def table_markdown(methods, classes):
         row = methods.get(title, {})
         cells = [pct(row.get("per_class", {}).get(classes[i])) for i in ids]
         lines.append("| %s | %s | %s |" % (title, " | ".join(cells), pct(row.get("mean_iou"))))
+    for title, _, _ in ABLATION_ROWS:
+        row = (ablations or {}).get(title)
+        if row:
+            cells = [points(row["per_class"].get(classes[i])) for i in ids]
+            lines.append("| %s | %s | %s |" % (title, " | ".join(cells), points(row["mean_iou"])))
     return "\n".join(lines) + "\n"
+
+
+def points(value):
+    """A difference of two fractions in signed percentage points, 'n/a' for None."""
+    return "n/a" if value is None else "%+.1f" % (100 * value)
 
 
 def paper_markdown(classes):
@@ -336,6 +393,85 @@ def paper_markdown(classes):
             )
         )
     return "\n".join(lines) + "\n"
+
+
+def _mious(results, method, source="predicted", ratio=1.0):
+    """{seed: mean IoU} of the finished runs of `method` at `ratio` with `source` labels."""
+    return {
+        r["seed"]: r["labels"][source]["mean_iou"]
+        for r in results
+        if r["method"] == method and r["ratio"] == ratio and source in r["labels"]
+    }
+
+
+def _verdict(higher, lower):
+    """'reproduced' if every value of `higher` is above every value of `lower`, 'reversed' if
+    every one is below, else 'within the spread' (None without values on both sides)."""
+    if not higher or not lower:
+        return None
+    if min(higher) > max(lower):
+        return "reproduced"
+    if max(higher) < min(lower):
+        return "reversed"
+    return "within the spread"
+
+
+def claims(results, ratios=RATIOS):
+    """The paper's four claims on the finished runs: [{claim, higher, lower, verdict}] with
+    the mIoUs of each side (over seeds or subsets). TransferNet-GT >= TransferNet compares the
+    same runs' two label sources, so it is judged seed by seed (higher: their differences,
+    lower: [0])."""
+    transfernet = _mious(results, TRANSFERNET)
+    gt = _mious(results, TRANSFERNET, "gt")
+    paired = sorted(set(gt) & set(transfernet))
+    baseline, decoupled = (_mious(results, m) for m in baselines.BASELINES)
+    smallest = _mious(results, TRANSFERNET, ratio=min(ratios))
+    rows = [
+        ("TransferNet > BaselineNet (Sec. 6.3)", transfernet.values(), baseline.values()),
+        (
+            "TransferNet-GT >= TransferNet (Table 1): GT minus predicted, per seed",
+            [gt[k] - transfernet[k] for k in paired],
+            [0.0] if paired else [],
+        ),
+        ("BaselineNet > DecoupledNet-dagger (Table 1)", baseline.values(), decoupled.values()),
+        (
+            "100 %% of the source masks > %g %% (Figure 4)" % (100 * min(ratios)),
+            transfernet.values(),
+            smallest.values(),
+        ),
+    ]
+    return [
+        {
+            "claim": claim,
+            "higher": sorted(higher),
+            "lower": sorted(lower),
+            "verdict": _verdict(list(higher), list(lower)),
+        }
+        for claim, higher, lower in rows
+    ]
+
+
+def claims_markdown(rows):
+    """The claims as a Markdown table (mIoU %, each side's values and their range)."""
+    lines = ["| claim | higher side | lower side | verdict |", "|---|---|---|---|"]
+    for row in rows:
+        cells = [", ".join(pct(v) for v in row[side]) or "n/a" for side in ("higher", "lower")]
+        lines.append(
+            "| %s | %s | %s | %s |" % (row["claim"], cells[0], cells[1], row["verdict"] or "n/a")
+        )
+    return "\n".join(lines) + "\n"
+
+
+def attention_markdown(results, stage1=None):
+    """The attention measures (transfernet.attention_metrics) of every TransferNet run's
+    joint net, one row per run in plan order (and the shared stage-1 snapshot's first)."""
+    rows = [("stage 1 (shared)", stage1)] if stage1 else []
+    rows += [
+        ("%s (ratio %g, seed %d)" % (r["name"], r["ratio"], r["seed"]), r["attention"])
+        for r in results
+        if r["method"] == TRANSFERNET and r.get("attention")
+    ]
+    return "\n".join(attention_table(rows)) + "\n" if rows else ""
 
 
 def ratio_markdown(study):

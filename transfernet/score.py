@@ -1,10 +1,12 @@
 """comp6 segmentation scoring: one confusion matrix over all pixels of a set, IoU, reports.
 
 As in FCN's score.py and mmsegmentation: intersections and unions are summed over every
-pixel of the listed images (not averaged per image); ground-truth labels outside the class
-table (255 = VOC void) are ignored; a class absent from both the ground truth and the
-predictions has no IoU (n/a) and is left out of the mean. Predicted ids outside the class
-table count as wrong (they enlarge the union of the true class) and are reported.
+pixel of the listed images (not averaged per image); ground-truth pixels of 255 (VOC void) are
+ignored; a class absent from both the ground truth and the predictions has no IoU (n/a) and
+is left out of the mean. Predicted ids outside the class table count as wrong (they enlarge
+the union of the true class) and are reported. Ground-truth ids outside the class table are
+ignored too if they are a trace (at most GT_OUTSIDE_TRACE of the non-void pixels, reported);
+more is an error (a class table that is not the ground truth's), unless ignore_unlisted.
 The label PNGs are read by transfernet.fileio.
 """
 
@@ -18,9 +20,12 @@ import numpy as np
 
 from transfernet.atomic import write_text
 from transfernet.classes import BACKGROUND, IGNORE, VOC_CLASSES
-from transfernet.fileio import read_label_png
+from transfernet.fileio import read_json, read_label_png
 
 BACKGROUND_NAME = "background"
+# Ground-truth pixels with ids outside the class table, as a fraction of the non-void ones,
+# that evaluate() ignores with a warning; more is an error unless ignore_unlisted.
+GT_OUTSIDE_TRACE = 1e-3
 
 
 class EvalError(ValueError):
@@ -40,8 +45,7 @@ def load_class_table(path):
     Accepts a plain {"id": "name"} object or a dataset meta.json (its "classes" key).
     Background (id 0) is added when missing. Ids must be integers in [0, 255).
     """
-    with open(path) as f:
-        data = json.load(f)
+    data = read_json(path)
     if isinstance(data, dict) and isinstance(data.get("classes"), dict):
         data = data["classes"]
     if not isinstance(data, dict) or not data:
@@ -68,10 +72,11 @@ def _listing(title, names, limit=20):
     return "%d %s: %s" % (len(names), title, shown)
 
 
-def check_files(pred_dir, gt_dir, ids):
-    """Raise EvalError listing missing predictions, missing ground truth and extra PNGs.
-    Hidden files are not predictions: atomic-write temporaries (e.g. of a killed
-    tools/infer.py) are hidden, and no image id starts with a dot."""
+def check_files(pred_dir, gt_dir, ids, subset=False):
+    """Raise EvalError listing missing predictions, missing ground truth and extra PNGs
+    (unless `subset`: ids are part of the images pred_dir holds). Hidden files are not
+    predictions: atomic-write temporaries (e.g. of a killed tools/infer.py) are hidden, and
+    no image id starts with a dot."""
     problems = []
     missing_gt = [i + ".png" for i in ids if not os.path.isfile(os.path.join(gt_dir, i + ".png"))]
     if missing_gt:
@@ -82,7 +87,7 @@ def check_files(pred_dir, gt_dir, ids):
     extra = sorted(present - wanted)
     if missing:
         problems.append(_listing("predictions missing in " + pred_dir, missing))
-    if extra:
+    if extra and not subset:
         problems.append(_listing("extra predictions (not in the list) in " + pred_dir, extra))
     if problems:
         raise EvalError("\n".join(problems))
@@ -178,17 +183,22 @@ def _count_images(pred_dir, gt_dir, ids):
     return counts, mismatched
 
 
-def evaluate(pred_dir, gt_dir, ids, class_table=None, workers=2):
+def evaluate(
+    pred_dir, gt_dir, ids, class_table=None, workers=2, ignore_unlisted=False, subset=False
+):
     """Score the predictions of `ids` (PNGs `<id>.png` in both folders) in one matrix.
 
-    Raises EvalError listing missing/extra files, then (after reading all pairs) listing
-    every size mismatch; fileio.FileFormatError for a PNG that is not a label PNG.
-    Returns the dict of `scores` plus num_images.
+    Raises EvalError listing missing/extra files (extra ones are allowed with `subset`: ids
+    are part of the images pred_dir holds), then (after reading all pairs) listing every size
+    mismatch, then naming the ground-truth ids outside the class table if they are more than
+    a trace (GT_OUTSIDE_TRACE) and not ignore_unlisted; fileio.FileFormatError for a PNG that
+    is not a label PNG. Returns the dict of `scores` plus num_images and gt_outside_classes
+    ({id: pixels} of the ground-truth ids outside the table, ignored).
     """
     class_table = class_table or voc_class_table()
     if len(set(class_table.values())) != len(class_table):
         raise EvalError("class table has duplicate names: %s" % sorted(class_table.values()))
-    check_files(pred_dir, gt_dir, ids)
+    check_files(pred_dir, gt_dir, ids, subset)
     workers = max(1, min(workers, len(ids)))
     chunks = [ids[w::workers] for w in range(workers)]
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
@@ -199,8 +209,27 @@ def evaluate(pred_dir, gt_dir, ids, class_table=None, workers=2):
             _listing("predictions whose size differs from the ground truth (WxH)", mismatched)
         )
     counts = sum(c for c, _ in parts)
+    gt_pixels = counts.reshape(256, 256).sum(1)  # per ground-truth id
+    outside = {
+        int(c): int(gt_pixels[c])
+        for c in np.flatnonzero(gt_pixels)
+        if c != IGNORE and c not in class_table
+    }
+    non_void = int(gt_pixels.sum() - gt_pixels[IGNORE])
+    if sum(outside.values()) > GT_OUTSIDE_TRACE * non_void and not ignore_unlisted:
+        raise EvalError(
+            "%.1f %% of the non-void ground-truth pixels have class ids outside the class table "
+            "(ids %s; the table has %d classes): is it the table of this ground truth? (to "
+            "score those pixels as void: ignore_unlisted, tools/eval.py --ignore-unlisted)"
+            % (
+                100.0 * sum(outside.values()) / non_void,
+                ", ".join("%d: %d pixels" % kv for kv in outside.items()),
+                len(class_table),
+            )
+        )
     result = scores(confusion_from_pairs(counts, list(class_table)), class_table)
     result["num_images"] = len(ids)
+    result["gt_outside_classes"] = {str(k): v for k, v in outside.items()}
     return result
 
 
@@ -239,6 +268,12 @@ def format_table(result):
         lines.append(
             "warning: %d scored pixels predicted with ids outside the class table"
             % result["pred_outside_classes"]
+        )
+    outside = result.get("gt_outside_classes")
+    if outside:
+        lines.append(
+            "warning: %d ground-truth pixels with ids outside the class table (%s) scored as "
+            "void" % (sum(outside.values()), ", ".join(sorted(outside, key=int)))
         )
     return "\n".join(lines)
 

@@ -1,4 +1,5 @@
-"""Caffemodels (binary NetParameter files): read them, check them against a net.
+"""Caffemodels (binary NetParameter files) and prototxts: read them, check them against a net,
+write them.
 
 Caffe copies the layers of a caffemodel that it finds by name and silently keeps the fillers of
 every other layer, so another network's caffemodel (or one holding nothing) gives a net of
@@ -11,6 +12,8 @@ Inference (transfernet.inference.load_net) needs every layer of the net with par
 file. A solver's `weights` may leave layers to their fillers (the joint stage's decoder, when it
 starts from the attention snapshot): check_solver says which layers come from the file and which
 from fillers. Caffe's HDF5 weights (.h5) are not read: every snapshot here is a caffemodel.
+A prototxt Caffe cannot parse also aborts it: read_prototxt parses it first (the same protobuf
+text format), so it is a ValueError naming the file.
 """
 
 import collections
@@ -19,15 +22,20 @@ import os
 import re
 import warnings
 
+import numpy as np
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 
-from transfernet import config
+from transfernet import config, fileio
+from transfernet.atomic import atomic_path
 
 # Layers of a net compared with a caffemodel: names that get weights from the file (in the
 # net's order), names that keep their fillers, names of the file the net does not have.
 Fit = collections.namedtuple("Fit", "path loaded fillers ignored")
+# Field numbers of the caffe.proto fields write_caffemodel writes, and the wire type of them all.
+NET_LAYER, LAYER_BLOBS, BLOB_SHAPE, BLOB_DATA = 100, 7, 7, 5  # BlobProto.data: packed floats
+LENGTH_DELIMITED = 2
 
 
 class WeightsError(ValueError):
@@ -45,11 +53,7 @@ def read_caffemodel(path):
     with open(path, "rb") as f:
         data = f.read()
     try:
-        with warnings.catch_warnings(record=True) as warned:
-            warnings.simplefilter("always")
-            param.ParseFromString(data)
-        if warned:  # a stray end-group tag stops the parse early with only a warning
-            raise DecodeError(str(warned[0].message))
+        parse_strictly(param, data)
     except DecodeError as e:
         raise WeightsError(
             "weights file %s (%d bytes) is not a caffemodel: it does not parse "
@@ -61,6 +65,16 @@ def read_caffemodel(path):
             "weights; not a caffemodel" % path
         )
     return param
+
+
+def parse_strictly(message, data):
+    """message.ParseFromString(data); DecodeError also when protobuf only warns (a stray
+    end-group tag stops the parse early with a warning)."""
+    with warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        message.ParseFromString(data)
+    if warned:
+        raise DecodeError(str(warned[0].message))
 
 
 def missing_hint(path):
@@ -84,11 +98,18 @@ def file_blobs(param):
     )
 
 
-def net_shapes(net):
-    """{layer name: [blob shape, ...]} of the layers of a caffe.Net that have parameters."""
+def net_shapes(net, until=None):
+    """{layer name: [blob shape, ...]} of the layers of a caffe.Net that have parameters (of
+    those before the layer named `until`, if given; ValueError if the net has no such layer)."""
+    names = list(net._layer_names)
+    end = len(names)
+    if until is not None:
+        if until not in names:
+            raise ValueError("the net has no layer %r" % until)
+        end = names.index(until)
     return collections.OrderedDict(
         (name, [tuple(b.shape) for b in layer.blobs])
-        for name, layer in zip(net._layer_names, net.layers)
+        for name, layer in list(zip(names, net.layers))[:end]
         if len(layer.blobs)
     )
 
@@ -165,18 +186,63 @@ def check_complete(path, param, expected, what):
     return fit
 
 
+def _varint(value):
+    out = bytearray()
+    while True:
+        out.append((value & 0x7F) | (0x80 if value > 0x7F else 0))
+        value >>= 7
+        if not value:
+            return bytes(out)
+
+
+def _record(field, size):
+    """The tag and length that start a length-delimited field of `size` bytes."""
+    return _varint(field << 3 | LENGTH_DELIMITED) + _varint(size)
+
+
+def write_caffemodel(path, layers):
+    """Write a caffemodel of `layers` ({name: (type, [float32 arrays])}) to `path`
+    atomically: what Caffe reads from a weights file (Net::CopyTrainedLayersFrom matches the
+    layers by name and copies their blobs). Written one field at a time, the values straight
+    from the arrays: protobuf's Python API takes one call per value of a repeated field, and
+    a paper-size feat_embed has 210 million."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            for name, (layer_type, arrays) in layers.items():
+                header = caffe_pb2.LayerParameter(name=name, type=layer_type).SerializeToString()
+                blobs = []
+                for array in arrays:
+                    shape = caffe_pb2.BlobShape(dim=array.shape).SerializeToString()
+                    values = np.ascontiguousarray(array, "<f4")
+                    head = (
+                        _record(BLOB_SHAPE, len(shape)) + shape + _record(BLOB_DATA, values.nbytes)
+                    )
+                    blobs.append((head, values))
+                blob_sizes = [len(head) + values.nbytes for head, values in blobs]
+                size = len(header) + sum(len(_record(LAYER_BLOBS, n)) + n for n in blob_sizes)
+                f.write(_record(NET_LAYER, size) + header)
+                for (head, values), n in zip(blobs, blob_sizes):
+                    f.write(_record(LAYER_BLOBS, n) + head)
+                    f.write(memoryview(values).cast("B"))
+
+
+def read_prototxt(path, message):
+    """`message` (a caffe_pb2 message) filled from the text prototxt `path`; ValueError naming
+    the file if it is not UTF-8 text or does not parse, OSError if it cannot be read."""
+    try:
+        return text_format.Merge(fileio.read_text(path), message)
+    except text_format.ParseError as e:
+        raise ValueError("%s does not parse as a %s: %s" % (path, message.DESCRIPTOR.name, e))
+
+
 def solver_weights(solver_path):
     """(SolverParameter, [caffemodel paths of its `weights`]) of a solver prototxt (Caffe
-    also splits each entry at commas); ValueError naming a solver that does not parse or
-    whose net prototxt is missing."""
-    param = caffe_pb2.SolverParameter()
-    with open(solver_path) as f:
-        try:
-            text_format.Merge(f.read(), param)
-        except text_format.ParseError as e:
-            raise ValueError("solver %s does not parse: %s" % (solver_path, e)) from None
+    also splits each entry at commas); ValueError naming a solver or net prototxt that does
+    not parse, or a net prototxt that is missing."""
+    param = read_prototxt(solver_path, caffe_pb2.SolverParameter())
     if not os.path.isfile(param.net):
         raise ValueError("solver %s: its net %r is not a file" % (solver_path, param.net))
+    read_prototxt(param.net, caffe_pb2.NetParameter())
     return param, [w for entry in param.weights for w in entry.split(",") if w]
 
 

@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""What a trained run's attention (or BaselineNet's class map) adds: ablations of its net.
+
+    python3 tools/ablate.py RUN --voc-root VOC [--split val]
+
+RUN is a run folder of tools/demo.py or tools/repro_mini.py (its config.json, models and
+final joint snapshot). Its joint net segments the VOC-style split (JPEGImages,
+SegmentationClass) with ground-truth labels, intact and with each ablation of
+transfernet.ablation that applies to it: TransferNet with uniform attention and with each
+label swapped for another label of the same image, BaselineNet with its class map cut off.
+Prints one line per ablation and a table, writes RUN/ablations.json. Exit status 2 with one
+error for a folder that is not a finished run.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("GLOG_minloglevel", "2")  # quiet net set-up (before caffe is imported)
+
+from transfernet import evaluation, experiment
+from transfernet.atomic import write_text
+from transfernet.reports import pct
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run", help="run folder (tools/demo.py --run, a repro-mini run)")
+    parser.add_argument("--voc-root", required=True, help="VOC-style tree of the evaluation images")
+    parser.add_argument("--split", default="val", help="ImageSets/Segmentation list (val)")
+    return parser.parse_args(argv)
+
+
+def table_lines(rows):
+    """Markdown table of evaluation.ablate's rows."""
+    lines = [
+        "| ablation | images | intact mIoU | ablated mIoU | what it adds |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in rows.items():
+        intact, ablated = r["intact"]["mean_iou"], r["ablated"]["mean_iou"]
+        lines.append(
+            "| %s | %d | %s | %s | %+.1f |"
+            % (name, r["images"], pct(intact), pct(ablated), 100 * (intact - ablated))
+        )
+    return lines
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import caffe
+
+    caffe.set_mode_cpu()
+    try:
+        run = experiment.open_run(args.run)
+        val = evaluation.voc_eval_set(args.voc_root, run.cfg.data.target, args.split)
+        rows = evaluation.ablate(run, val, progress=experiment.timestamped_log("ablate"))
+    except (OSError, ValueError) as e:
+        print("ablate.py: error: %s" % e, file=sys.stderr)
+        return 2
+    out = os.path.join(run.dir, "ablations.json")
+    write_text(out, json.dumps(rows, indent=1, sort_keys=True) + "\n")
+    print("\n".join(table_lines(rows)))
+    print("wrote %s" % out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
