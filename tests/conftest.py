@@ -4,7 +4,13 @@ import os
 
 import pytest
 
-from transfernet.verbosity import QUIET
+# One BLAS thread in the tests and every process they start: the summation order of a GEMM
+# depends on the thread count, and a last-bit change of a near-zero ReLU input moves a max
+# pooling switch, which the unpooling turns into an O(1) change of the output. Comparisons
+# between a tool's subprocess and the test's own forward need the same order.
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+
+from transfernet.verbosity import QUIET  # noqa: E402
 
 os.environ.setdefault("GLOG_minloglevel", QUIET)
 
