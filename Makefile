@@ -21,21 +21,21 @@ ifeq ($(DATASET),builtin)
 COCO_ROOT := data/builtin/coco
 VOC_ROOT := data/builtin/VOCdevkit/VOC2012
 SBD_ROOT :=
-SOURCE_DB ?= data/builtin/lmdb/source
-TARGET_DB ?= data/builtin/lmdb/target
-RECORD_SIZE := 138
 CONFIG ?= tiny
 else ifeq ($(DATASET),paper)
 COCO_ROOT ?= data/coco
 VOC_ROOT ?= data/VOCdevkit/VOC2012
 SBD_ROOT ?= data/benchmark_RELEASE/dataset
-SOURCE_DB ?= data/lmdb/coco60
-TARGET_DB ?= data/lmdb/voc_train_aug
-RECORD_SIZE := 330
 CONFIG ?= paper
 else
 $(error DATASET must be paper or builtin, got '$(DATASET)')
 endif
+# The LMDB folders and the records' size are the config's (transfernet/config.py), read once.
+config_value = $(or $(shell python3 -m transfernet.config get $(CONFIG) $1),$(error \
+  CONFIG=$(CONFIG): transfernet/config.py gives no $1))
+SOURCE_DB := $(or $(SOURCE_DB),$(call config_value,data.source))
+TARGET_DB := $(or $(TARGET_DB),$(call config_value,data.target))
+RECORD_SIZE := $(call config_value,data.resize)
 RATIO ?= 1
 SEED ?= 0
 # Inference and evaluation on the target val list.

@@ -23,7 +23,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from data_prep import common
-from transfernet import classes, fileio, records
+from transfernet import classes, config, fileio, records
 
 DEFAULT_ANNOTATIONS = "annotations/instances_train2014.json"
 DEFAULT_IMAGES = "train2014"
@@ -376,7 +376,7 @@ def build_source(
     out_dir,
     annotations=DEFAULT_ANNOTATIONS,
     images=DEFAULT_IMAGES,
-    size=records.DEFAULT_SIZE,
+    size=config.PAPER.data.resize,
     ratio=1.0,
     seed=0,
     workers=2,
@@ -433,7 +433,12 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="dataset folder to write")
     p.add_argument("--annotations", default=DEFAULT_ANNOTATIONS, help="JSON, relative to root")
     p.add_argument("--images", default=DEFAULT_IMAGES, help="image folder, relative to root")
-    p.add_argument("--size", type=int, default=records.DEFAULT_SIZE, help="warp size")
+    p.add_argument(
+        "--size",
+        type=int,
+        default=config.PAPER.data.resize,
+        help="warp size (default: the paper config's resize)",
+    )
     p.add_argument("--ratio", type=float, default=1.0, help="random fraction kept (Fig. 4)")
     p.add_argument("--seed", type=int, default=0, help="seed of the --ratio subset")
     p.add_argument("--workers", type=int, default=2, help="worker processes")

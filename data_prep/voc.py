@@ -19,7 +19,7 @@ import numpy as np
 import scipy.io
 
 from data_prep import common
-from transfernet import classes, fileio, records
+from transfernet import classes, config, fileio, records
 
 VOC_FILES = [
     "JPEGImages/",
@@ -131,7 +131,7 @@ def train_aug_tasks(voc_root, sbd_root, size):
     return [(n, sources[n] + (size,)) for n in names], lists
 
 
-def build_target(voc_root, out_dir, sbd_root=None, size=records.DEFAULT_SIZE, workers=2):
+def build_target(voc_root, out_dir, sbd_root=None, size=config.PAPER.data.resize, workers=2):
     """Build the target dataset (train_aug, or VOC train without SBD); returns its meta."""
     records.remove_partial(out_dir)
     common.require_files("PASCAL VOC 2012", voc_root, VOC_FILES, VOC_DOWNLOAD)
@@ -165,7 +165,12 @@ def main(argv=None):
     p.add_argument("--voc-root", required=True, help="VOCdevkit/VOC2012 folder")
     p.add_argument("--sbd-root", default=None, help="benchmark_RELEASE/dataset folder (optional)")
     p.add_argument("--out", required=True, help="dataset folder to write")
-    p.add_argument("--size", type=int, default=records.DEFAULT_SIZE, help="warp size")
+    p.add_argument(
+        "--size",
+        type=int,
+        default=config.PAPER.data.resize,
+        help="warp size (default: the paper config's resize)",
+    )
     p.add_argument("--workers", type=int, default=2, help="worker processes")
     a = p.parse_args(argv)
     return common.run_build(

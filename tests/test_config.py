@@ -7,7 +7,7 @@ import os
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
 
-from transfernet import baselines, config, experiment, nets, repro, solvers
+from transfernet import baselines, config, experiment, nets, solvers
 
 # Another dataset for the tiny nets: other folders, domain mix and resizes.
 OTHER_DATA = config.Data(
@@ -115,7 +115,7 @@ def test_a_new_schedule_is_one_schedule_value():
 
 
 def test_mini_is_the_tiny_recipe_on_the_larger_dataset():
-    mini, tiny = repro.MINI, config.TINY
+    mini, tiny = config.MINI, config.TINY
     assert mini.architecture == tiny.architecture
     assert mini.data == tiny.data._replace(source=mini.data.source, target=mini.data.target)
     assert mini.data.source.startswith("data/builtin-mini/")
@@ -154,7 +154,7 @@ def test_run_layout_owns_every_path_and_the_seed_reaches_the_generators(tmp_path
     the run's solvers is in the run folder, none in the committed tree."""
     for baseline in (None,) + baselines.BASELINES:
         folder = str(tmp_path / str(baseline))
-        run = experiment.prepare(folder, repro.MINI, 5, baseline=baseline)
+        run = experiment.prepare(folder, config.MINI, 5, baseline=baseline)
         layout = run.layout
         assert layout == config.Layout(
             os.path.join(folder, "models"),
@@ -188,7 +188,7 @@ def test_run_layout_owns_every_path_and_the_seed_reaches_the_generators(tmp_path
 
 
 def test_config_json_keeps_its_flat_keys():
-    described = experiment.describe(repro.MINI, 3)
+    described = experiment.describe(config.MINI, 3)
     assert sorted(described) == CONFIG_KEYS
     assert (
         described["crop"],
@@ -198,3 +198,92 @@ def test_config_json_keeps_its_flat_keys():
         described["seed"],
     ) == (128, 138, "solvers/mini", 800, 3)
     assert described["stages"]["attention"]["max_iter"] == 3000
+
+
+# Numbers that belong to a config, written nowhere else: (config, field) pairs whose values are
+# distinctive enough that a literal elsewhere is a second source, not a coincidence.
+SINGLE_SOURCE = (
+    ("paper", "architecture.crop"),
+    ("paper", "architecture.feature_scale"),
+    ("paper", "data.resize"),
+    ("paper", "data.classifier_resize"),
+    ("tiny", "data.resize"),
+    ("tiny", "data.classifier_resize"),
+)
+# Literals that equal one of those values but are not that setting: (file, value, why).
+NOT_A_SETTING = (
+    ("transfernet/authors.py", 320, "the authors' MATLAB preprocess_image size of the classifier"),
+)
+
+
+def _number_literals(path):
+    """(line, value) of every number token of a Python file: code only, not comments or
+    docstrings."""
+    import ast
+    import io
+    import tokenize
+
+    with open(path, encoding="utf-8") as f:
+        tokens = tokenize.generate_tokens(io.StringIO(f.read()).readline)
+        return [
+            (t.start[0], float(ast.literal_eval(t.string)))
+            for t in tokens
+            if t.type == tokenize.NUMBER and not t.string.endswith(("j", "J"))
+        ]
+
+
+def _makefile_numbers(path):
+    import re
+
+    with open(path) as f:
+        lines = [line.split("#", 1)[0] for line in f]
+    return [
+        (i + 1, float(m))
+        for i, line in enumerate(lines)
+        for m in re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])", line)
+    ]
+
+
+def test_config_numbers_have_one_source():
+    """The sizes and scales of SINGLE_SOURCE appear as literals only in transfernet/config.py
+    (tests and generated prototxts aside): the Makefile, tools, data layer and bench read them."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    values = {float(config.get(name, field)): (name, field) for name, field in SINGLE_SOURCE}
+    allowed = {(path, float(value)) for path, value, _ in NOT_A_SETTING}
+    found = []
+    for folder in ("transfernet", "tools", "data_prep", "python_layers", "bench"):
+        for dirpath, _, names in os.walk(os.path.join(root, folder)):
+            for name in names:
+                path = os.path.join(dirpath, name)
+                rel = os.path.relpath(path, root)
+                if not name.endswith(".py") or rel == "transfernet/config.py":
+                    continue
+                for line, value in _number_literals(path):
+                    if value in values and (rel, value) not in allowed:
+                        found.append("%s:%d: %g is %s %s" % ((rel, line, value) + values[value]))
+    for line, value in _makefile_numbers(os.path.join(root, "Makefile")):
+        if value in values:
+            found.append("Makefile:%d: %g is %s %s" % ((line, value) + values[value]))
+    assert not found, "read these from transfernet/config.py:\n" + "\n".join(found)
+
+
+def test_config_get_prints_a_value_and_names_what_is_missing():
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def get(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "transfernet.config", *args],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        )
+
+    assert get("get", "tiny", "data.resize").stdout == "%d\n" % config.TINY.data.resize
+    assert get("get", "mini", "data.source").stdout == config.MINI.data.source + "\n"
+    missing = get("get", "tiny", "data.crop")
+    assert missing.returncode == 2 and "config 'tiny' has no field 'data.crop'" in missing.stderr
+    unknown = get("get", "huge", "data.resize")
+    assert unknown.returncode == 2 and "no config 'huge'" in unknown.stderr

@@ -103,7 +103,7 @@ def test_pending_skips_finished_runs_and_redoes_mismatched_ones(tmp_path):
 
 
 def test_share_stages_links_the_base_runs_snapshots(tmp_path):
-    cfg = repro.MINI
+    cfg = config.MINI
     base = experiment.prepare(str(tmp_path / "base"), cfg, 0)
     run = experiment.prepare(
         str(tmp_path / "ratio"), cfg.with_data(source="data/builtin-mini/lmdb/source_r050_s1"), 1
@@ -139,7 +139,7 @@ def test_share_stages_links_the_base_runs_snapshots(tmp_path):
 def test_run_parallel_reraises_a_failed_run_and_records_nothing(tmp_path):
     """Runs of the plan in forked workers whose shared stages were never trained: each
     fails in share_stages; the error reaches the caller, nothing is recorded."""
-    cfg = repro.MINI
+    cfg = config.MINI
     out = str(tmp_path)
     specs = repro.plan(0)
     base = experiment.prepare(os.path.join(out, specs[0].name), cfg, 0)
@@ -225,7 +225,7 @@ def test_plot_ratio_writes_the_png(tmp_path):
 
 def test_write_outputs_results_json_schema(tmp_path):
     out = str(tmp_path)
-    base = experiment.Run(os.path.join(out, "transfernet_r100_s0"), repro.MINI, 0)
+    base = experiment.Run(os.path.join(out, "transfernet_r100_s0"), config.MINI, 0)
     val = evaluation.EvalSet(
         ids=["a", "b"], image_dir=None, gt_dir=None, candidates=None, classes=CLASSES
     )
@@ -233,7 +233,7 @@ def test_write_outputs_results_json_schema(tmp_path):
         "wall_seconds": 12.0,
         "label_accuracy": {"exact": 0.5, "precision": 0.75, "recall": 1.0, "images": 2},
     }
-    repro_mini.write_outputs(out, repro.MINI, 0, _fixed_results(), val, base, extra)
+    repro_mini.write_outputs(out, config.MINI, 0, _fixed_results(), val, base, extra)
     with open(os.path.join(out, "results.json")) as f:
         doc = json.load(f)
     assert sorted(doc) == [
@@ -253,7 +253,7 @@ def test_write_outputs_results_json_schema(tmp_path):
         "wall_seconds",
     ]
     assert doc["config"]["name"] == "mini" and doc["config"]["crop"] == 128
-    assert doc["config"]["feature_scale"] == repro.MINI.architecture.feature_scale
+    assert doc["config"]["feature_scale"] == config.MINI.architecture.feature_scale
     assert doc["classes"] == {"0": "background", "1": "aeroplane", "3": "bird", "16": "pottedplant"}
     for title, row in doc["methods"].items():
         assert sorted(row) == ["mean_iou", "per_class", "run", "seed"], title
@@ -343,7 +343,7 @@ def _scaled(cfg, **scales):
 
 
 def test_config_scales_reach_every_net_and_config(tmp_path):
-    cfg = _scaled(repro.MINI, input_scale=0.25, feature_scale=7.0)
+    cfg = _scaled(config.MINI, input_scale=0.25, feature_scale=7.0)
     run = experiment.prepare(str(tmp_path / "b"), cfg, 0, baseline="baselinenet")
     for net in ("attention_train", "joint_train", "seg_deploy"):  # data_scaled, conv5_3_scaled
         assert _power_scales(experiment.model_file(run, net)) == [0.25, 7.0], net

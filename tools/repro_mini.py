@@ -36,7 +36,7 @@ os.environ["GLOG_minloglevel"] = QUIET  # quiet net set-up in this process (befo
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from data_prep import builtin, coco, voc
-from transfernet import evaluation, experiment, interrupt, records, repro
+from transfernet import config, evaluation, experiment, interrupt, records, repro
 from transfernet.atomic import write_text
 
 log = experiment.timestamped_log("repro-mini")
@@ -304,9 +304,9 @@ def run_plan(args, out, specs):
 
     caffe.set_mode_cpu()
     voc_root, target, sources = ensure_data(
-        args.data, args.seed, repro.MINI.data.resize, args.workers, specs
+        args.data, args.seed, config.MINI.data.resize, args.workers, specs
     )
-    cfg = repro.MINI.with_data(target=target)
+    cfg = config.MINI.with_data(target=target)
     val = evaluation.voc_eval_set(voc_root, target)
     base = train_shared_stages(out, cfg, specs[0], sources[specs[0].name])
     labels = [evaluation.image_labels(base, val, source) for source in ("predicted", "gt")]

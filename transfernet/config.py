@@ -18,12 +18,15 @@ composes model, dataset and schedule files.
                 after generation.
 
 A new dataset or schedule is one new value: Config('x', TINY_ARCHITECTURE, MY_DATA,
-TINY_SCHEDULE, layout). The committed configs are PAPER and TINY (CONFIGS); transfernet.repro
-composes a third, mini.
+TINY_SCHEDULE, layout). The committed configs are PAPER and TINY (CONFIGS, with nets in
+models/<name>/); MINI, the miniature reproduction's, has its nets in run folders only.
+
+    python3 -m transfernet.config get tiny data.resize     # 138: one value, for the Makefile
 """
 
 import collections
 import os
+import sys
 
 # Per-stage solver numbers: per-forward batch, iter_size (batch * iter_size = effective
 # mini-batch), iterations, Adam learning rate, and the iteration after which it is divided by
@@ -194,4 +197,47 @@ TINY = Config(
     Layout("models/tiny", "solvers/tiny", "snapshots/tiny", None),
 )
 
-CONFIGS = {"paper": PAPER, "tiny": TINY}
+# The tiny recipe (architecture and schedule) on repro-mini's larger built-in dataset
+# (transfernet.repro); its nets are written into the run folders only (experiment.prepare).
+MINI = Config(
+    "mini",
+    TINY_ARCHITECTURE,
+    BUILTIN._replace(
+        source="data/builtin-mini/lmdb/source", target="data/builtin-mini/lmdb/target"
+    ),
+    TINY_SCHEDULE._replace(snapshot=800, display=20),
+    Layout("models/mini", "solvers/mini", "snapshots/mini", None),
+)
+
+CONFIGS = {"paper": PAPER, "tiny": TINY}  # the committed ones: models/<name>/, solvers[/<name>]/
+NAMED = dict(CONFIGS, mini=MINI)
+
+
+def get(name, field):
+    """A config's value by dotted field, e.g. get('tiny', 'data.resize') -> 138; KeyError naming
+    what is not there."""
+    if name not in NAMED:
+        raise KeyError("no config %r; expected one of %s" % (name, ", ".join(sorted(NAMED))))
+    value = NAMED[name]
+    for part in field.split("."):
+        if not hasattr(value, "_fields") or part not in value._fields:
+            raise KeyError("config %r has no field %r" % (name, field))
+        value = getattr(value, part)
+    return value
+
+
+def main(argv):
+    """`get NAME FIELD`: print the value (the Makefile reads its paths and sizes this way)."""
+    if len(argv) != 3 or argv[0] != "get":
+        print("usage: python3 -m transfernet.config get NAME FIELD", file=sys.stderr)
+        return 2
+    try:
+        print(get(argv[1], argv[2]))
+    except KeyError as e:
+        print("transfernet.config: %s" % e.args[0], file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -27,7 +27,6 @@ from google.protobuf.message import DecodeError
 
 from transfernet import fileio
 
-DEFAULT_SIZE = 330
 JPEG_QUALITY = 95
 COMMIT_EVERY = 256
 DEFAULT_MAP_SIZE = 1 << 28

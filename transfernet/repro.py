@@ -5,9 +5,8 @@ BaselineNet and DecoupledNet-dagger, per-class IoU in the paper's column order.
 Figure 4 (Sec. 6.4): TransferNet's mean IoU against the ratio of source images (with their
 masks) used by the joint stage, mean and spread over random subsets.
 
-The 'mini' config (MINI) composes the tiny architecture and schedule with the miniature's larger
-built-in dataset; its nets are written into the run folders only
-(transfernet.experiment.prepare), not committed.
+The runs use config.MINI: the tiny architecture and schedule on the miniature's larger
+built-in dataset.
 Stages 0 and 1 use image labels only: they are trained once (the 100 % run of the first seed)
 and shared by every other run (hard links to its snapshots); the baselines start from the same
 stage-0 snapshot. Only the joint stage sees a ratio's subset of the source masks.
@@ -19,23 +18,10 @@ import os
 
 import numpy as np
 
-from transfernet import baselines, config, figures, fileio
+from transfernet import baselines, figures, fileio
 from transfernet.atomic import atomic_path, write_text
 from transfernet.reports import attention_table, pct
 
-# The tiny recipe (architecture and schedule) on the miniature's larger built-in dataset.
-MINI_DATA = config.BUILTIN._replace(
-    source="data/builtin-mini/lmdb/source",
-    target="data/builtin-mini/lmdb/target",
-)
-MINI_SCHEDULE = config.TINY_SCHEDULE._replace(snapshot=800, display=20)
-MINI = config.Config(
-    "mini",
-    config.TINY_ARCHITECTURE,
-    MINI_DATA,
-    MINI_SCHEDULE,
-    config.Layout("models/mini", "solvers/mini", "snapshots/mini", None),
-)
 # Built-in dataset of the miniature (data_prep.builtin.generate arguments): more images than
 # the demo's 600 / 400 / 100.
 DATASET = {"source_images": 1000, "target_train": 600, "target_val": 150}
