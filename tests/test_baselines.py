@@ -18,7 +18,7 @@ from gradcheck import assert_per_label_equal, deploy_batched_and_per_label, net_
 from test_models import ROOT, committed, layer, one_hot
 from tiny_weights import randomize
 
-from transfernet import baselines, config, experiment, inference, nets, solvers, surgery
+from transfernet import baselines, config, experiment, generated, inference, nets, solvers, surgery
 from transfernet.weights import WeightsError
 
 ITERATIONS = 150
@@ -49,7 +49,8 @@ def test_generated_files_and_comments():
     for cfg in (config.PAPER, config.TINY):
         for net in baselines.NETS:
             text = committed(cfg.layout.model(net))
-            assert text == baselines.prototxt(cfg, net)
+            file = next(f for f in generated.FILES if f.name == net)
+            assert text == generated.committed_text(file, cfg)
             comments = "".join(line for line in text.splitlines(True) if line.startswith("#"))
             stale = ("320", "20x20", "512x") if cfg is config.TINY else ("128x128", "8x8")
             for value in stale:

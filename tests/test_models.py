@@ -21,7 +21,7 @@ from google.protobuf import text_format
 from gradcheck import assert_per_label_equal, deploy_batched_and_per_label, net_from_prototxt
 from tiny_weights import randomize
 
-from transfernet import baselines, config, nets, solvers
+from transfernet import baselines, config, generated, nets, solvers
 from transfernet.atomic import write_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -199,7 +199,7 @@ def test_committed_files_equal_generator_output():
 
 
 def test_check_lists_changed_missing_and_stray_files(tmp_path):
-    for path, text in generate_models.outputs().items():
+    for path, text in generated.committed_files(config.CONFIGS.values()).items():
         write_text(str(tmp_path / path), text)
     assert generate_models.differences(str(tmp_path)) == []
     (tmp_path / "models/tiny/joint_train.prototxt").write_text('name: "edited"\n')
@@ -214,7 +214,7 @@ def test_check_lists_changed_missing_and_stray_files(tmp_path):
 
 
 def test_generated_paths():
-    assert sorted(generate_models.outputs()) == sorted(
+    assert sorted(generated.committed_files(config.CONFIGS.values())) == sorted(
         ["models/%s/%s.prototxt" % (c, n) for c in ("paper", "tiny") for n in nets.NETS]
         + ["models/%s/%s.prototxt" % (c, n) for c in ("paper", "tiny") for n in baselines.NETS]
         + ["solvers/%s.prototxt" % s for s in solvers.STAGES + baselines.BASELINES]

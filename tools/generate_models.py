@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Write every network (models/<config>/*.prototxt) and solver (solvers/**) from
-transfernet/nets.py, transfernet/solvers.py and transfernet/baselines.py (BaselineNet and
-DecoupledNet-dagger, Sec. 6.3); --check lists committed files that differ.
+"""Write every network (models/<config>/*.prototxt) and solver (solvers/**) of the committed
+configs, as transfernet/generated.py lists them (TransferNet's, and BaselineNet's and
+DecoupledNet-dagger's of Sec. 6.3); --check lists committed files that differ.
 
     runtime/run.sh 'python3 tools/generate_models.py'          # (re)write, print each path
     runtime/run.sh 'python3 tools/generate_models.py --check'  # exit 1 if anything differs
@@ -11,32 +11,16 @@ import argparse
 import os
 import sys
 
-from transfernet import baselines, config, nets, solvers
+from transfernet import config, generated
 from transfernet.atomic import write_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GENERATED_DIRS = ("models", "solvers")
 
 
-def outputs():
-    """{path relative to the checkout root: text} of every generated file."""
-    files = {}
-    for cfg in config.CONFIGS.values():
-        layout = cfg.layout
-        for net in nets.NETS:
-            files[layout.model(net)] = nets.prototxt(cfg, net)
-        for stage in solvers.STAGES:
-            files[layout.solver(stage)] = solvers.prototxt(cfg, stage)
-        for net in baselines.NETS:
-            files[layout.model(net)] = baselines.prototxt(cfg, net)
-        for baseline in baselines.BASELINES:
-            files[layout.solver(baseline)] = baselines.solver_prototxt(cfg, baseline)
-    return files
-
-
 def differences(root=ROOT):
     """Paths (relative) that are missing, differ, or are prototxts the generator does not make."""
-    expected = outputs()
+    expected = generated.committed_files(config.CONFIGS.values())
     bad = []
     for path, text in sorted(expected.items()):
         full = os.path.join(root, path)
@@ -71,7 +55,7 @@ def main(argv=None):
                 file=sys.stderr,
             )
         return 1 if bad else 0
-    for path, text in sorted(outputs().items()):
+    for path, text in sorted(generated.committed_files(config.CONFIGS.values()).items()):
         write_text(os.path.join(ROOT, path), text)
         print(path)
     return 0

@@ -32,7 +32,18 @@ import subprocess
 import sys
 import time
 
-from transfernet import baselines, caffe_log, config, fileio, interrupt, nets, records, solvers
+from google.protobuf import text_format
+
+from transfernet import (
+    baselines,
+    caffe_log,
+    config,
+    fileio,
+    generated,
+    interrupt,
+    records,
+    solvers,
+)
 from transfernet.atomic import write_text
 from transfernet.weights import check_solver, describe_fits
 
@@ -205,19 +216,10 @@ def prepare(run_dir, cfg, seed=0, root=ROOT, baseline=None):
         seed,
     )
     layout = run.layout
-    builds = [(net, nets.build) for net in nets.NETS] + [
-        (net, baselines.build)
-        for net in ("%s_train" % baseline, "%s_deploy" % baseline)
-        if baseline
-    ]
-    for net, build in builds:
-        write_text(layout.model(net), header + str(build(run.cfg, net, seed=seed)))
+    for file in generated.run_files(baseline):
+        param = file.build(run.cfg, layout, seed)
+        write_text(generated.path(file, layout), header + text_format.MessageToString(param))
     for stage in solvers.STAGES:
-        if baseline and stage == baselines.STAGE:
-            param = baselines.solver(run.cfg, baseline, layout, seed, name=stage)
-        else:
-            param = solvers.solver(run.cfg, stage, layout, seed)
-        write_text(layout.solver(stage), header + str(param))
         os.makedirs(os.path.dirname(layout.snapshot_prefix(stage)), exist_ok=True)
     write_text(config_path, json.dumps(wanted, indent=1, sort_keys=True) + "\n")
     return run
