@@ -29,6 +29,19 @@ TIE_TOLERANCE = 1e-5
 MAX_FLIPPED_SWITCHES = 1e-5  # fraction of a pooling's outputs
 
 
+def layer_infos(net):
+    """(name, type, [blob shapes]) of every layer of a NetParameter, in file order (duplicate
+    names kept: the fork's deploy net has two layers named soft-att)."""
+    return [
+        types.SimpleNamespace(
+            name=layer.name,
+            type=layer.type,
+            shapes=[authors_format.blob_shape(b) for b in layer.blobs],
+        )
+        for layer in net.layer
+    ]
+
+
 def max_abs(ours, theirs):
     return float(np.abs(np.asarray(ours, np.float64) - theirs).max())
 
@@ -197,7 +210,7 @@ def test_stock_caffe_misreads_the_forks_fields_and_our_reader_does_not(tiny):
     scale = b"\x92\x09\x09\x09" + np.float64(TINY.architecture.feature_scale).tobytes()
     assert scale in data
     # both soft-att layers are kept, in file order
-    names = [(i.name, i.type) for i in authors_format.layer_infos(ours)]
+    names = [(i.name, i.type) for i in layer_infos(ours)]
     assert ("soft-att", "Scale") in names and ("soft-att", "LinearSum") in names
 
 
@@ -228,8 +241,8 @@ def test_a_v1_classifier_reads_as_its_upgraded_layers(tiny, tmp_path):
     net = authors_format.read_net(tiny.paths["classificationNet"])
     v1 = authors_files.write(str(tmp_path / "cls.caffemodel"), authors_files.to_v1(net))
     upgraded = authors_format.read_net(v1)
-    assert [(i.name, i.type, i.shapes) for i in authors_format.layer_infos(upgraded)] == [
-        (i.name, i.type, i.shapes) for i in authors_format.layer_infos(net)
+    assert [(i.name, i.type, i.shapes) for i in layer_infos(upgraded)] == [
+        (i.name, i.type, i.shapes) for i in layer_infos(net)
     ]
     assert not len(upgraded.layers)
 

@@ -20,6 +20,11 @@ GT2 = np.ones((2, 2), np.uint8)
 PRED2 = np.ones((2, 2), np.uint8)
 
 
+def confusion(gt, pred, class_ids):
+    """The confusion matrix of one pair of label maps, as score.evaluate computes it."""
+    return score.confusion_from_pairs(score.pair_counts(gt, pred), class_ids)
+
+
 def write_set(tmp_path, pairs, extra_pred=()):
     """Write {id: (gt, pred)} as palette PNGs and a list file; return (pred, gt, list)."""
     pred_dir, gt_dir = tmp_path / "pred", tmp_path / "gt"
@@ -35,7 +40,7 @@ def write_set(tmp_path, pairs, extra_pred=()):
 
 
 def test_confusion_one_image_by_hand():
-    conf = score.confusion_matrix(GT1, PRED1, list(TABLE))
+    conf = confusion(GT1, PRED1, list(TABLE))
     # rows gt bkg,a,b,c; columns pred bkg,a,b,c,other
     assert conf.tolist() == [[1, 1, 0, 0, 0], [0, 3, 0, 0, 0], [1, 0, 1, 0, 0], [0, 0, 0, 0, 0]]
     res = score.scores(conf, TABLE)
@@ -60,7 +65,7 @@ def test_evaluate_pools_pixels_over_images(tmp_path):
 def test_class_only_predicted_counts_as_zero():
     gt = np.array([[0, 0]], np.uint8)
     pred = np.array([[0, 3]], np.uint8)
-    res = score.scores(score.confusion_matrix(gt, pred, list(TABLE)), TABLE)
+    res = score.scores(confusion(gt, pred, list(TABLE)), TABLE)
     assert res["per_class"] == {"bkg": 0.5, "a": None, "b": None, "c": 0.0}
     assert res["mean_iou"] == pytest.approx(0.25)
 
@@ -68,7 +73,7 @@ def test_class_only_predicted_counts_as_zero():
 def test_prediction_outside_class_table_is_wrong():
     gt = np.array([[1, 1, 255]], np.uint8)
     pred = np.array([[1, 7, 7]], np.uint8)
-    res = score.scores(score.confusion_matrix(gt, pred, list(TABLE)), TABLE)
+    res = score.scores(confusion(gt, pred, list(TABLE)), TABLE)
     assert res["per_class"]["a"] == 0.5
     assert res["pred_outside_classes"] == 1  # the void pixel's prediction is not scored
     assert res["mean_iou"] == 0.5
@@ -76,9 +81,7 @@ def test_prediction_outside_class_table_is_wrong():
 
 def test_all_void_gives_no_scores():
     res = score.scores(
-        score.confusion_matrix(
-            np.full((2, 2), 255, np.uint8), np.ones((2, 2), np.uint8), list(TABLE)
-        ),
+        confusion(np.full((2, 2), 255, np.uint8), np.ones((2, 2), np.uint8), list(TABLE)),
         TABLE,
     )
     assert res["mean_iou"] is None and res["pixel_accuracy"] is None
@@ -128,7 +131,7 @@ def test_class_table_from_meta_json_ignores_other_ids(tmp_path):
     assert table == {0: "background", 3: "bird", 21: "truck"}
     gt = np.array([[0, 3, 21, 5]], np.uint8)  # id 5 is not scored
     pred = np.array([[0, 21, 21, 0]], np.uint8)
-    res = score.scores(score.confusion_matrix(gt, pred, list(table)), table)
+    res = score.scores(confusion(gt, pred, list(table)), table)
     assert res["per_class"] == {"background": 1.0, "bird": 0.0, "truck": 0.5}
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"x": "cat"}))
@@ -137,7 +140,7 @@ def test_class_table_from_meta_json_ignores_other_ids(tmp_path):
 
 
 def test_writers_and_table(tmp_path):
-    res = score.scores(score.confusion_matrix(GT1, PRED1, list(TABLE)), TABLE)
+    res = score.scores(confusion(GT1, PRED1, list(TABLE)), TABLE)
     res["num_images"] = 1
     score.write_json(str(tmp_path / "r.json"), res)
     loaded = json.loads((tmp_path / "r.json").read_text())

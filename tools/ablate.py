@@ -21,7 +21,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")  # quiet net set-up (before caffe
 
 from transfernet import evaluation, experiment
 from transfernet.atomic import write_text
-from transfernet.reports import pct
+from transfernet.tables import markdown, pct, points
 
 
 def parse_args(argv):
@@ -34,17 +34,14 @@ def parse_args(argv):
 
 def table_lines(rows):
     """Markdown table of evaluation.ablate's rows."""
-    lines = [
-        "| ablation | images | intact mIoU | ablated mIoU | what it adds |",
-        "|---|---|---|---|---|",
-    ]
+    cells = []
     for name, r in rows.items():
         intact, ablated = r["intact"]["mean_iou"], r["ablated"]["mean_iou"]
-        lines.append(
-            "| %s | %d | %s | %s | %+.1f |"
-            % (name, r["images"], pct(intact), pct(ablated), 100 * (intact - ablated))
+        cells.append(
+            [name, "%d" % r["images"], pct(intact), pct(ablated), points(intact - ablated)]
         )
-    return lines
+    header = ["ablation", "images", "intact mIoU", "ablated mIoU", "what it adds"]
+    return markdown(header, cells)
 
 
 def main(argv=None):

@@ -10,7 +10,6 @@ protobuf library pycaffe uses (no protoc, no generated code to keep in step with
 version), from the subset of proto2 that file is written in.
 """
 
-import collections
 import functools
 import os
 import re
@@ -238,15 +237,3 @@ def blob_array(blob):
     if values.size != int(np.prod(shape)):
         raise ValueError("blob of shape %s holds %d values" % (shape, values.size))
     return values.reshape(shape)
-
-
-LayerInfo = collections.namedtuple("LayerInfo", "name type shapes")
-
-
-def layer_infos(net):
-    """[LayerInfo(name, type, [blob shapes])] of every layer, in file order (duplicate names
-    kept: the fork's deploy net has two layers named soft-att)."""
-    return [
-        LayerInfo(layer.name, layer.type, [blob_shape(b) for b in layer.blobs])
-        for layer in net.layer
-    ]

@@ -12,8 +12,8 @@ import os
 
 from transfernet import authors, fileio, score
 from transfernet.atomic import write_text
-from transfernet.reports import pct
 from transfernet.repro import PAPER_COLUMNS, PAPER_TABLE1
+from transfernet.tables import markdown, pct
 
 # (run folder, Table 1 row, label source): the classifier's labels or the ground truth's.
 RUNS = (("transfernet", "TransferNet", "predicted"), ("transfernet_gt", "TransferNet-GT", "gt"))
@@ -54,23 +54,14 @@ def table(results, classes):
     name}, Table 1's order, PAPER_COLUMNS), then the mean IoU (ours over the classes with an
     IoU: those in the ground truth or the predictions; the paper's over its 21)."""
     ids = sorted(classes)
-    lines = [
-        "| method | %s | mean |" % " | ".join(PAPER_COLUMNS[i] for i in ids),
-        "|---" * (len(ids) + 2) + "|",
-    ]
+    rows = []
     for folder, title, _ in RUNS:
         result = results[folder]
         cells = [pct(result["per_class"].get(classes[i])) for i in ids]
-        lines.append(
-            "| %s, released model here | %s | %s |"
-            % (title, " | ".join(cells), pct(result["mean_iou"]))
-        )
+        rows.append(["%s, released model here" % title] + cells + [pct(result["mean_iou"])])
         paper = PAPER_TABLE1[title]
-        lines.append(
-            "| %s, paper | %s | %.1f |"
-            % (title, " | ".join("%.1f" % paper[i] for i in ids), paper[-1])
-        )
-    return lines
+        rows.append(["%s, paper" % title] + ["%.1f" % paper[i] for i in (*ids, -1)])
+    return markdown(["method"] + [PAPER_COLUMNS[i] for i in ids] + ["mean"], rows)
 
 
 def evaluate(out, voc_root):

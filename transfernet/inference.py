@@ -39,7 +39,7 @@ from transfernet.classes import BACKGROUND, CLASS_NAMES, IGNORE, VOC_CLASSES
 from transfernet.fileio import MEAN_BGR, read_label_png
 
 # Reference inference: every class whose stage-0 sigmoid is >= 0.6 is a label of the image;
-# the arg-max class when none is (reference-facts.md, Inference).
+# the arg-max class when none is (the authors' released inference, docs/authors-models.md).
 CLASSIFIER_THRESHOLD = 0.6
 # Candidate labels by default: the 20 PASCAL VOC classes (the target domain).
 VOC_IDS = tuple(range(1, len(VOC_CLASSES) + 1))

@@ -8,6 +8,7 @@ import os
 
 from transfernet import evaluation, inference, no_transfer, score, solvers
 from transfernet.atomic import write_text
+from transfernet.tables import markdown, num, pct, points
 
 SUMMARY_KEYS = (
     "mean_iou",
@@ -50,11 +51,6 @@ def result_rows(results):
 def write_metrics(path, metrics):
     """metrics.json (sorted keys), atomically."""
     write_text(path, json.dumps(metrics, indent=1, sort_keys=True) + "\n")
-
-
-def pct(value):
-    """A fraction as a percentage with one decimal, 'n/a' for None (every table here)."""
-    return "n/a" if value is None else "%.1f" % (100 * value)
 
 
 def _foreground_share(result):
@@ -140,23 +136,15 @@ def training_lines(cfg, training):
             cfg["classifier_init"] or "scratch",
         ),
         "",
-        "| stage | iterations | batch x iter_size | Adam lr | train time (s) |",
-        "|---|---|---|---|---|",
     ]
+    rows = []
     for stage in solvers.STAGES:
         st, rec = cfg["stages"][stage], training.get(stage, {})
-        lines.append(
-            "| %s | %d | %d x %d | %g | %s |"
-            % (
-                stage,
-                st["max_iter"],
-                st["batch"],
-                st["iter_size"],
-                st["base_lr"],
-                "%.0f" % rec["seconds"] if "seconds" in rec else "n/a",
-            )
-        )
-    return lines
+        seconds = "%.0f" % rec["seconds"] if "seconds" in rec else "n/a"
+        numbers = ("%d" % st["max_iter"], "%d x %d" % (st["batch"], st["iter_size"]))
+        rows.append([stage, *numbers, "%g" % st["base_lr"], seconds])
+    header = ["stage", "iterations", "batch x iter_size", "Adam lr", "train time (s)"]
+    return lines + markdown(header, rows)
 
 
 def segmentation_lines(results):
@@ -190,12 +178,12 @@ def transfer_lines(results):
         dec, base = (results.get(row_key(label_source, m)) for m in ("decoder", "no_transfer"))
         if dec and base:
             lines.append(
-                "- %s: decoder %s vs no transfer %s mIoU (%+.1f points)"
+                "- %s: decoder %s vs no transfer %s mIoU (%s points)"
                 % (
                     name,
                     pct(dec["mean_iou"]),
                     pct(base["mean_iou"]),
-                    100 * (dec["mean_iou"] - base["mean_iou"]),
+                    points(dec["mean_iou"] - base["mean_iou"]),
                 )
             )
     return lines
@@ -221,40 +209,23 @@ def attention_table(rows):
     """Markdown rows of [(title, attention summary)], then uniform attention's values (the
     first summary's)."""
     first = rows[0][1]
-    lines = ["| attention of | pointing | inside | own |", "|---|---|---|---|"]
-    lines += [
-        "| %s | %s | %s | %s |" % (title, num(m["pointing"]), num(m["inside"]), num(m["own"]))
-        for title, m in rows
-    ]
-    lines.append(
-        "| uniform attention | - | %s | %s |"
-        % (num(first["inside_uniform"]), num(first["own_uniform"]))
-    )
-    return lines
-
-
-def num(value):
-    """A measure in [0, 1] with three decimals, 'n/a' for None."""
-    return "n/a" if value is None else "%.3f" % value
+    cells = [[title, num(m["pointing"]), num(m["inside"]), num(m["own"])] for title, m in rows]
+    uniform = ["uniform attention", "-", num(first["inside_uniform"]), num(first["own_uniform"])]
+    return markdown(["attention of", "pointing", "inside", "own"], cells + [uniform])
 
 
 def joint_seed_lines(joint_seeds):
     """TransferNet against no transfer for each joint seed, in numeric seed order."""
-    lines = [
-        "",
-        "## Joint-stage seeds (same stages 0 and 1; mIoU %)",
-        "",
-        "| joint seed | TransferNet | no transfer | gain | TransferNet-GT | "
-        "no transfer-GT | gain |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for seed, r in sorted(joint_seeds.items(), key=lambda kv: int(kv[0])):
-        cells = []
+        cells = [str(seed)]
         for label_source in evaluation.LABEL_SOURCES:
             dec, base = (r[row_key(label_source, m)] for m in ("decoder", "no_transfer"))
-            cells += [pct(dec), pct(base), "%+.1f" % (100 * (dec - base))]
-        lines.append("| %s | %s |" % (seed, " | ".join(cells)))
-    return lines
+            cells += [pct(dec), pct(base), points(dec - base)]
+        rows.append(cells)
+    header = ["joint seed", "TransferNet", "no transfer", "gain"]
+    header += ["TransferNet-GT", "no transfer-GT", "gain"]
+    return ["", "## Joint-stage seeds (same stages 0 and 1; mIoU %)", ""] + markdown(header, rows)
 
 
 def write_report(path, metrics, title, plots=(), figures=()):

@@ -20,7 +20,8 @@ import numpy as np
 
 from transfernet import baselines, figures, fileio
 from transfernet.atomic import atomic_path, write_text
-from transfernet.reports import attention_table, pct
+from transfernet.reports import attention_table
+from transfernet.tables import markdown, pct, points
 
 # Built-in dataset of the miniature (data_prep.builtin.generate arguments): more images than
 # the demo's 600 / 400 / 100.
@@ -337,48 +338,32 @@ def table_markdown(methods, classes, ablations=None):
     over those columns; `methods` as collect()'s (per_class keyed by name). Then the
     ABLATION_ROWS of `ablations` (collect()'s) present, in signed points."""
     ids = sorted(classes)
-    lines = [
-        "| method | %s | mean |" % " | ".join(PAPER_COLUMNS[i] for i in ids),
-        "|---" * (len(ids) + 2) + "|",
-    ]
+    rows = []
     for title, _, _ in TABLE_ROWS:
         row = methods.get(title, {})
         cells = [pct(row.get("per_class", {}).get(classes[i])) for i in ids]
-        lines.append("| %s | %s | %s |" % (title, " | ".join(cells), pct(row.get("mean_iou"))))
+        rows.append([title] + cells + [pct(row.get("mean_iou"))])
     for title, _, _ in ABLATION_ROWS:
         row = (ablations or {}).get(title)
         if row:
             cells = [points(row["per_class"].get(classes[i])) for i in ids]
-            lines.append("| %s | %s | %s |" % (title, " | ".join(cells), points(row["mean_iou"])))
-    return "\n".join(lines) + "\n"
-
-
-def points(value):
-    """A difference of two fractions in signed percentage points, 'n/a' for None."""
-    return "n/a" if value is None else "%+.1f" % (100 * value)
+            rows.append([title] + cells + [points(row["mean_iou"])])
+    header = ["method"] + [PAPER_COLUMNS[i] for i in ids] + ["mean"]
+    return "\n".join(markdown(header, rows)) + "\n"
 
 
 def paper_markdown(classes):
     """The paper's Table 1 rows on the same columns as table_markdown, with the mean over
     those columns and the paper's 21-class mean."""
     ids = sorted(classes)
-    lines = [
-        "| method (paper, VOC 2012 val) | %s | mean (these columns) | mean (21) |"
-        % " | ".join(PAPER_COLUMNS[i] for i in ids),
-        "|---" * (len(ids) + 3) + "|",
-    ]
+    rows = []
     for title, _, _ in TABLE_ROWS:
         values = PAPER_TABLE1[title]
-        lines.append(
-            "| %s | %s | %.1f | %.1f |"
-            % (
-                title,
-                " | ".join("%.1f" % values[i] for i in ids),
-                np.mean([values[i] for i in ids]),
-                values[-1],
-            )
-        )
-    return "\n".join(lines) + "\n"
+        these = [values[i] for i in ids] + [np.mean([values[i] for i in ids]), values[-1]]
+        rows.append([title] + ["%.1f" % v for v in these])
+    header = ["method (paper, VOC 2012 val)"] + [PAPER_COLUMNS[i] for i in ids]
+    header += ["mean (these columns)", "mean (21)"]
+    return "\n".join(markdown(header, rows)) + "\n"
 
 
 def _mious(results, method, source="predicted", ratio=1.0):
@@ -439,13 +424,14 @@ def claims(results, ratios=RATIOS):
 
 def claims_markdown(rows):
     """The claims as a Markdown table (mIoU %, each side's values and their range)."""
-    lines = ["| claim | higher side | lower side | verdict |", "|---|---|---|---|"]
-    for row in rows:
-        cells = [", ".join(pct(v) for v in row[side]) or "n/a" for side in ("higher", "lower")]
-        lines.append(
-            "| %s | %s | %s | %s |" % (row["claim"], cells[0], cells[1], row["verdict"] or "n/a")
-        )
-    return "\n".join(lines) + "\n"
+    cells = [
+        [row["claim"]]
+        + [", ".join(pct(v) for v in row[side]) or "n/a" for side in ("higher", "lower")]
+        + [row["verdict"] or "n/a"]
+        for row in rows
+    ]
+    header = ["claim", "higher side", "lower side", "verdict"]
+    return "\n".join(markdown(header, cells)) + "\n"
 
 
 def attention_markdown(results, stage1=None):
@@ -462,25 +448,15 @@ def attention_markdown(results, stage1=None):
 
 def ratio_markdown(study):
     """Figure 4's numbers: one row per ratio, mean and spread over the subsets (IoU %)."""
-    lines = [
-        "| source ratio | subsets | mean IoU | std | min | max | per subset (seed: mIoU) |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for key in sorted(study, key=float, reverse=True):
         st = study[key]
-        lines.append(
-            "| %g %% | %d | %s | %s | %s | %s | %s |"
-            % (
-                100 * float(key),
-                len(st["runs"]),
-                pct(st["mean_iou"]),
-                pct(st["std"]),
-                pct(st["min"]),
-                pct(st["max"]),
-                ", ".join("%d: %s" % (r["seed"], pct(r["mean_iou"])) for r in st["runs"]),
-            )
-        )
-    return "\n".join(lines) + "\n"
+        spread = [pct(st[k]) for k in ("mean_iou", "std", "min", "max")]
+        subsets = ", ".join("%d: %s" % (r["seed"], pct(r["mean_iou"])) for r in st["runs"])
+        rows.append(["%g %%" % (100 * float(key)), "%d" % len(st["runs"])] + spread + [subsets])
+    header = ["source ratio", "subsets", "mean IoU", "std", "min", "max"]
+    header += ["per subset (seed: mIoU)"]
+    return "\n".join(markdown(header, rows)) + "\n"
 
 
 def plot_ratio(path, study, references=None, title=None):

@@ -21,6 +21,7 @@ import numpy as np
 from transfernet.atomic import write_text
 from transfernet.classes import BACKGROUND, IGNORE, VOC_CLASSES
 from transfernet.fileio import read_json, read_label_png
+from transfernet.tables import markdown, pct
 
 BACKGROUND_NAME = "background"
 # Ground-truth pixels with ids outside the class table, as a fraction of the non-void ones,
@@ -118,11 +119,6 @@ def confusion_from_pairs(counts, class_ids):
     index = (rows[:, None] * (k + 1) + cols[None, :]).ravel()
     conf = np.bincount(index, weights=counts, minlength=(k + 1) ** 2)
     return np.rint(conf).astype(np.int64).reshape(k + 1, k + 1)[:k]
-
-
-def confusion_matrix(gt, pred, class_ids):
-    """(K, K+1) confusion matrix of one pair of uint8 label maps (see confusion_from_pairs)."""
-    return confusion_from_pairs(pair_counts(gt, pred), class_ids)
 
 
 def scores(conf, class_table):
@@ -233,10 +229,6 @@ def evaluate(
     return result
 
 
-def _pct(value):
-    return "n/a" if value is None else "%.1f" % (100 * value)
-
-
 def format_table(result):
     """Plain-text per-class table (IoU and accuracy in %, table order) and the summary."""
     names = list(result["per_class"])
@@ -248,20 +240,20 @@ def format_table(result):
             % (
                 width,
                 n,
-                _pct(result["per_class"][n]),
-                _pct(result["per_class_accuracy"][n]),
+                pct(result["per_class"][n]),
+                pct(result["per_class_accuracy"][n]),
                 result["gt_pixels"][n],
             )
         )
-    lines.append("%-*s  %6s" % (width, "mean IoU", _pct(result["mean_iou"])))
+    lines.append("%-*s  %6s" % (width, "mean IoU", pct(result["mean_iou"])))
     lines.append(
         "%d images, %d scored pixels; pixel acc %s, mean acc %s, fw IoU %s"
         % (
             result["num_images"],
             result["num_pixels"],
-            _pct(result["pixel_accuracy"]),
-            _pct(result["mean_accuracy"]),
-            _pct(result["frequency_weighted_iou"]),
+            pct(result["pixel_accuracy"]),
+            pct(result["mean_accuracy"]),
+            pct(result["frequency_weighted_iou"]),
         )
     )
     if result["pred_outside_classes"]:
@@ -281,13 +273,12 @@ def format_table(result):
 def markdown_table(results):
     """Paper-style Markdown table (Table 1): one row per {row label: result}, IoU in %."""
     names = list(next(iter(results.values()))["per_class"])
-    lines = ["| method | " + " | ".join(names) + " | mean |", "|---" * (len(names) + 2) + "|"]
+    rows = []
     for label, res in results.items():
         if list(res["per_class"]) != names:
             raise ValueError("markdown_table: %r has other classes than the first row" % label)
-        cells = [_pct(res["per_class"][n]) for n in names] + [_pct(res["mean_iou"])]
-        lines.append("| %s | %s |" % (label, " | ".join(cells)))
-    return "\n".join(lines) + "\n"
+        rows.append([label] + [pct(res["per_class"][n]) for n in names] + [pct(res["mean_iou"])])
+    return "\n".join(markdown(["method"] + names + ["mean"], rows)) + "\n"
 
 
 def write_json(path, result):
