@@ -13,6 +13,7 @@ import time
 
 import caffe
 import data_layer
+import data_params
 import numpy as np
 import pytest
 from caffe.proto import caffe_pb2
@@ -20,7 +21,7 @@ from caffe.proto import caffe_pb2
 from transfernet import records
 
 SIZE, RESIZE, CROP = 40, 40, 32
-MEAN = np.array(data_layer.DEFAULTS["mean"], np.float32)
+MEAN = np.array(data_params.DEFAULTS["mean"], np.float32)
 STEP = 200.0 / (SIZE - 1)  # B (G) value per column (row)
 SOURCE_IDS = [[21], [30, 45], [80, 22, 60]]
 TARGET_IDS = [[1], [7, 15], [20, 3, 12]]
