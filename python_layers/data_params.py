@@ -7,8 +7,17 @@ param_str (JSON), e.g.
    "seed": 0, "workers": 2}
   source / target   dataset folders (transfernet/records.py format) or null (not both null);
                     the source dataset must have masks/.
-  batch_size        required.
+  source_fraction   probability that a sample comes from the source domain.
+  batch_size, resize, crop, num_classes
+                    the batch, the pre-crop resize, the crop and the label vector length.
+  mirror            random mirror in TRAIN.
+  mean              BGR mean subtracted from the data.
+  multilabel        label = multi-hot of all the image's classes (stage 0 classifier).
+  seed              seed of the batch stream (data_sampling.fill_batch).
   workers           background processes preparing batches (0 = in the layer's process).
+
+The dataset and geometry keys are required: they are a config's numbers (transfernet/config.py,
+written by transfernet/nets.py), so a layer never trains on numbers that no config chose.
 """
 
 import os
@@ -23,17 +32,22 @@ from transfernet.fileio import MEAN_BGR
 
 NAME = "SourceTargetData"
 DEFAULTS = {
-    "source": None,
-    "target": None,
-    "source_fraction": 0.5,
+    "source": REQUIRED,
+    "target": REQUIRED,
+    "source_fraction": REQUIRED,
     "batch_size": REQUIRED,
-    "resize": 330,
-    "crop": 320,
+    "resize": REQUIRED,
+    "crop": REQUIRED,
+    "num_classes": REQUIRED,
+    # The paper's augmentation; TEST never mirrors whatever this says.
     "mirror": True,
+    # The project's one preprocessing mean (fileio), which inference subtracts too.
     "mean": list(MEAN_BGR),
-    "num_classes": 80,
+    # A mode of the layer, set by the stage-0 net, not a number of the data.
     "multilabel": False,
+    # Any seed is an equally valid run; 0 makes a hand-written net reproducible.
     "seed": 0,
+    # A machine resource: the batches do not depend on it.
     "workers": 2,
 }
 
@@ -104,8 +118,9 @@ def load_config(param_str, phase, num_tops):
     _check_int(params, "seed", 0, 2**32 - 1)
     if params["crop"] > params["resize"]:
         raise layer_error("crop %d is larger than resize %d" % (params["crop"], params["resize"]))
-    if not 0.0 <= params["source_fraction"] <= 1.0:
-        raise layer_error("'source_fraction' must be in [0, 1], got %r" % params["source_fraction"])
+    fraction = params["source_fraction"]
+    if type(fraction) not in (int, float) or not 0.0 <= fraction <= 1.0:
+        raise layer_error("'source_fraction' must be a number in [0, 1], got %r" % (fraction,))
     mean = params["mean"]
     if len(mean) != 3 or not all(type(m) in (int, float) for m in mean):
         raise layer_error("'mean' must be 3 numbers (B, G, R), got %r" % (mean,))
@@ -117,7 +132,6 @@ def load_config(param_str, phase, num_tops):
         else _check_dataset(role, params[role], params["num_classes"], role == "source")
         for role in ("source", "target")
     ]
-    fraction = params["source_fraction"]
     if datasets[0] is None:
         fraction = 0.0
     elif datasets[1] is None:

@@ -165,7 +165,17 @@ def test_empty_dataset_is_reported_as_empty(tmp_path):
     ):
         records.read_meta(out)
     # The training data layer (real pycaffe layer code) passes the same message on.
-    params = json.dumps({"target": out, "batch_size": 2, "resize": 20, "crop": 20})
+    params = json.dumps(
+        {
+            "source": None,
+            "target": out,
+            "source_fraction": 0.0,
+            "batch_size": 2,
+            "resize": 20,
+            "crop": 20,
+            "num_classes": 80,
+        }
+    )
     with pytest.raises(ValueError) as err:
         data_params.load_config(params, caffe.TRAIN, 2)
     assert "is an empty dataset" in str(err.value) and "says count" not in str(err.value)
