@@ -11,7 +11,7 @@ import lmdb
 import numpy as np
 import pytest
 
-from data_prep import builtin, coco, voc
+from data_prep import builtin_lmdbs
 from transfernet import caffe_log, config, evaluation, experiment, nets, no_transfer, reports
 
 ITERATIONS = 20
@@ -20,12 +20,17 @@ ITERATIONS = 20
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     """A very small built-in dataset built into LMDBs by the real builders."""
-    root = tmp_path_factory.mktemp("builtin")
-    builtin.generate(str(root), seed=2, source_images=24, target_train=12, target_val=2)
-    source, target = str(root / "lmdb" / "source"), str(root / "lmdb" / "target")
-    coco.build_source(str(root / "coco"), source, size=config.TINY.data.resize)
-    voc.build_target(str(root / "VOCdevkit" / "VOC2012"), target, size=config.TINY.data.resize)
-    return source, target
+    root = str(tmp_path_factory.mktemp("builtin"))
+    _, target, sources = builtin_lmdbs.ensure_lmdbs(
+        root,
+        config.TINY.data.resize,
+        lambda line: None,
+        seed=2,
+        source_images=24,
+        target_train=12,
+        target_val=2,
+    )
+    return sources[builtin_lmdbs.ALL_SOURCE], target
 
 
 def short_config(source, target):
@@ -278,11 +283,9 @@ def test_demo_with_a_failing_caffe_train_stage_is_one_error_with_the_log(tmp_pat
     """tools/demo.py on a built-in dataset whose target records are garbage: the data layer
     fails inside `caffe train`; the demo gives one error with the end of caffe's log."""
     data = tmp_path / "data"
-    builtin.ensure(str(data), seed=0, workers=2)  # the demo's own dataset, as it makes it
-    size = config.TINY.data.resize
-    coco.build_source(str(data / "coco"), str(data / "lmdb" / "source"), size=size)
+    # The demo's own dataset, as it makes it.
+    builtin_lmdbs.ensure_lmdbs(str(data), config.TINY.data.resize, lambda line: None)
     target = data / "lmdb" / "target"
-    voc.build_target(str(data / "VOCdevkit" / "VOC2012"), str(target), size=size)
     env = lmdb.open(str(target / "images"), map_size=1 << 28)
     with env.begin(write=True) as txn:
         for key, _ in list(txn.cursor()):
