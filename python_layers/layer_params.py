@@ -3,7 +3,7 @@
 Every custom layer takes its options as a JSON object in `python_param { param_str: ... }`
 and declares them once as a dict of defaults:
 
-    DEFAULTS = {"source": REQUIRED, "batch_size": REQUIRED, "crop": 320, "mirror": True,
+    DEFAULTS = {"source": REQUIRED, "batch_size": REQUIRED, "mirror": True,
                 "mean": [104.008, 116.669, 122.675], "target": None}
 
     @report_errors
@@ -12,7 +12,7 @@ and declares them once as a dict of defaults:
             self.params = parse_params(self, self.param_str, DEFAULTS)
 
     parse_params(layer, '{"source": "data/lmdb/coco60", "batch_size": 8}', DEFAULTS)
-    -> {"source": "data/lmdb/coco60", "batch_size": 8, "crop": 320, "mirror": True,
+    -> {"source": "data/lmdb/coco60", "batch_size": 8, "mirror": True,
         "mean": [104.008, 116.669, 122.675], "target": None}
 
 Rules: '' (or whitespace) means {}; the JSON must be an object; every key must be declared;

@@ -16,7 +16,7 @@ os.environ.setdefault("GLOG_minloglevel", QUIET)
 
 import caffe  # noqa: E402  (the real pycaffe: tests never run without it)
 
-from data_prep import builtin, coco, voc  # noqa: E402
+from data_prep.builtin_lmdbs import ALL_SOURCE, ensure_lmdbs  # noqa: E402
 from transfernet import config  # noqa: E402
 
 caffe.set_mode_cpu()
@@ -26,13 +26,17 @@ caffe.set_mode_cpu()
 def builtin_lmdbs(tmp_path_factory):
     """A small built-in dataset in the real formats, built into LMDBs by the real builders:
     (source, target) dataset folders for config.TINY."""
-    root = tmp_path_factory.mktemp("builtin")
-    builtin.generate(str(root), seed=1, source_images=80, target_train=40, target_val=4)
-    size = config.TINY.data.resize
-    source, target = str(root / "lmdb" / "source"), str(root / "lmdb" / "target")
-    coco.build_source(str(root / "coco"), source, size=size)
-    voc.build_target(str(root / "VOCdevkit" / "VOC2012"), target, size=size)
-    return source, target
+    root = str(tmp_path_factory.mktemp("builtin"))
+    _, target, sources = ensure_lmdbs(
+        root,
+        config.TINY.data.resize,
+        lambda line: None,
+        seed=1,
+        source_images=80,
+        target_train=40,
+        target_val=4,
+    )
+    return sources[ALL_SOURCE], target
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ import time
 
 import caffe
 import data_layer
+import data_params
 import numpy as np
 import pytest
 from caffe.proto import caffe_pb2
@@ -20,7 +21,7 @@ from caffe.proto import caffe_pb2
 from transfernet import records
 
 SIZE, RESIZE, CROP = 40, 40, 32
-MEAN = np.array(data_layer.DEFAULTS["mean"], np.float32)
+MEAN = np.array(data_params.DEFAULTS["mean"], np.float32)
 STEP = 200.0 / (SIZE - 1)  # B (G) value per column (row)
 SOURCE_IDS = [[21], [30, 45], [80, 22, 60]]
 TARGET_IDS = [[1], [7, 15], [20, 3, 12]]
@@ -100,9 +101,11 @@ def _params(datasets, **kw):
     params = {
         "source": datasets["source"],
         "target": datasets["target"],
+        "source_fraction": 0.5,
         "batch_size": 16,
         "resize": RESIZE,
         "crop": CROP,
+        "num_classes": 80,
         "workers": 0,
     }
     params.update(kw)
@@ -369,12 +372,12 @@ def test_undecodable_record_fails_naming_it(tmp_path, datasets, workers, error):
 BAD = [  # (param_str or overrides, tops, words the error must contain)
     ('{"batch_size": 4', 3, ["JSON"]),
     ({"shuffle": True}, 3, ["unknown", "shuffle"]),
-    ({"batch_size": None}, 3, ["batch_size"]),
     ({"source": "{root}/nowhere"}, 3, ["source", "{root}/nowhere", "does not exist"]),
     ({"target": "{root}"}, 3, ["target", "{root}", "not a TransferNet dataset"]),
     ({"source": None, "target": None}, 3, ["both null"]),
     ({"source_fraction": 1.5}, 3, ["source_fraction", "[0, 1]"]),
     ({"source_fraction": -0.1}, 3, ["source_fraction", "[0, 1]"]),
+    ({"source_fraction": "half"}, 3, ["source_fraction", "a number", "'half'"]),
     ({"crop": 48}, 3, ["crop 48", "resize 40"]),
     ({"source": "{target}"}, 3, ["{target}", "no masks/"]),
     ({"target": "{classes20}"}, 3, ["{classes20}", "num_classes 20", "num_classes 80"]),
@@ -395,7 +398,6 @@ def test_bad_params_raise_naming_layer_problem_and_path(tmp_path, datasets, chan
             datasets,
             **{k: v.format(**datasets) if isinstance(v, str) else v for k, v in change.items()},
         )
-        params = {k: v for k, v in params.items() if not (k == "batch_size" and v is None)}
         raw = None
     with pytest.raises(ValueError) as info:
         _net(tmp_path, params, tops=tops, raw=raw)
@@ -403,3 +405,14 @@ def test_bad_params_raise_naming_layer_problem_and_path(tmp_path, datasets, chan
     assert message.startswith("SourceTargetData")
     for word in words:
         assert word in message, (word, message)
+
+
+@pytest.mark.parametrize(
+    "key", ["source", "target", "source_fraction", "batch_size", "resize", "crop", "num_classes"]
+)
+def test_a_missing_geometry_or_dataset_key_is_refused_naming_it(tmp_path, datasets, key):
+    params = _params(datasets)
+    del params[key]
+    with pytest.raises(ValueError) as info:
+        _net(tmp_path, params)
+    assert str(info.value) == "SourceTargetData param_str: missing required key(s) %r" % key

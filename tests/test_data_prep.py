@@ -20,7 +20,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from data_prep import builtin, coco, voc
+from data_prep import builtin, builtin_lmdbs, coco, voc
 from transfernet import classes, fileio, records
 
 SIZE = 104
@@ -444,6 +444,32 @@ def test_ensure_regenerates_only_for_other_settings(tmp_path):
         assert json.load(f)["target_val"] == 2
     val = os.path.join(out, "VOCdevkit", "VOC2012", "ImageSets", "Segmentation", "val.txt")
     assert len(open(val).read().split()) == 2
+
+
+def test_ensure_lmdbs_makes_only_what_is_not_current_and_says_so(tmp_path):
+    out, lines = str(tmp_path / "b"), []
+    small = dict(seed=2, source_images=12, target_train=6, target_val=2)
+    whole, half = builtin_lmdbs.ALL_SOURCE, (0.5, 1)
+
+    def ensure(size):
+        return builtin_lmdbs.ensure_lmdbs(out, size, lines.append, [whole, half, half], **small)
+
+    voc_root, target, sources = ensure(20)
+    lmdb_dir = os.path.join(out, "lmdb")
+    assert lines == [
+        "generated the built-in dataset in %s (seed 2, source_images 12, target_train 6, "
+        "target_val 2)" % out,
+        "building %s/target (records 20x20)" % lmdb_dir,
+        "building %s/source (records 20x20)" % lmdb_dir,
+        "building %s/source_r050_s1 (records 20x20, ratio 0.5, subset seed 1)" % lmdb_dir,
+    ]
+    assert (voc_root, target) == (os.path.join(out, "VOCdevkit", "VOC2012"), lmdb_dir + "/target")
+    assert sources == {whole: lmdb_dir + "/source", half: lmdb_dir + "/source_r050_s1"}
+    assert [records.read_meta(sources[s])["params"]["ratio"] for s in (whole, half)] == [1.0, 0.5]
+    del lines[:]
+    assert ensure(20) == (voc_root, target, sources) and lines == []  # all current
+    ensure(24)  # another record size: the LMDBs again, not the dataset
+    assert [line.split()[1] for line in lines] == [target, sources[whole], sources[half]]
 
 
 def _kept_annotation(data, image_id):

@@ -11,21 +11,10 @@ import lmdb
 import numpy as np
 import pytest
 
-from data_prep import builtin, coco, voc
+from data_prep.builtin_lmdbs import ensure_lmdbs
 from transfernet import caffe_log, config, evaluation, experiment, nets, no_transfer, reports
 
 ITERATIONS = 20
-
-
-@pytest.fixture(scope="module")
-def tiny_data(tmp_path_factory):
-    """A very small built-in dataset built into LMDBs by the real builders."""
-    root = tmp_path_factory.mktemp("builtin")
-    builtin.generate(str(root), seed=2, source_images=24, target_train=12, target_val=2)
-    source, target = str(root / "lmdb" / "source"), str(root / "lmdb" / "target")
-    coco.build_source(str(root / "coco"), source, size=config.TINY.data.resize)
-    voc.build_target(str(root / "VOCdevkit" / "VOC2012"), target, size=config.TINY.data.resize)
-    return source, target
 
 
 def short_config(source, target):
@@ -38,13 +27,13 @@ def short_config(source, target):
     return config.TINY.with_data(source=source, target=target)._replace(schedule=schedule)
 
 
-def test_prepare_writes_nets_and_chained_solvers(tmp_path, tiny_data):
-    run = experiment.prepare(str(tmp_path / "run"), short_config(*tiny_data), seed=7)
+def test_prepare_writes_nets_and_chained_solvers(tmp_path, builtin_lmdbs):
+    run = experiment.prepare(str(tmp_path / "run"), short_config(*builtin_lmdbs), seed=7)
     for net in nets.NETS:
         assert os.path.isfile(experiment.model_file(run, net))
     with open(experiment.model_file(run, "joint_train")) as f:
         text = f.read()
-    assert '\\"seed\\": 7' in text and tiny_data[0] in text
+    assert '\\"seed\\": 7' in text and builtin_lmdbs[0] in text
     with open(experiment.solver_file(run, "attention")) as f:
         solver = f.read()
     assert 'weights: "%s"' % experiment.final_snapshot(run, "classifier") in solver
@@ -55,13 +44,13 @@ def test_prepare_writes_nets_and_chained_solvers(tmp_path, tiny_data):
     with open(experiment.solver_file(run, "classifier")) as f:
         assert "weights:" not in f.read()  # tiny: stage 0 from scratch
     # same config again: accepted; another seed: refused, naming the field
-    experiment.prepare(run.dir, short_config(*tiny_data), seed=7)
+    experiment.prepare(run.dir, short_config(*builtin_lmdbs), seed=7)
     with pytest.raises(ValueError, match="seed"):
-        experiment.prepare(run.dir, short_config(*tiny_data), seed=8)
+        experiment.prepare(run.dir, short_config(*builtin_lmdbs), seed=8)
 
 
-def test_train_stage_with_caffe_cli_writes_snapshot_and_log(tmp_path, tiny_data):
-    run = experiment.prepare(str(tmp_path / "run"), short_config(*tiny_data))
+def test_train_stage_with_caffe_cli_writes_snapshot_and_log(tmp_path, builtin_lmdbs):
+    run = experiment.prepare(str(tmp_path / "run"), short_config(*builtin_lmdbs))
     messages = []
     record = experiment.train(run, "classifier", progress=messages.append)
     assert os.path.isfile(experiment.final_snapshot(run, "classifier"))
@@ -107,8 +96,8 @@ def test_train_stage_with_caffe_cli_writes_snapshot_and_log(tmp_path, tiny_data)
     assert experiment.stage_done(run, "attention") is None
 
 
-def test_train_stage_needs_previous_snapshot(tmp_path, tiny_data):
-    run = experiment.prepare(str(tmp_path / "run"), short_config(*tiny_data))
+def test_train_stage_needs_previous_snapshot(tmp_path, builtin_lmdbs):
+    run = experiment.prepare(str(tmp_path / "run"), short_config(*builtin_lmdbs))
     with pytest.raises(
         RuntimeError,
         match="classifier_iter_%d.caffemodel not found; it is the "
@@ -117,21 +106,21 @@ def test_train_stage_needs_previous_snapshot(tmp_path, tiny_data):
         experiment.train(run, "attention", progress=lambda m: None)
 
 
-def test_train_stage_checks_datasets_weights_and_keeps_failed_log(tmp_path, tiny_data):
-    cfg = short_config(tiny_data[0], str(tmp_path / "no-such-dataset"))
+def test_train_stage_checks_datasets_weights_and_keeps_failed_log(tmp_path, builtin_lmdbs):
+    cfg = short_config(builtin_lmdbs[0], str(tmp_path / "no-such-dataset"))
     run = experiment.prepare(str(tmp_path / "run"), cfg)
     with pytest.raises(ValueError, match="no-such-dataset"):
         experiment.train(run, "classifier", progress=lambda m: None)
     junk = tmp_path / "junk.caffemodel"
     junk.write_bytes(b"not a caffemodel")
-    cfg = short_config(*tiny_data)
+    cfg = short_config(*builtin_lmdbs)
     cfg = cfg._replace(layout=cfg.layout._replace(classifier_init=str(junk)))
     run = experiment.prepare(str(tmp_path / "run2"), cfg)
     with pytest.raises(RuntimeError, match="junk.caffemodel .* is not a caffemodel"):
         experiment.train(run, "classifier", progress=lambda m: None)
     assert not os.path.exists(experiment.log_file(run, "classifier", ".log.failed"))
     # caffe itself fails: its fatal line is reported and the log kept
-    run = experiment.prepare(str(tmp_path / "run3"), short_config(*tiny_data))
+    run = experiment.prepare(str(tmp_path / "run3"), short_config(*builtin_lmdbs))
     with open(experiment.solver_file(run, "classifier")) as f:
         solver = f.read()
     with open(experiment.solver_file(run, "classifier"), "w") as f:
@@ -278,11 +267,9 @@ def test_demo_with_a_failing_caffe_train_stage_is_one_error_with_the_log(tmp_pat
     """tools/demo.py on a built-in dataset whose target records are garbage: the data layer
     fails inside `caffe train`; the demo gives one error with the end of caffe's log."""
     data = tmp_path / "data"
-    builtin.ensure(str(data), seed=0, workers=2)  # the demo's own dataset, as it makes it
-    size = config.TINY.data.resize
-    coco.build_source(str(data / "coco"), str(data / "lmdb" / "source"), size=size)
+    # The demo's own dataset, as it makes it.
+    ensure_lmdbs(str(data), config.TINY.data.resize, lambda line: None)
     target = data / "lmdb" / "target"
-    voc.build_target(str(data / "VOCdevkit" / "VOC2012"), str(target), size=size)
     env = lmdb.open(str(target / "images"), map_size=1 << 28)
     with env.begin(write=True) as txn:
         for key, _ in list(txn.cursor()):

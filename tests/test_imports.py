@@ -50,7 +50,7 @@ def test_the_checker_sees_every_kind_of_import():
         "data_layer",
         "data_prep.coco",
     }
-    assert "transfernet.records" in project_imports("python_layers/data_layer.py")
+    assert "transfernet.records" in project_imports("python_layers/data_params.py")
     # inside a function: bench_joint_layers' `from transfernet import nets`
     assert "transfernet.nets" in project_imports("transfernet/performance.py")
 

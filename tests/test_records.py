@@ -6,7 +6,7 @@ import re
 
 import caffe
 import cv2
-import data_layer
+import data_params
 import lmdb
 import numpy as np
 import pytest
@@ -165,9 +165,19 @@ def test_empty_dataset_is_reported_as_empty(tmp_path):
     ):
         records.read_meta(out)
     # The training data layer (real pycaffe layer code) passes the same message on.
-    params = json.dumps({"target": out, "batch_size": 2, "resize": 20, "crop": 20})
+    params = json.dumps(
+        {
+            "source": None,
+            "target": out,
+            "source_fraction": 0.0,
+            "batch_size": 2,
+            "resize": 20,
+            "crop": 20,
+            "num_classes": 80,
+        }
+    )
     with pytest.raises(ValueError) as err:
-        data_layer.load_config(params, caffe.TRAIN, 2)
+        data_params.load_config(params, caffe.TRAIN, 2)
     assert "is an empty dataset" in str(err.value) and "says count" not in str(err.value)
     assert not records.is_current(out, 20, os.path.join(out, "meta.json"))
 

@@ -84,6 +84,7 @@ def bench_data_layer(source, target, workers=(1, 2), batches=40, batch_size=8):
     params = {
         "source": source,
         "target": target,
+        "source_fraction": config.PAPER.data.source_fraction,
         "batch_size": batch_size,
         "resize": RECORD_SIZE,
         "crop": CROP,

@@ -4,8 +4,8 @@
     python3 tools/demo.py [--run runs/demo] [--data data/builtin] [--seed 0] [--force]
                           [--joint-seeds 1,2]
 
-1. generates the built-in dataset (data_prep.builtin) and its source/target LMDBs at the
-   tiny config's record size, unless they exist;
+1. generates the built-in dataset and its source/target LMDBs (data_prep.builtin_lmdbs) at
+   the tiny config's record size, unless they are current;
 2. trains stage 0 (multi-label classifier), stage 1 (attention, Eq. 6) and stage 2 (joint,
    Eq. 9) with the real `caffe train` CLI (logs in RUN/logs/);
 3. segments the VOC-style val images with predicted labels and with ground-truth labels
@@ -31,7 +31,7 @@ os.environ.setdefault("GLOG_minloglevel", "2")  # quiet net set-up (before caffe
 # on 2 cores) and leaves the other core free.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from data_prep import builtin, coco, voc
+from data_prep import builtin_lmdbs
 from transfernet import (
     attention_figures,
     config,
@@ -40,7 +40,6 @@ from transfernet import (
     inference,
     interrupt,
     no_transfer,
-    records,
     reports,
     solvers,
 )
@@ -51,29 +50,6 @@ RESUME = "run the same command again to resume (finished stages and segmented im
 
 
 log = experiment.timestamped_log("demo")
-
-
-def ensure_data(data_dir, seed, size, workers):
-    """Built-in dataset trees and LMDBs (source, target) at `size`; rebuilt if missing or
-    made with another seed / size / generator version. Returns (source, target, voc_root)."""
-    if builtin.ensure(data_dir, seed=seed, workers=workers):
-        log("generated the built-in dataset in %s (seed %d)" % (data_dir, seed))
-    marker = os.path.join(data_dir, "builtin.json")
-    voc_root = os.path.join(data_dir, "VOCdevkit", "VOC2012")
-    source, target = (os.path.join(data_dir, "lmdb", d) for d in ("source", "target"))
-    for folder, build in (
-        (
-            source,
-            lambda: coco.build_source(
-                os.path.join(data_dir, "coco"), source, size=size, workers=workers
-            ),
-        ),
-        (target, lambda: voc.build_target(voc_root, target, size=size, workers=workers)),
-    ):
-        if not records.is_current(folder, size, marker):
-            log("building %s (records %dx%d)" % (folder, size, size))
-            build()
-    return source, target, voc_root
 
 
 def seed_list(text):
@@ -117,7 +93,10 @@ def main(argv=None):
 
         caffe.set_mode_cpu()
         cfg = config.CONFIGS[args.config]
-        source, target, voc_root = ensure_data(args.data, args.seed, cfg.data.resize, args.workers)
+        voc_root, target, sources = builtin_lmdbs.ensure_lmdbs(
+            args.data, cfg.data.resize, log, seed=args.seed, workers=args.workers
+        )
+        source = sources[builtin_lmdbs.ALL_SOURCE]
         if args.force and os.path.exists(args.run):
             shutil.rmtree(args.run)
         run = experiment.prepare(args.run, cfg.with_data(source=source, target=target), args.seed)
@@ -134,8 +113,8 @@ def main(argv=None):
 
 
 def train_and_report(run, data, seeds, start):
-    """Steps 2-5 of the module docstring in the prepared Run; `data`: ensure_data's
-    (source, target, voc_root), `seeds`: --joint-seeds."""
+    """Steps 2-5 of the module docstring in the prepared Run; `data`: (source, target, voc_root)
+    LMDBs and tree, `seeds`: --joint-seeds."""
     source, target, voc_root = data
     training = {stage: experiment.train(run, stage, progress=log) for stage in solvers.STAGES}
     val = evaluation.voc_eval_set(voc_root, target)

@@ -6,7 +6,8 @@
 
 1. generates the built-in dataset with transfernet.repro.DATASET's image counts and its
    LMDBs at the mini config's record size, and one source LMDB per (ratio, subset seed)
-   with data_prep.coco's --ratio/--seed (lmdb/source_r050_s1, ...), unless they exist;
+   with data_prep.coco's --ratio/--seed (lmdb/source_r050_s1, ...; data_prep.builtin_lmdbs),
+   unless they are current;
 2. runs transfernet.repro.plan(): stages 0 and 1 of TransferNet once (shared by every run),
    then --jobs runs at a time: the joint stage of TransferNet, BaselineNet and
    DecoupledNet-dagger (from the same stage-0 snapshot), the source-ratio runs (joint stage
@@ -35,44 +36,17 @@ os.environ["GLOG_minloglevel"] = QUIET  # quiet net set-up in this process (befo
 # One BLAS thread trains the mini nets as fast as two: --jobs runs share the cores instead.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from data_prep import builtin, coco, voc
-from transfernet import config, evaluation, experiment, interrupt, records, repro
+from data_prep import builtin_lmdbs
+from transfernet import config, evaluation, experiment, interrupt, repro
 from transfernet.atomic import write_text
 
 log = experiment.timestamped_log("repro-mini")
 RESUME = "run the same command again to resume (finished runs, stages and images are reused)"
 
 
-def ensure_data(data_dir, seed, size, workers, specs):
-    """Built-in dataset (repro.DATASET counts, `seed`) and its LMDBs; returns (voc_root,
-    target LMDB, {spec name: source LMDB})."""
-    if builtin.ensure(data_dir, seed=seed, workers=workers, **repro.DATASET):
-        log("generated the built-in dataset in %s (seed %d, %s)" % (data_dir, seed, repro.DATASET))
-    marker = os.path.join(data_dir, "builtin.json")
-    voc_root = os.path.join(data_dir, "VOCdevkit", "VOC2012")
-    target = os.path.join(data_dir, "lmdb", "target")
-    if not records.is_current(target, size, marker):
-        log("building %s (records %dx%d)" % (target, size, size))
-        voc.build_target(voc_root, target, size=size, workers=workers)
-    sources = {}
-    for spec in specs:
-        ratio, subset_seed = (spec.ratio, spec.seed) if spec.ratio < 1 else (1.0, 0)
-        name = "source" if ratio == 1 else "source_r%03d_s%d" % (round(100 * ratio), subset_seed)
-        folder = os.path.join(data_dir, "lmdb", name)
-        if folder not in sources.values() and not records.is_current(
-            folder, size, marker, ratio=ratio, seed=subset_seed
-        ):
-            log("building %s (ratio %g, subset seed %d)" % (folder, ratio, subset_seed))
-            coco.build_source(
-                os.path.join(data_dir, "coco"),
-                folder,
-                size=size,
-                ratio=ratio,
-                seed=subset_seed,
-                workers=workers,
-            )
-        sources[spec.name] = folder
-    return voc_root, target, sources
+def source_subset(spec):
+    """(ratio, subset seed) of the source LMDB of a run: every 100 % run has the whole one."""
+    return (spec.ratio, spec.seed) if spec.ratio < 1 else builtin_lmdbs.ALL_SOURCE
 
 
 def execute(spec, base, out, cfg, sources, val):
@@ -303,9 +277,16 @@ def run_plan(args, out, specs):
     import caffe
 
     caffe.set_mode_cpu()
-    voc_root, target, sources = ensure_data(
-        args.data, args.seed, config.MINI.data.resize, args.workers, specs
+    voc_root, target, lmdbs = builtin_lmdbs.ensure_lmdbs(
+        args.data,
+        config.MINI.data.resize,
+        log,
+        [source_subset(spec) for spec in specs],
+        seed=args.seed,
+        workers=args.workers,
+        **repro.DATASET,
     )
+    sources = {spec.name: lmdbs[source_subset(spec)] for spec in specs}
     cfg = config.MINI.with_data(target=target)
     val = evaluation.voc_eval_set(voc_root, target)
     base = train_shared_stages(out, cfg, specs[0], sources[specs[0].name])
