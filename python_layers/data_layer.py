@@ -13,13 +13,11 @@ The layer emits
                     only the classification branch). Not allowed with multilabel.
 
 Its param_str keys: data_params.py; how samples are drawn: data_sampling.py; the worker
-processes preparing batches: data_prefetch.py. `net_prototxt` and `measure_throughput` build
-and time a net holding this layer alone (the benchmark and the GPU check).
+processes preparing batches: data_prefetch.py. `net_prototxt` writes a net holding this layer
+alone (for the tests and the benchmarks).
 """
 
 import json
-import tempfile
-import time
 
 import caffe
 import data_prefetch
@@ -66,22 +64,3 @@ def net_prototxt(params, seg=True):
         "param_str: %s } }\n"
         % (" ".join('top: "%s"' % t for t in tops), json.dumps(json.dumps(params)))
     )
-
-
-def measure_throughput(params, batches=50, warmup=3, seg=True):
-    """Images/s of net.forward() on a net holding only this layer (TRAIN phase)."""
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt") as f:
-        f.write(net_prototxt(params, seg))
-        f.flush()
-        net = caffe.Net(f.name, caffe.TRAIN)
-    layer = net.layers[0]
-    try:
-        for _ in range(warmup):
-            net.forward()
-        start = time.time()
-        for _ in range(batches):
-            net.forward()
-        elapsed = time.time() - start
-    finally:
-        layer.close()
-    return batches * params["batch_size"] / elapsed

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from transfernet import caffe_log
+from transfernet import caffe_log, verbosity
 from transfernet.atomic import write_text
 
 TRAIN_PY = os.path.join(
@@ -35,7 +35,7 @@ def write_solver(tmp_path, net, solver, iterations, snapshot=0):
 
 def train_rows(argv):
     """Run a trainer command; (its parsed train log rows, one per iteration, and its stdout)."""
-    env = dict(os.environ, GLOG_minloglevel="0", GLOG_logtostderr="1")
+    env = verbosity.logging_env()
     run = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     rows = [

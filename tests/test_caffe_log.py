@@ -1,14 +1,13 @@
 """Caffe log parsing on the log of a real `caffe train` run of a one-layer net."""
 
 import csv
-import os
 import subprocess
 import sys
 
 import cv2
 import pytest
 
-from transfernet import caffe_log
+from transfernet import caffe_log, verbosity
 
 NET = """name: "tiny"
 layer { name: "data" type: "DummyData" top: "x" top: "y" top: "cls"
@@ -47,7 +46,7 @@ def train_log(tmp_path_factory):
     folder = tmp_path_factory.mktemp("caffe_train")
     (folder / "net.prototxt").write_text(NET)
     (folder / "solver.prototxt").write_text(SOLVER)
-    env = dict(os.environ, GLOG_minloglevel="0", GLOG_logtostderr="1")
+    env = verbosity.logging_env()
     run = subprocess.run(
         ["caffe", "train", "-solver", "solver.prototxt"],
         cwd=str(folder),

@@ -1,6 +1,6 @@
 """tools/gpu_check.py on a machine without a GPU: it says so in one line and fails; its
-CPU-vs-GPU comparison, run CPU vs CPU on the tiny joint net, finds the same weights and batch
-(differences exactly 0), and a changed gradient fails the bound naming it."""
+CPU-vs-GPU comparison (benchmarks/gpu.py), run CPU vs CPU on the tiny joint net, finds the same
+weights and batch (differences exactly 0), and a changed gradient fails the bound naming it."""
 
 import subprocess
 import sys
@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from tools import gpu_check
-from transfernet import config
+from benchmarks import gpu
+from transfernet import config, nets
 
 
 def test_without_a_gpu_it_says_so_and_exits_nonzero(tmp_path):
@@ -27,12 +27,12 @@ def test_without_a_gpu_it_says_so_and_exits_nonzero(tmp_path):
 
 def test_cpu_gpu_check_runs_both_passes_from_the_same_weights_and_batch(tmp_path, builtin_lmdbs):
     cfg = config.TINY.with_data(source=builtin_lmdbs[0], target=builtin_lmdbs[1])
-    inputs = gpu_check.one_batch(cfg, 2)
+    inputs = gpu.one_batch(cfg, 2)
     assert inputs["data"].shape == (2, 3, cfg.architecture.crop, cfg.architecture.crop)
     assert set(np.unique(inputs["seg_label"])) <= {0, 1, 255}
-    proto = gpu_check.write_joint_inputs(cfg, 2, str(tmp_path))
-    comparison, results, _ = gpu_check.check_cpu_gpu(
-        proto, inputs, str(tmp_path / "w.caffemodel"), modes=("cpu", "cpu")
+    param = nets.joint_train(cfg, batch=2, input_layers=True)
+    comparison, results, _ = gpu.check_cpu_gpu(
+        param, inputs, str(tmp_path / "w.caffemodel"), modes=("cpu", "cpu")
     )
     losses, gradients = results[0]
     assert {"cls_loss", "seg_loss"} <= set(losses) and all(np.isfinite(list(losses.values())))
@@ -42,12 +42,12 @@ def test_cpu_gpu_check_runs_both_passes_from_the_same_weights_and_batch(tmp_path
 
 
 def test_compare_fails_a_gradient_off_by_more_than_the_bound():
-    cpu = ({"seg_loss": 0.5}, {"conv/0": np.ones(10), "conv/1": np.zeros(3)})
-    gpu = (
+    on_cpu = ({"seg_loss": 0.5}, {"conv/0": np.ones(10), "conv/1": np.zeros(3)})
+    on_gpu = (
         {"seg_loss": 0.5 * (1 + 1e-4)},
         {"conv/0": np.ones(10) * (1 + 2e-3), "conv/1": np.zeros(3)},
     )
-    comparison = gpu_check.compare(cpu, gpu)
+    comparison = gpu.compare(on_cpu, on_gpu)
     assert not comparison["ok"]
     assert comparison["worst"][:2] == ("gradients", "conv/0")
     assert comparison["worst"][2] == pytest.approx(2e-3)

@@ -2,7 +2,9 @@
 
 Read from the source with ast (every import, also those inside functions), nothing imported.
 The Caffe layers (python_layers/, loaded by Caffe under their bare module names) and the
-dataset builders (data_prep/) use the library; the library never uses them, nor the tools.
+dataset builders (data_prep/) use the library; the library never uses them, nor the bench,
+nor the tools. The bench (benchmarks/) uses the library, the builders and the layers, and no tool;
+nothing but the tools uses the bench.
 The I/O layer (transfernet/fileio.py over transfernet/atomic.py) uses no other project module.
 """
 
@@ -15,7 +17,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LAYER_MODULES = sorted(
     n[: -len(".py")] for n in os.listdir(os.path.join(REPO, "python_layers")) if n.endswith(".py")
 )
-PACKAGES = {"transfernet", "data_prep", "tools", "python_layers"}
+PACKAGES = {"transfernet", "data_prep", "tools", "python_layers", "benchmarks"}
+# What the bench may import: itself, the library, the builders and the Caffe layers.
+BENCH_USES = {"benchmarks", "transfernet", "data_prep", "python_layers"} | set(LAYER_MODULES)
 PROJECT = PACKAGES | set(LAYER_MODULES)
 
 
@@ -44,15 +48,13 @@ def project_imports(path):
     return {n for n in names if n.split(".")[0] in PROJECT}
 
 
-def test_the_checker_sees_every_kind_of_import():
-    assert project_imports("tools/bench.py") >= {
-        "transfernet.performance",
-        "data_layer",
-        "data_prep.coco",
-    }
+def test_the_checker_sees_every_kind_of_import(tmp_path):
+    assert project_imports("tools/bench.py") >= {"benchmarks.measure", "transfernet.interrupt"}
+    assert project_imports("benchmarks/pipeline.py") >= {"data_layer", "data_prep.coco"}
     assert "transfernet.records" in project_imports("python_layers/data_params.py")
-    # inside a function: bench_joint_layers' `from transfernet import nets`
-    assert "transfernet.nets" in project_imports("transfernet/performance.py")
+    inside = tmp_path / "inside.py"
+    inside.write_text("def f():\n    from transfernet import nets\n")
+    assert project_imports(str(inside)) == {"transfernet", "transfernet.nets"}
 
 
 @pytest.mark.parametrize("path", modules("transfernet"))
@@ -60,14 +62,21 @@ def test_the_library_imports_no_builder_layer_or_tool(path):
     bad = {
         n
         for n in project_imports(path)
-        if n.split(".")[0] in {"data_prep", "python_layers", "tools"} | set(LAYER_MODULES)
+        if n.split(".")[0]
+        in {"data_prep", "python_layers", "tools", "benchmarks"} | set(LAYER_MODULES)
     }
     assert not bad, "%s imports %s" % (path, ", ".join(sorted(bad)))
 
 
 @pytest.mark.parametrize("path", modules("data_prep") + modules("python_layers"))
-def test_builders_and_layers_import_no_tool(path):
-    bad = {n for n in project_imports(path) if n.split(".")[0] == "tools"}
+def test_builders_and_layers_import_no_bench_or_tool(path):
+    bad = {n for n in project_imports(path) if n.split(".")[0] in {"benchmarks", "tools"}}
+    assert not bad, "%s imports %s" % (path, ", ".join(sorted(bad)))
+
+
+@pytest.mark.parametrize("path", modules("benchmarks"))
+def test_the_bench_imports_the_library_builders_and_layers_only(path):
+    bad = {n for n in project_imports(path) if n.split(".")[0] not in BENCH_USES}
     assert not bad, "%s imports %s" % (path, ", ".join(sorted(bad)))
 
 

@@ -4,13 +4,12 @@ the generated nets reports its exceptions (layer_params.report_errors), shown by
 the caller once, unprinted."""
 
 import importlib
-import os
 import subprocess
 
 import caffe
 import pytest
 
-from transfernet import baselines, config, nets, solvers
+from transfernet import baselines, config, nets, solvers, verbosity
 from transfernet.atomic import write_text
 
 
@@ -45,7 +44,7 @@ def caffe_train(tmp_path, net):
     solver.net, solver.snapshot_prefix = str(tmp_path / "net.prototxt"), str(tmp_path / "s")
     solver.max_iter = 1
     write_text(str(tmp_path / "solver.prototxt"), str(solver))
-    env = dict(os.environ, GLOG_minloglevel="0", GLOG_logtostderr="1")
+    env = verbosity.logging_env()
     return subprocess.run(
         ["caffe", "train", "-solver", str(tmp_path / "solver.prototxt")],
         env=env,

@@ -17,11 +17,13 @@ import json
 import os
 import sys
 
-os.environ.setdefault("GLOG_minloglevel", "2")  # quiet net set-up (before caffe is imported)
+from transfernet.verbosity import quiet_caffe
 
-from transfernet import evaluation, experiment
-from transfernet.atomic import write_text
-from transfernet.tables import markdown, pct, points
+quiet_caffe(sys.argv)  # before caffe is imported
+
+from transfernet import evaluation, experiment  # noqa: E402
+from transfernet.atomic import write_text  # noqa: E402
+from transfernet.tables import markdown, pct, points  # noqa: E402
 
 
 def parse_args(argv):

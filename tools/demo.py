@@ -26,13 +26,15 @@ import shutil
 import sys
 import time
 
-os.environ.setdefault("GLOG_minloglevel", "2")  # quiet net set-up (before caffe is imported)
+from transfernet.verbosity import quiet_caffe
+
+quiet_caffe(sys.argv)  # before caffe is imported
 # One BLAS thread trains the tiny nets as fast as two (400 stage-0 iterations: 40 s either way
 # on 2 cores) and leaves the other core free.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from data_prep import builtin_lmdbs
-from transfernet import (
+from data_prep import builtin_lmdbs  # noqa: E402
+from transfernet import (  # noqa: E402
     attention_figures,
     config,
     evaluation,
@@ -43,7 +45,7 @@ from transfernet import (
     reports,
     solvers,
 )
-from transfernet.fileio import read_image
+from transfernet.fileio import read_image  # noqa: E402
 
 FIGURES = 4  # example figures in the report: the first val images with two or more classes
 RESUME = "run the same command again to resume (finished stages and segmented images are reused)"

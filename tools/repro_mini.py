@@ -30,15 +30,15 @@ import os
 import sys
 import time
 
-from transfernet.verbosity import QUIET
+from transfernet.verbosity import quiet_caffe
 
-os.environ["GLOG_minloglevel"] = QUIET  # quiet net set-up in this process (before caffe loads)
+quiet_caffe(sys.argv)  # before caffe is imported
 # One BLAS thread trains the mini nets as fast as two: --jobs runs share the cores instead.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from data_prep import builtin_lmdbs
-from transfernet import config, evaluation, experiment, interrupt, repro
-from transfernet.atomic import write_text
+from data_prep import builtin_lmdbs  # noqa: E402
+from transfernet import config, evaluation, experiment, interrupt, repro  # noqa: E402
+from transfernet.atomic import write_text  # noqa: E402
 
 log = experiment.timestamped_log("repro-mini")
 RESUME = "run the same command again to resume (finished runs, stages and images are reused)"

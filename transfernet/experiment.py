@@ -43,6 +43,7 @@ from transfernet import (
     interrupt,
     records,
     solvers,
+    verbosity,
 )
 from transfernet.atomic import write_text
 from transfernet.weights import check_solver, describe_fits
@@ -341,7 +342,7 @@ def run_caffe_train(run, stage, progress):
     with the end of caffe's log if it fails (the log is left as .log.failed). Caffe is
     stopped if this process is (Ctrl-C, SIGTERM) and killed if it dies."""
     partial = log_file(run, stage, ".log.partial")
-    env = dict(os.environ, GLOG_logtostderr="1", GLOG_minloglevel="0")
+    env = verbosity.logging_env()
     max_iter = run.cfg.schedule.stages[stage].max_iter
     start = time.time()
     with open(partial, "w") as log:

@@ -20,3 +20,8 @@ def quiet_caffe(argv):
         os.environ["GLOG_minloglevel"] = VERBOSE
     else:
         os.environ.setdefault("GLOG_minloglevel", QUIET)
+
+
+def logging_env():
+    """The environment of a child process whose Caffe log is read: every level, on stderr."""
+    return dict(os.environ, GLOG_minloglevel=VERBOSE, GLOG_logtostderr="1")

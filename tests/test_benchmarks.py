@@ -1,4 +1,4 @@
-"""The bench's pure pieces (transfernet/performance.py) and the layers' scratch-buffer reuse.
+"""The bench's pure pieces (benchmarks/) and the layers' scratch-buffer reuse.
 
 No timings are asserted: the figures themselves come from `make bench`.
 """
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from gradcheck import python_layer_net
 
-from transfernet import performance
+from benchmarks import inputs, measure, report, stats
 from transfernet.fileio import read_label_png
 
 # The Python layers of the paper-size joint net at batch 1 (shapes from reference-facts.md);
@@ -53,7 +53,7 @@ JOINT_PYTHON_LAYERS = [
 
 
 def test_python_layer_bytes_forward_backward_and_batch():
-    got = performance.python_layer_bytes(JOINT_PYTHON_LAYERS)
+    got = stats.python_layer_bytes(JOINT_PYTHON_LAYERS)
     # z: A + alpha in, z out; back: dz in, dalpha out.
     assert got["z"] == {
         "forward": 4 * (204800 + 400 + 512),
@@ -68,8 +68,8 @@ def test_python_layer_bytes_forward_backward_and_batch():
     assert got["frozen"]["backward"] == 0
     # Shapes read, constant tops written only when the shape changes: nothing per iteration.
     assert got["unpool1_positions"] == {"forward": 0, "backward": 0, "total": 0}
-    assert performance.total_mb(got) == pytest.approx(sum(v["total"] for v in got.values()) / 2**20)
-    at4 = performance.python_layer_bytes(JOINT_PYTHON_LAYERS, batch=4)
+    assert stats.total_mb(got) == pytest.approx(sum(v["total"] for v in got.values()) / 2**20)
+    at4 = stats.python_layer_bytes(JOINT_PYTHON_LAYERS, batch=4)
     for name in got:
         assert at4[name]["total"] == 4 * got[name]["total"]
 
@@ -81,40 +81,40 @@ def test_python_layer_share_sums_python_rows_only():
         {"type": "Deconvolution", "forward_s": 0.5, "backward_s": 0.5},
         {"type": "Python", "forward_s": 0.04, "backward_s": 0.01},
     ]
-    assert performance.python_layer_share(rows) == pytest.approx(0.1 / 2.0)
+    assert stats.python_layer_share(rows) == pytest.approx(0.1 / 2.0)
     for r in rows:
         r["forward_cpu_s"], r["backward_cpu_s"] = 2 * r["forward_s"], 0.0
-    assert performance.python_layer_share(rows, "_cpu") == pytest.approx(0.14 / 2.94)
+    assert stats.python_layer_share(rows, "_cpu") == pytest.approx(0.14 / 2.94)
     with pytest.raises(ValueError, match="python_layer_share"):
-        performance.python_layer_share([{"type": "Python", "forward_s": 0, "backward_s": 0}])
+        stats.python_layer_share([{"type": "Python", "forward_s": 0, "backward_s": 0}])
 
 
 def test_speedups_and_targets():
     # Per-round ratios 1.5, 3.0 (a disturbed round), 1.4: the median ignores the outlier.
-    assert performance.median_ratio([2.0, 2.0, 5.0], [3.0, 6.0, 7.0]) == 1.5
-    assert performance.check_target("deploy_speedup_k3", 1.40) is True
-    assert performance.check_target("deploy_speedup_k3", 1.39) is False
-    assert performance.check_target("python_layer_share", 0.031) is False
-    assert performance.check_target("eval_seconds_1449", 2.9) is True
-    assert performance.check_target("seconds", 1.0) is None
+    assert stats.median_ratio([2.0, 2.0, 5.0], [3.0, 6.0, 7.0]) == 1.5
+    assert stats.check_target("deploy_speedup_k3", 1.40) is True
+    assert stats.check_target("deploy_speedup_k3", 1.39) is False
+    assert stats.check_target("python_layer_share", 0.031) is False
+    assert stats.check_target("eval_seconds_1449", 2.9) is True
+    assert stats.check_target("seconds", 1.0) is None
 
 
 def test_median_ratio_interval():
     # identical ratios: a point; spread ratios: an interval around the median, inside the data
-    assert performance.median_ratio_interval([1.0] * 5, [1.2] * 5) == pytest.approx((1.2, 1.2))
+    assert stats.median_ratio_interval([1.0] * 5, [1.2] * 5) == pytest.approx((1.2, 1.2))
     ours = [1.0] * 20
     theirs = [0.96, 0.98, 1.0, 1.02, 1.04] * 4
-    low, high = performance.median_ratio_interval(ours, theirs)
+    low, high = stats.median_ratio_interval(ours, theirs)
     assert 0.96 <= low < 1.0 < high <= 1.04
-    assert performance.median_ratio_interval(ours, theirs) == (low, high)  # seeded
+    assert stats.median_ratio_interval(ours, theirs) == (low, high)  # seeded
     # a clearly slower "ours" stays below 1 whatever the resample
-    assert performance.median_ratio_interval(ours, [t - 0.1 for t in theirs])[1] < 1.0
+    assert stats.median_ratio_interval(ours, [t - 0.1 for t in theirs])[1] < 1.0
 
 
 def test_cpu_model_from_cpuinfo():
     text = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\n\n"
-    assert performance.cpu_model(text) == "AMD EPYC 7B13"
-    assert performance.cpu_model("processor\t: 0\n") == "unknown"
+    assert measure.cpu_model(text) == "AMD EPYC 7B13"
+    assert measure.cpu_model("processor\t: 0\n") == "unknown"
 
 
 def fixed_results():
@@ -124,8 +124,8 @@ def fixed_results():
         {"name": "z", "type": "Python", "forward_s": 0.01, "backward_s": 0.01},
         {"name": "deconv1_1", "type": "Deconvolution", "forward_s": 1.0, "backward_s": 1.48},
     ]
-    layer_bytes = performance.python_layer_bytes(JOINT_PYTHON_LAYERS[:1])
-    before = performance.python_layer_bytes(JOINT_PYTHON_LAYERS[:2], batch=4)
+    layer_bytes = stats.python_layer_bytes(JOINT_PYTHON_LAYERS[:1])
+    before = stats.python_layer_bytes(JOINT_PYTHON_LAYERS[:2], batch=4)
     return {
         "machine": {
             "cores": 2,
@@ -135,7 +135,7 @@ def fixed_results():
         },
         "joint": {
             "layers": rows,
-            "python_layer_share": performance.python_layer_share(rows),
+            "python_layer_share": stats.python_layer_share(rows),
             "python_layer_share_cpu": 0.004,
             "forward_s": 2.51,
             "backward_s": 1.49,
@@ -170,13 +170,13 @@ def fixed_results():
 
 def test_summary_report_and_json(tmp_path):
     results = fixed_results()
-    results["summary"] = performance.summary(results)
+    results["summary"] = report.summary(results)
     assert results["summary"]["python_layer_share"] == pytest.approx(0.02 / 4.0)
     assert results["summary"]["joint_forward_backward_s_batch1"] == pytest.approx(4.0)
     assert results["summary"]["deploy_speedup_k3"] == 9 / 7
     assert results["summary"]["deploy_speedup_wall_k3"] == 1.5
     assert results["summary"]["data_layer_images_per_s_2workers"] == 450.0
-    text = performance.format_report(results)
+    text = report.format_report(results)
     lines = text.splitlines()
     assert lines[0] == (
         "machine: 2 cores, AMD EPYC; loadavg start [1.0, 1.0, 1.0], end [2.0, 1.5, 1.0]"
@@ -210,7 +210,7 @@ def test_summary_report_and_json(tmp_path):
     totals = [line.split()[1:] for line in lines if line.startswith("total ")]
     assert ["%.2f" % (4 * z_mb + unpool1_mb)] in totals and ["%.2f" % z_mb] * 2 in totals
     path = tmp_path / "bench" / "bench.json"
-    performance.write_json(str(path), results)
+    report.write_json(str(path), results)
     loaded = json.loads(path.read_text())
     assert loaded["summary"]["deploy_speedup_k1"] == 1.0
     assert loaded["deploy"]["speedup_wall"]["3"] == 1.5  # int keys become strings
@@ -218,12 +218,12 @@ def test_summary_report_and_json(tmp_path):
 
 
 def test_eval_pairs_are_voc_like_label_pngs(tmp_path):
-    ids = performance.write_eval_pairs(str(tmp_path), 3, seed=1)
+    ids = inputs.write_eval_pairs(str(tmp_path), 3, seed=1)
     assert ids == ["000000", "000001", "000002"]
     for image_id in ids:
         gt = read_label_png(str(tmp_path / "gt" / (image_id + ".png")))
         pred = read_label_png(str(tmp_path / "pred" / (image_id + ".png")))
-        assert gt.shape == pred.shape == performance.EVAL_SIZE
+        assert gt.shape == pred.shape == inputs.VOC_IMAGE
         assert set(np.unique(gt)) <= set(range(21)) | {255}
         assert 255 not in pred and (gt == 255).any() and (gt != 0).any()
 
@@ -233,7 +233,7 @@ def test_infer_inputs_are_voc_sized_with_two_or_three_labels(tmp_path):
 
     from transfernet.inference import gt_labels
 
-    listing, images, gt = performance.write_infer_inputs(str(tmp_path / "infer"), 4, seed=1)
+    listing, images, gt = inputs.write_infer_inputs(str(tmp_path / "infer"), 4, seed=1)
     ids = open(listing).read().split()
     assert ids == ["000000", "000001", "000002", "000003"]
     counts = set()
@@ -245,10 +245,10 @@ def test_infer_inputs_are_voc_sized_with_two_or_three_labels(tmp_path):
     assert counts == {2, 3}
     results = fixed_results()
     results["infer_workers"] = {"speedup": 1.7}
-    summary = performance.summary(results)
+    summary = report.summary(results)
     assert summary["infer_crf_speedup_2workers"] == 1.7
-    assert performance.check_target("infer_crf_speedup_2workers", 1.7)
-    assert not performance.check_target("infer_crf_speedup_2workers", 1.5)
+    assert stats.check_target("infer_crf_speedup_2workers", 1.7)
+    assert not stats.check_target("infer_crf_speedup_2workers", 1.5)
 
 
 # -- the layers' scratch buffers ------------------------------------------------------------
@@ -285,15 +285,15 @@ def test_bench_authors_times_the_authors_protocol_and_gives_the_bench_keys():
     post-processing time per K, their sum the per-image seconds of `make bench`."""
     from transfernet import config
 
-    got = performance.bench_authors(config.TINY, ks=(1, 2), rounds=1)
+    got = measure.bench_authors(config.TINY, ks=(1, 2), rounds=1)
     assert got["image"] == [375, 500] and got["rounds"] == 1
     for k in (1, 2):
         assert got["seconds"][k] == pytest.approx(got["forward_s"][k] + got["finish_s"][k])
         assert got["forward_cpu_s"][k] > 0 and got["finish_cpu_s"][k] > 0
     results = dict(fixed_results(), authors=got)
-    results["summary"] = summary = performance.summary(results)
+    results["summary"] = summary = report.summary(results)
     assert summary["authors_deploy_seconds_per_image_k1"] == got["seconds"][1]
     assert summary["authors_deploy_seconds_per_image_k2"] == got["seconds"][2]
-    text = performance.format_report(results)
+    text = report.format_report(results)
     assert "the authors' protocol per 500x375 image" in text
     assert "  K=2  %7.3f + %7.3f" % (got["forward_s"][2], got["finish_s"][2]) in text
