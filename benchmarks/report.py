@@ -52,14 +52,25 @@ def summary(results):
 
 
 def format_report(bench):
-    """Plain-text tables: headline figures with targets, Python layers, slowest layers."""
+    """Plain-text tables: the headline figures with their targets, then one section per
+    measurement (the joint net's layers, the unpooling, the Python layers' bytes, the deploy
+    net, the authors' protocol if measured)."""
+    sections = (summary_lines, joint_lines, unpool_lines, python_bytes_lines, deploy_lines)
+    lines = [line for section in sections for line in section(bench)]
+    if "authors" in bench:
+        lines += authors_lines(bench["authors"])
+    return "\n".join(lines)
+
+
+def summary_lines(bench):
+    machine = bench["machine"]
     lines = [
         "machine: %d cores, %s; loadavg start %s, end %s"
         % (
-            bench["machine"]["cores"],
-            bench["machine"]["cpu_model"],
-            bench["machine"]["loadavg_start"],
-            bench["machine"]["loadavg_end"],
+            machine["cores"],
+            machine["cpu_model"],
+            machine["loadavg_start"],
+            machine["loadavg_end"],
         ),
         "",
         "%-40s %12s  %-10s %s" % ("figure", "value", "target", "met"),
@@ -71,8 +82,13 @@ def format_report(bench):
             "%-40s %12.4g  %-10s %s"
             % (key, value, target, {None: "", True: "yes", False: "NO"}[met])
         )
+    return lines
+
+
+def joint_lines(bench):
+    """The joint net's Python layers and its 12 slowest layers, ms per forward / backward."""
     joint = bench["joint"]
-    lines += [
+    lines = [
         "",
         "joint net (paper size, batch 1), per-layer ms: Python layers and the 12 slowest",
         "%-28s %-14s %10s %10s %7s" % ("layer", "type", "forward", "backward", "share"),
@@ -80,8 +96,8 @@ def format_report(bench):
     total = joint["forward_s"] + joint["backward_s"]
     rows = joint["layers"]
     slow = sorted(rows, key=lambda r: -(r["forward_s"] + r["backward_s"]))[:12]
-    shown = [r for r in rows if r["type"] == "Python" or r in slow]
-    for r in shown:
+    for r in (r for r in rows if r["type"] == "Python" or r in slow):
+        both = r["forward_s"] + r["backward_s"]
         lines.append(
             "%-28s %-14s %10.2f %10.2f %6.2f%%"
             % (
@@ -89,15 +105,19 @@ def format_report(bench):
                 r["type"],
                 1e3 * r["forward_s"],
                 1e3 * r["backward_s"],
-                100 * (r["forward_s"] + r["backward_s"]) / total,
+                100 * both / total,
             )
         )
     lines.append(
         "%-28s %-14s %10.2f %10.2f"
         % ("total", "", 1e3 * joint["forward_s"], 1e3 * joint["backward_s"])
     )
+    return lines
+
+
+def unpool_lines(bench):
     unpool = bench["unpool"]
-    lines += [
+    return [
         "",
         "unpooling, paper-size joint forward+backward (batch 1, CPU s, medians): "
         "stock %.3f, Python Unpool %.3f, ratio %.4f [%.4f, %.4f] (wall %.4f); the "
@@ -112,21 +132,30 @@ def format_report(bench):
             )
         ),
     ]
+
+
+def python_bytes_lines(bench):
+    joint = bench["joint"]
     batches = sorted(joint["python_layer_bytes"], key=lambda b: int(b.split("_")[1]))
-    lines += bytes_table(
-        "Python layer host<->device MB per iteration (forward + backward), joint net",
-        {b: joint["python_layer_bytes"][b] for b in batches},
+    return (
+        bytes_table(
+            "Python layer host<->device MB per iteration (forward + backward), joint net",
+            {b: joint["python_layer_bytes"][b] for b in batches},
+        )
+        + bytes_table(
+            "... at batch 4 with the Python Unpool layer (before)",
+            {"batch_4": bench["unpool"]["python_unpool_layer_bytes"]},
+        )
+        + bytes_table(
+            "... deploy net, one image with K = 3 labels (forward)",
+            {"k_3": bench["deploy"]["python_layer_bytes_k3"]},
+        )
     )
-    lines += bytes_table(
-        "... at batch 4 with the Python Unpool layer (before)",
-        {"batch_4": unpool["python_unpool_layer_bytes"]},
-    )
-    lines += bytes_table(
-        "... deploy net, one image with K = 3 labels (forward)",
-        {"k_3": bench["deploy"]["python_layer_bytes_k3"]},
-    )
+
+
+def deploy_lines(bench):
     deploy = bench["deploy"]
-    lines += [
+    lines = [
         "",
         "deploy, medians over rounds: K, rounds, ours and theirs (K one-label "
         "forwards) wall s | CPU s, speedup by CPU [95 % interval] | wall",
@@ -135,39 +164,34 @@ def format_report(bench):
         lines.append(
             "  K=%d %3d  %7.3f  %7.3f | %7.3f  %7.3f   %5.3f [%5.3f, %5.3f] | %5.3f"
             % (
-                (
-                    k,
-                    len(deploy["rounds"][k]),
-                    deploy["ours_s"][k],
-                    deploy["theirs_s"][k],
-                    deploy["ours_cpu_s"][k],
-                    deploy["theirs_cpu_s"][k],
-                    deploy["speedup"][k],
-                )
+                (k, len(deploy["rounds"][k]), deploy["ours_s"][k], deploy["theirs_s"][k])
+                + (deploy["ours_cpu_s"][k], deploy["theirs_cpu_s"][k], deploy["speedup"][k])
                 + tuple(deploy["speedup_ci95"][k])
                 + (deploy["speedup_wall"][k],)
             )
         )
-    if "authors" in bench:
-        authors = bench["authors"]
-        lines += [
-            "",
-            "the authors' protocol per %dx%d image, medians (s): K, forward + post-processing "
-            "= total wall | CPU" % tuple(authors["image"][::-1]),
-        ]
-        for k in sorted(authors["seconds"]):
-            lines.append(
-                "  K=%d  %7.3f + %7.3f = %7.3f | %7.3f + %7.3f"
-                % (
-                    k,
-                    authors["forward_s"][k],
-                    authors["finish_s"][k],
-                    authors["seconds"][k],
-                    authors["forward_cpu_s"][k],
-                    authors["finish_cpu_s"][k],
-                )
+    return lines
+
+
+def authors_lines(authors):
+    lines = [
+        "",
+        "the authors' protocol per %dx%d image, medians (s): K, forward + post-processing "
+        "= total wall | CPU" % tuple(authors["image"][::-1]),
+    ]
+    for k in sorted(authors["seconds"]):
+        lines.append(
+            "  K=%d  %7.3f + %7.3f = %7.3f | %7.3f + %7.3f"
+            % (
+                k,
+                authors["forward_s"][k],
+                authors["finish_s"][k],
+                authors["seconds"][k],
+                authors["forward_cpu_s"][k],
+                authors["finish_cpu_s"][k],
             )
-    return "\n".join(lines)
+        )
+    return lines
 
 
 def bytes_table(title, columns):
