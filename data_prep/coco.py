@@ -278,75 +278,69 @@ def index_instances(dataset):
     do not list, is skipped whole (a bbox-only instance would be painted background; an
     unlisted category would be missing from meta.json's class table).
     """
-    skipped, entries, claimed = [], [], {}
-    for i, info in enumerate(dataset["images"]):
+    images, claimed, skipped = index_images(dataset["images"])
+    listed = {cat["id"] for cat in dataset["categories"]}
+    anns, broken, orphans = index_annotations(dataset["annotations"], claimed, listed)
+    skipped += orphans
+    for img_id, (reason, detail) in sorted(broken.items()):
+        if img_id in images:
+            skipped.append((reason, images.pop(img_id)["file_name"], detail))
+    return images, {img_id: anns.get(img_id, []) for img_id in images}, skipped
+
+
+def index_images(entries):
+    """({image id: entry} of the usable entries, {id: [positions of the entries with it]},
+    skipped rows): malformed entries, and every entry of a shared id or file name."""
+    skipped, usable, claimed, files = [], [], {}, {}
+    for i, info in enumerate(entries):
         if isinstance(info, dict) and _is_int(info.get("id")):
             claimed.setdefault(info["id"], []).append(i)
         problem = field_problem(info, IMAGE_FIELDS)
         if problem:
             skipped.append((MALFORMED_IMAGE, "images[%d]" % i, "image entry %s" % problem))
         else:
-            entries.append((i, info))
-    files = {}
-    for i, info in entries:
-        files.setdefault(info["file_name"], []).append(i)
+            usable.append((i, info))
+            files.setdefault(info["file_name"], []).append(i)
     images = {}
-    for i, info in entries:
+    for i, info in usable:
         same_id, same_file = claimed[info["id"]], files[info["file_name"]]
         if len(same_id) > 1:
-            skipped.append(
-                (
-                    DUPLICATE_IMAGE_ID,
-                    info["file_name"],
-                    "images%s have the same id %d" % (same_id, info["id"]),
-                )
-            )
+            detail = "images%s have the same id %d" % (same_id, info["id"])
+            skipped.append((DUPLICATE_IMAGE_ID, info["file_name"], detail))
         elif len(same_file) > 1:
-            skipped.append(
-                (
-                    DUPLICATE_FILE_NAME,
-                    info["file_name"],
-                    "images%s (ids %s) name the same file"
-                    % (same_file, ", ".join(str(dataset["images"][k]["id"]) for k in same_file)),
-                )
-            )
+            ids = ", ".join(str(entries[k]["id"]) for k in same_file)
+            detail = "images%s (ids %s) name the same file" % (same_file, ids)
+            skipped.append((DUPLICATE_FILE_NAME, info["file_name"], detail))
         else:
             images[info["id"]] = info
-    listed = {cat["id"] for cat in dataset["categories"]}
-    anns, broken = {img_id: [] for img_id in images}, {}
-    for i, ann in enumerate(dataset["annotations"]):
+    return images, claimed, skipped
+
+
+def index_annotations(annotations, claimed, listed):
+    """({image id: [annotation]}, {image id: (reason, detail)} of the images an annotation
+    spoils (malformed, or of a category not `listed`), skipped rows of annotations that name
+    no image entry or are malformed without a usable image id)."""
+    anns, broken, skipped = {}, {}, []
+    for i, ann in enumerate(annotations):
         problem = field_problem(ann, ANNOTATION_FIELDS)
         img_id = ann.get("image_id") if isinstance(ann, dict) else None
         if problem is None and img_id not in claimed:
-            skipped.append(
-                (
-                    ANNOTATION_WITHOUT_IMAGE,
-                    "annotations[%d]" % i,
-                    "annotation %d: no image entry has its image_id %d" % (ann["id"], img_id),
-                )
-            )
+            detail = "annotation %d: no image entry has its image_id %d" % (ann["id"], img_id)
+            skipped.append((ANNOTATION_WITHOUT_IMAGE, "annotations[%d]" % i, detail))
         elif problem is None and ann["category_id"] not in listed:
-            broken.setdefault(
-                img_id,
-                (
-                    common.UNKNOWN_CATEGORY,
-                    "annotations[%d] (id %d) has category id %d, which the JSON's categories "
-                    "do not list" % (i, ann["id"], ann["category_id"]),
-                ),
+            detail = (
+                "annotations[%d] (id %d) has category id %d, which the JSON's categories "
+                "do not list" % (i, ann["id"], ann["category_id"])
             )
+            broken.setdefault(img_id, (common.UNKNOWN_CATEGORY, detail))
         elif problem is None:
             anns.setdefault(img_id, []).append(ann)
         elif _is_int(img_id) and img_id in claimed:
             broken.setdefault(img_id, (MALFORMED_ANNOTATION, "annotations[%d] %s" % (i, problem)))
         else:
-            skipped.append(
-                (MALFORMED_ANNOTATION, "annotations[%d]" % i, "annotations[%d] %s" % (i, problem))
-            )
-    for img_id, (reason, detail) in sorted(broken.items()):
-        if img_id in images:
-            skipped.append((reason, images.pop(img_id)["file_name"], detail))
-            del anns[img_id]
-    return images, {img_id: anns[img_id] for img_id in images}, skipped
+            detail = "annotations[%d] %s" % (i, problem)
+            skipped.append((MALFORMED_ANNOTATION, "annotations[%d]" % i, detail))
+    return anns, broken, skipped
 
 
 def select_images(images, anns, ratio, seed):
