@@ -47,12 +47,12 @@ def test_pair_measures_of_an_attention_on_the_queried_object():
     alpha = np.zeros((4, 4))
     alpha[0, 0] = 1
     m = am.pair_measures(alpha, fractions, 1, multi_class=True)
-    assert m["pointing"] and m["inside"] == 1 and m["own"] == 1
+    assert m["pointing"] and m["pointing_ceiling"] and m["inside"] == 1 and m["own"] == 1
     assert m["inside_uniform"] == pytest.approx(1 / 16)
     assert m["own_uniform"] == pytest.approx(1 / 3)  # one object cell of three
     # the same attention queried for class 2: on the other object
     m = am.pair_measures(alpha, fractions, 2, multi_class=True)
-    assert not m["pointing"] and m["inside"] == 0 and m["own"] == 0
+    assert not m["pointing"] and m["pointing_ceiling"] and m["inside"] == 0 and m["own"] == 0
     assert m["own_uniform"] == pytest.approx(2 / 3)
 
 
@@ -74,14 +74,34 @@ def test_pair_measures_of_split_uniform_and_background_attention():
     assert single["own"] is None and single["own_uniform"] is None
 
 
+def test_pointing_ceiling_is_false_for_a_class_that_covers_no_cell_half():
+    """A one-pixel-wide line through four cells covers each 1/4 (2 of 8 pixels in a row of a
+    4x4-pixel cell): no argmax can point at it."""
+    labels = np.zeros((8, 8), np.uint8)
+    labels[:, 1] = 1
+    fractions = am.cell_fractions(labels, [1], 2)
+    np.testing.assert_allclose(fractions[1], [[0.25, 0], [0.25, 0]])
+    m = am.pair_measures(np.eye(2), fractions, 1, multi_class=False)
+    assert not m["pointing"] and not m["pointing_ceiling"]
+
+
 def test_summarise_takes_own_over_multi_class_pairs_only():
+    row = dict(pointing_ceiling=True)
     pairs = [
-        dict(pointing=True, inside=1.0, inside_uniform=0.1, own=None, own_uniform=None),
-        dict(pointing=False, inside=0.2, inside_uniform=0.3, own=0.5, own_uniform=0.4),
-        dict(pointing=True, inside=0.6, inside_uniform=0.2, own=1.0, own_uniform=0.6),
+        dict(row, pointing=True, inside=1.0, inside_uniform=0.1, own=None, own_uniform=None),
+        dict(row, pointing=False, inside=0.2, inside_uniform=0.3, own=0.5, own_uniform=0.4),
+        dict(
+            pointing=True,
+            pointing_ceiling=False,
+            inside=0.6,
+            inside_uniform=0.2,
+            own=1.0,
+            own_uniform=0.6,
+        ),
     ]
     s = am.summarise(pairs)
     assert s["pairs"] == 3 and s["multi_class_pairs"] == 2
+    assert s["pointing_ceiling"] == pytest.approx(2 / 3)
     assert s["pointing"] == pytest.approx(2 / 3) and s["inside"] == pytest.approx(0.6)
     assert s["own"] == pytest.approx(0.75) and s["own_uniform"] == pytest.approx(0.5)
     assert am.summarise([])["pointing"] is None

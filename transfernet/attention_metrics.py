@@ -6,6 +6,8 @@ feature cell gets the fraction of its labelled pixels that are class y; padding 
 labelled and not the class, void (255) pixels are left out. For one (image, label y):
 
   pointing  argmax(alpha) is a cell at least half covered by y (POINTING_COVER)
+  pointing_ceiling  some cell is at least half covered by y: the best an argmax can do at
+            this resolution (thin or small objects may cover no cell that much)
   inside    alpha's mass on y: sum_i alpha_i f_y(i); uniform attention gets mean_i f_y(i)
   own       on an image with two or more classes, mass on y / mass on any object:
             sum_i alpha_i f_y(i) / sum_i alpha_i f_obj(i) (0 when alpha has no mass on any
@@ -20,7 +22,7 @@ import numpy as np
 from transfernet.classes import BACKGROUND, IGNORE
 
 POINTING_COVER = 0.5
-FIELDS = ("pointing", "inside", "inside_uniform", "own", "own_uniform")
+FIELDS = ("pointing", "pointing_ceiling", "inside", "inside_uniform", "own", "own_uniform")
 
 
 def cell_weights(side, cells):
@@ -62,6 +64,7 @@ def pair_measures(alpha, fractions, class_id, multi_class):
     on_class, on_objects = float((alpha * own_f).sum()), float((alpha * objects).sum())
     out = {
         "pointing": bool(own_f.flat[int(alpha.argmax())] >= POINTING_COVER),
+        "pointing_ceiling": bool(own_f.max() >= POINTING_COVER),
         "inside": on_class,
         "inside_uniform": float(own_f.mean()),
         "own": None,

@@ -198,7 +198,8 @@ def attention_lines(rows):
         "## What the attention attends to (val, ground-truth labels)",
         "",
         "%d image/label pairs, %d of them on images with two or more classes. pointing: "
-        "arg-max of alpha in a cell at least half covered by the label's class; inside: "
+        "arg-max of alpha in a cell at least half covered by the label's class (its ceiling: "
+        "the share of pairs with such a cell); inside: "
         "alpha's mass on the class; own (multi-class images): mass on the class / mass on "
         "any object." % (first["pairs"], first["multi_class_pairs"]),
         "",
@@ -206,12 +207,13 @@ def attention_lines(rows):
 
 
 def attention_table(rows):
-    """Markdown rows of [(title, attention summary)], then uniform attention's values (the
-    first summary's)."""
+    """Markdown rows of [(title, attention summary)], then uniform attention's values and
+    pointing's ceiling (the first summary's; n/a in a summary made before it was measured)."""
     first = rows[0][1]
     cells = [[title, num(m["pointing"]), num(m["inside"]), num(m["own"])] for title, m in rows]
     uniform = ["uniform attention", "-", num(first["inside_uniform"]), num(first["own_uniform"])]
-    return markdown(["attention of", "pointing", "inside", "own"], cells + [uniform])
+    ceiling = ["the best cell (pointing's ceiling)", num(first.get("pointing_ceiling")), "-", "-"]
+    return markdown(["attention of", "pointing", "inside", "own"], cells + [uniform, ceiling])
 
 
 def joint_seed_lines(joint_seeds):
