@@ -201,6 +201,26 @@ def finished_images(args, paths):
     )
 
 
+def worker_pool(workers):
+    """The processes that finish images (CRF, label maps, writes), or None for none."""
+    if not workers:
+        return None
+    return concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker
+    )
+
+
+def forward_image(args, path, outputs, net, classifier, table):
+    """The network's part for one image (read, labels, forward): finish_image's arguments.
+    Skip, fileio.FileFormatError or OSError for an unreadable image or ground-truth PNG."""
+    image = read_image(path)
+    shape = image.shape[:2]
+    image = inference.working_image(image)  # the full image is not kept
+    class_ids = labels_of(args, path, image, classifier, table, inference.num_classes(net))
+    forwarded = inference.forward(net, image, class_ids, args.protocol)
+    return (outputs, image, shape, forwarded, args.crf, table, args.protocol)
+
+
 def segment_all(args, paths, net, classifier, table):
     """Segment and write every image not done yet; ({"done", "skipped"}, [(path, reason)]
     in input order). The network runs here in order; finish_image in --workers processes."""
@@ -215,13 +235,7 @@ def segment_all(args, paths, net, classifier, table):
             failures[index] = (path, reason)
         bar.update()
 
-    pool = (
-        concurrent.futures.ProcessPoolExecutor(
-            args.workers, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker
-        )
-        if args.workers
-        else None
-    )
+    pool = worker_pool(args.workers)
     pending = {}  # future -> (index, path)
 
     def collect(futures):
@@ -241,14 +255,7 @@ def segment_all(args, paths, net, classifier, table):
                 bar.update()
                 continue
             try:
-                image = read_image(path)
-                shape = image.shape[:2]
-                image = inference.working_image(image)  # the full image is not kept
-                class_ids = labels_of(
-                    args, path, image, classifier, table, inference.num_classes(net)
-                )
-                forwarded = inference.forward(net, image, class_ids, args.protocol)
-                task = (outputs, image, shape, forwarded, args.crf, table, args.protocol)
+                task = forward_image(args, path, outputs, net, classifier, table)
             except (Skip, fileio.FileFormatError, OSError) as e:  # unreadable image or GT PNG
                 record(index, path, str(e))
                 continue

@@ -126,15 +126,32 @@ def run_parallel(jobs, processes, record):
 
 def write_outputs(out, cfg, seed, results, val, base, extra):
     """results.json, table.md, ratio.png and report.md of the finished runs."""
-    arch, stages = cfg.architecture, cfg.schedule.stages
     collected = repro.collect(results)
-    classes = val.classes
-    document = dict(
+    document = results_document(cfg, seed, results, collected, val, base, extra)
+    write_text(
+        os.path.join(out, "results.json"), json.dumps(document, indent=1, sort_keys=True) + "\n"
+    )
+    table = repro.table_markdown(collected["methods"], val.classes, collected["ablations"])
+    write_text(os.path.join(out, "table.md"), table)
+    references = {
+        t: collected["methods"].get(t, {}).get("mean_iou")
+        for t in ("BaselineNet", "DecoupledNet-dagger")
+    }
+    if collected["ratio_study"]:
+        repro.plot_ratio(os.path.join(out, "ratio.png"), collected["ratio_study"], references)
+    lines = report_lines(cfg, seed, results, collected, val, document, table)
+    write_text(os.path.join(out, "report.md"), "\n".join(lines))
+
+
+def results_document(cfg, seed, results, collected, val, base, extra):
+    """What results.json holds: collect()'s tables, the config, dataset and plan, the claims
+    and every run's attention measures, and `extra`."""
+    return dict(
         collected,
         config=experiment.describe(cfg, seed),
         seed=seed,
         dataset=dict(repro.DATASET, seed=seed),
-        classes={str(k): v for k, v in classes.items()},
+        classes={str(k): v for k, v in val.classes.items()},
         ratios=list(repro.RATIOS),
         subsets=repro.SUBSETS,
         shared_stages="stages 0 and 1 (image labels only) trained once in %s and "
@@ -144,17 +161,12 @@ def write_outputs(out, cfg, seed, results, val, base, extra):
         attention={r["name"]: r["attention"] for r in results if r.get("attention")},
         **extra,
     )
-    write_text(
-        os.path.join(out, "results.json"), json.dumps(document, indent=1, sort_keys=True) + "\n"
-    )
-    table = repro.table_markdown(collected["methods"], classes, collected["ablations"])
-    write_text(os.path.join(out, "table.md"), table)
-    references = {
-        t: collected["methods"].get(t, {}).get("mean_iou")
-        for t in ("BaselineNet", "DecoupledNet-dagger")
-    }
-    if collected["ratio_study"]:
-        repro.plot_ratio(os.path.join(out, "ratio.png"), collected["ratio_study"], references)
+
+
+def report_lines(cfg, seed, results, collected, val, document, table):
+    """report.md: the recipe, Table 1, the paper's rows, Figure 4, the claims, the attention
+    and the stage-0 labels' accuracy."""
+    arch, stages = cfg.architecture, cfg.schedule.stages
     lines = [
         '# TransferNet in miniature (config "%s", built-in dataset, seed %d)' % (cfg.name, seed),
         "",
@@ -176,7 +188,7 @@ def write_outputs(out, cfg, seed, results, val, base, extra):
         table,
         "## The paper on the same columns",
         "",
-        repro.paper_markdown(classes),
+        repro.paper_markdown(val.classes),
         "## Figure 4 in miniature (TransferNet, predicted labels)",
         "",
         repro.ratio_markdown(collected["ratio_study"]),
@@ -187,17 +199,17 @@ def write_outputs(out, cfg, seed, results, val, base, extra):
         repro.claims_markdown(document["claims"]),
         "## What the attention attends to (val, ground-truth labels)",
         "",
-        repro.attention_markdown(results, extra.get("attention_stage1")),
+        repro.attention_markdown(results, document.get("attention_stage1")),
     ]
-    if "label_accuracy" in extra:
-        acc = extra["label_accuracy"]
+    acc = document.get("label_accuracy")
+    if acc:
         lines += [
             "Stage-0 labels of the val images: exact set %.1f %%, precision %.1f %%, "
             "recall %.1f %%."
             % (100 * acc["exact"], 100 * (acc["precision"] or 0), 100 * (acc["recall"] or 0)),
             "",
         ]
-    write_text(os.path.join(out, "report.md"), "\n".join(lines))
+    return lines
 
 
 def parse_args(argv):
