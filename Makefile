@@ -30,12 +30,16 @@ CONFIG ?= paper
 else
 $(error DATASET must be paper or builtin, got '$(DATASET)')
 endif
-# The LMDB folders and the records' size are the config's (transfernet/config.py), read once.
-config_value = $(or $(shell python3 -m transfernet.config get $(CONFIG) $1),$(error \
-  CONFIG=$(CONFIG): transfernet/config.py gives no $1))
-SOURCE_DB := $(or $(SOURCE_DB),$(call config_value,data.source))
-TARGET_DB := $(or $(TARGET_DB),$(call config_value,data.target))
-RECORD_SIZE := $(call config_value,data.resize)
+# The LMDB folders and the records' size are the config's (transfernet/config.py), read in one
+# call.
+CONFIG_DATA := $(shell python3 -m transfernet.config get $(CONFIG) data.source data.target \
+  data.resize)
+ifneq ($(words $(CONFIG_DATA)),3)
+$(error CONFIG=$(CONFIG): transfernet/config.py gives no data.source, data.target, data.resize)
+endif
+SOURCE_DB := $(or $(SOURCE_DB),$(word 1,$(CONFIG_DATA)))
+TARGET_DB := $(or $(TARGET_DB),$(word 2,$(CONFIG_DATA)))
+RECORD_SIZE := $(word 3,$(CONFIG_DATA))
 RATIO ?= 1
 SEED ?= 0
 # Inference and evaluation on the target val list.

@@ -1,8 +1,13 @@
 """transfernet.config: a config is four values (architecture, data, schedule, layout); a new
 dataset or schedule is one new value, and the layout owns every path the generators write."""
 
+import ast
 import json
 import os
+import re
+import subprocess
+import sys
+import tokenize
 
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
@@ -219,12 +224,8 @@ NOT_A_SETTING = (
 def _number_literals(path):
     """(line, value) of every number token of a Python file: code only, not comments or
     docstrings."""
-    import ast
-    import io
-    import tokenize
-
     with open(path, encoding="utf-8") as f:
-        tokens = tokenize.generate_tokens(io.StringIO(f.read()).readline)
+        tokens = tokenize.generate_tokens(f.readline)
         return [
             (t.start[0], float(ast.literal_eval(t.string)))
             for t in tokens
@@ -233,8 +234,6 @@ def _number_literals(path):
 
 
 def _makefile_numbers(path):
-    import re
-
     with open(path) as f:
         lines = [line.split("#", 1)[0] for line in f]
     return [
@@ -268,9 +267,6 @@ def test_config_numbers_have_one_source():
 
 
 def test_config_get_prints_a_value_and_names_what_is_missing():
-    import subprocess
-    import sys
-
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
     def get(*args):
@@ -283,6 +279,8 @@ def test_config_get_prints_a_value_and_names_what_is_missing():
 
     assert get("get", "tiny", "data.resize").stdout == "%d\n" % config.TINY.data.resize
     assert get("get", "mini", "data.source").stdout == config.MINI.data.source + "\n"
+    both = get("get", "paper", "data.target", "architecture.crop")
+    assert both.stdout == "%s\n%d\n" % (config.PAPER.data.target, config.PAPER.architecture.crop)
     missing = get("get", "tiny", "data.crop")
     assert missing.returncode == 2 and "config 'tiny' has no field 'data.crop'" in missing.stderr
     unknown = get("get", "huge", "data.resize")

@@ -21,7 +21,7 @@ A new dataset or schedule is one new value: Config('x', TINY_ARCHITECTURE, MY_DA
 TINY_SCHEDULE, layout). The committed configs are PAPER and TINY (CONFIGS, with nets in
 models/<name>/); MINI, the miniature reproduction's, has its nets in run folders only.
 
-    python3 -m transfernet.config get tiny data.resize     # 138: one value, for the Makefile
+    python3 -m transfernet.config get tiny data.resize     # 138 (more fields: one per line)
 """
 
 import collections
@@ -227,15 +227,17 @@ def get(name, field):
 
 
 def main(argv):
-    """`get NAME FIELD`: print the value (the Makefile reads its paths and sizes this way)."""
-    if len(argv) != 3 or argv[0] != "get":
-        print("usage: python3 -m transfernet.config get NAME FIELD", file=sys.stderr)
+    """`get NAME FIELD [FIELD ...]`: print each value on a line of its own (the Makefile reads
+    its paths and sizes this way, in one call)."""
+    if len(argv) < 3 or argv[0] != "get":
+        print("usage: python3 -m transfernet.config get NAME FIELD [FIELD ...]", file=sys.stderr)
         return 2
     try:
-        print(get(argv[1], argv[2]))
+        values = [get(argv[1], field) for field in argv[2:]]
     except KeyError as e:
         print("transfernet.config: %s" % e.args[0], file=sys.stderr)
         return 2
+    print("\n".join(str(v) for v in values))
     return 0
 
 

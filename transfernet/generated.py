@@ -60,7 +60,12 @@ FILES = (
 def run_files(baseline=None):
     """A run folder's files: TransferNet's networks and stage solvers, and with `baseline` that
     baseline's networks, its solver replacing the joint stage's (Sec. 6.3)."""
-    files = [f for f in FILES if f.source is nets or f.name.startswith("%s_" % baseline)]
+    files = [
+        f
+        for f in FILES
+        if f.source is nets
+        or (baseline and f.kind == "model" and f.name.startswith(baseline + "_"))
+    ]
     for stage in solvers.STAGES:
         replaced = baseline is not None and stage == baselines.STAGE
         files.append(_baseline_solver(baseline, name=stage) if replaced else _stage_solver(stage))
