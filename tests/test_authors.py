@@ -18,7 +18,7 @@ import pytest
 from caffe.proto import caffe_pb2
 
 from tools import import_authors
-from transfernet import authors, authors_format, config, inference, nets
+from transfernet import authors, authors_format, config, inference, nets, weights
 
 PAPER, TINY = config.PAPER, config.TINY
 LABELS = [3, 35]  # a VOC class (bird) and a COCO one
@@ -36,7 +36,7 @@ def layer_infos(net):
         types.SimpleNamespace(
             name=layer.name,
             type=layer.type,
-            shapes=[authors_format.blob_shape(b) for b in layer.blobs],
+            shapes=[weights.blob_shape(b) for b in layer.blobs],
         )
         for layer in net.layer
     ]

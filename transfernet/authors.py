@@ -114,7 +114,7 @@ def _weighted(net, path):
 
 
 def _shapes(layer):
-    return [authors_format.blob_shape(b) for b in layer.blobs]
+    return [weights.blob_shape(b) for b in layer.blobs]
 
 
 def describe_layers(layers):
@@ -220,7 +220,7 @@ def check_layers(net, kind, path, cfg):
 def _fits(shape, blob):
     """Whether a BlobProto can fill a blob of `shape` (Caffe's rule: the same shape, or a
     legacy 4-D shape equal to `shape` padded with leading 1s)."""
-    have = authors_format.blob_shape(blob)
+    have = weights.blob_shape(blob)
     if blob.HasField("shape"):
         return have == tuple(shape)
     return len(shape) <= 4 and have == (1,) * (4 - len(shape)) + tuple(shape)

@@ -219,21 +219,14 @@ def upgrade_v1(net, path):
     del net.layers[:]
 
 
-def blob_shape(blob):
-    """Shape of a BlobProto: its `shape`, or its legacy (num, channels, height, width)."""
-    if blob.HasField("shape"):
-        return tuple(blob.shape.dim)
-    return (blob.num, blob.channels, blob.height, blob.width)
-
-
 def blob_array(blob):
-    """The values of a BlobProto as a float32 array of its shape (blob_shape); ValueError if
+    """The values of a BlobProto as a float32 array of its shape (weights.blob_shape); ValueError if
     the count does not match."""
     if len(blob.double_data):
         values = np.frombuffer(b"".join(blob.double_data), "<f8").astype(np.float32)
     else:
         values = np.frombuffer(b"".join(blob.data), "<f4")
-    shape = blob_shape(blob)
+    shape = weights.blob_shape(blob)
     if values.size != int(np.prod(shape)):
         raise ValueError("blob of shape %s holds %d values" % (shape, values.size))
     return values.reshape(shape)
