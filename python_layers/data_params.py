@@ -4,7 +4,7 @@ param_str (JSON), e.g.
   {"source": "data/lmdb/coco60", "target": "data/lmdb/voc_train_aug", "source_fraction": 0.5,
    "batch_size": 8, "resize": 330, "crop": 320, "mirror": true,
    "mean": [104.008, 116.669, 122.675], "num_classes": 80, "multilabel": false,
-   "seed": 0, "workers": 2}
+   "seed": 0, "workers": 2, "classes": "coco60-voc20:20+60:..."}
   source / target   dataset folders (transfernet/records.py format) or null (not both null);
                     the source dataset must have masks/.
   source_fraction   probability that a sample comes from the source domain.
@@ -15,6 +15,8 @@ param_str (JSON), e.g.
   multilabel        label = multi-hot of all the image's classes (stage 0 classifier).
   seed              seed of the batch stream (data_sampling.fill_batch).
   workers           background processes preparing batches (0 = in the layer's process).
+  classes           the class table's tag (transfernet.class_table), or null: a dataset whose
+                    meta.json names another table is refused.
 
 The dataset and geometry keys are required: they are a config's numbers (transfernet/config.py,
 written by transfernet/nets.py), so a layer never trains on numbers that no config chose.
@@ -28,6 +30,7 @@ import numpy as np
 from layer_params import REQUIRED, parse_params
 
 from transfernet import records
+from transfernet.class_table import describe_tag
 from transfernet.fileio import MEAN_BGR
 
 NAME = "SourceTargetData"
@@ -49,6 +52,8 @@ DEFAULTS = {
     "seed": 0,
     # A machine resource: the batches do not depend on it.
     "workers": 2,
+    # The generated nets name their table; a hand-written net need not.
+    "classes": None,
 }
 
 
@@ -66,7 +71,7 @@ def _check_int(params, key, low, high=None):
         )
 
 
-def _check_dataset(role, path, num_classes, need_masks):
+def _check_dataset(role, path, num_classes, need_masks, table=None):
     """Dataset summary {"path", "count", "masks"}; ValueError naming the folder if unusable."""
     if not isinstance(path, str):
         raise layer_error("%r must be a dataset folder or null, got %r" % (role, path))
@@ -80,6 +85,13 @@ def _check_dataset(role, path, num_classes, need_masks):
         raise layer_error(
             "%s dataset %s has num_classes %r in meta.json, the layer has num_classes %d"
             % (role, path, meta.get("num_classes"), num_classes)
+        )
+    found = meta.get("class_table")
+    if table is not None and found is not None and found != table:
+        raise layer_error(
+            "%s dataset %s was built for the class table %s, the layer is for %s (rebuild it "
+            "with `make data SPEC=...`, or generate the nets for its table)"
+            % (role, path, describe_tag(found), describe_tag(table))
         )
     masks = os.path.join(path, "masks")
     if need_masks and not os.path.isdir(masks):
@@ -129,7 +141,9 @@ def load_config(param_str, phase, num_tops):
     datasets = [
         None
         if params[role] is None
-        else _check_dataset(role, params[role], params["num_classes"], role == "source")
+        else _check_dataset(
+            role, params[role], params["num_classes"], role == "source", params["classes"]
+        )
         for role in ("source", "target")
     ]
     if datasets[0] is None:

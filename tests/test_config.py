@@ -24,6 +24,7 @@ OTHER_DATA = config.Data(
 )
 # What config.json has always held: the reports and resume read these keys.
 CONFIG_KEYS = [
+    "classes",
     "classifier_crop",
     "classifier_init",
     "classifier_resize",

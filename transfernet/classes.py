@@ -141,6 +141,9 @@ VOC_TO_COCO_NAME = {
     "tvmonitor": "tv",
 }
 PASCAL_COCO_NAMES = frozenset(VOC_TO_COCO_NAME.values())
+# COCO name -> VOC name where they differ: a dataset spec's "overlaps" for the paper's split (the
+# others match by name).
+PAPER_OVERLAPS = {coco: voc for voc, coco in VOC_TO_COCO_NAME.items() if coco != voc}
 
 COCO_NAME_BY_ID = dict(COCO_CATEGORIES)
 PASCAL_COCO_IDS = frozenset(i for i, n in COCO_CATEGORIES if n in PASCAL_COCO_NAMES)

@@ -28,6 +28,8 @@ import collections
 import os
 import sys
 
+from transfernet import class_table
+
 # Per-stage solver numbers: per-forward batch, iter_size (batch * iter_size = effective
 # mini-batch), iterations, Adam learning rate, and the iteration after which it is divided by
 # 10 (None: fixed, as in the paper).
@@ -42,6 +44,9 @@ Architecture = collections.namedtuple(
         "crop",  # stage 1/2 and deploy input (crop x crop)
         "classifier_crop",  # stage 0 input
         "num_classes",  # label vector length (VOC ids 1..20, COCO-60 ids 21..80)
+        # the class table's tag (transfernet.class_table), in every net's name, so every
+        # caffemodel Caffe snapshots names the table it was trained for
+        "classes",
         "input_scale",  # mean-subtracted pixels are multiplied by this before conv1_1
         "feature_scale",  # conv5_3 is multiplied by this before the attention model
         # encoder kernel size of each convolution, per block of nets.ENCODER; None: VGG-16's 3
@@ -114,14 +119,15 @@ PAPER_ARCHITECTURE = Architecture(
     width=1.0,
     crop=320,
     classifier_crop=224,  # so ImageNet VGG-16's fc6/fc7 load by name (pool5 is 7x7)
-    num_classes=80,
+    num_classes=class_table.PAPER.num_classes,
+    classes=class_table.PAPER.tag,
     input_scale=1,  # ImageNet VGG-16 takes pixels in [-128, 128] (no Power layer)
     feature_scale=0.004,
 )  # the authors' value for ImageNet VGG-16 (conv5_3 ~50 on average)
 
 COCO_VOC = Data(
-    source="data/lmdb/coco60",
-    target="data/lmdb/voc_train_aug",
+    source="data/lmdb/source",  # specs/paper.json's (data_prep.build)
+    target="data/lmdb/target",
     source_fraction=0.5,  # our choice: the paper does not give the domain mix
     resize=330,
     classifier_resize=240,
@@ -153,7 +159,8 @@ TINY_ARCHITECTURE = Architecture(
     # fc6 (pool5 3x3 here, 7x7 there) slides over the segmentation nets' pool5 (4x4, 10x10)
     # as a convolution: BaselineNet's class score maps are 2x2 (4x4), coarser than conv5_3.
     classifier_crop=96,
-    num_classes=80,
+    num_classes=class_table.PAPER.num_classes,
+    classes=class_table.PAPER.tag,
     # From scratch: pixels / 64 give conv1_1 O(1) inputs; conv5_3 then averages ~0.07 after
     # stage 0, and x 3 gives the paper's A ~0.2 (0.004 x ~50), so s = A z reaches the decoder
     # (docs/decisions.md has the measurements behind these and the schedule below).
@@ -208,6 +215,14 @@ MINI = Config(
     TINY_SCHEDULE._replace(snapshot=800, display=20),
     Layout("models/mini", "solvers/mini", "snapshots/mini", None),
 )
+
+
+def for_table(cfg, table):
+    """The config with the nets of a class table (transfernet.class_table): its label vector
+    length and its tag, which the nets' names carry."""
+    arch = cfg.architecture._replace(num_classes=table.num_classes, classes=table.tag)
+    return cfg._replace(architecture=arch)
+
 
 CONFIGS = {"paper": PAPER, "tiny": TINY}  # the committed ones: models/<name>/, solvers[/<name>]/
 NAMED = dict(CONFIGS, mini=MINI)

@@ -17,6 +17,8 @@ from caffe import NetSpec
 from caffe import layers as L
 from caffe import params as P
 
+from transfernet import class_table
+
 # VGG-16 encoder (block, channels, convolutions); pool{block} follows each block.
 ENCODER = ((1, 64, 2), (2, 128, 2), (3, 256, 3), (4, 512, 3), (5, 512, 3))
 # DeconvNet-style decoder (block, output channels of deconv{block}_1, _2, ...); unpool{block}
@@ -91,6 +93,7 @@ def inputs(n, cfg, tops, batch, crop, resize, input_layers, multilabel, seed):
         crop=crop,
         mirror=True,
         num_classes=cfg.architecture.num_classes,
+        classes=cfg.architecture.classes,
         multilabel=multilabel,
         seed=seed,
     )
@@ -479,8 +482,15 @@ def deploy_inputs(arch, num_labels):
 
 
 def named_proto(cfg, net, n):
+    """The NetParameter, named after the config and net and ending in the class table's tag
+    (transfernet.class_table: Caffe writes the train net's name into its snapshots)."""
     proto = n.to_proto()
-    proto.name = "transfernet_%s_%s" % (cfg.name, net)
+    proto.name = "transfernet_%s_%s%s%s" % (
+        cfg.name,
+        net,
+        class_table.TAG_PREFIX,
+        cfg.architecture.classes,
+    )
     return proto
 
 

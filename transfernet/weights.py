@@ -29,6 +29,7 @@ from google.protobuf.message import DecodeError
 
 from transfernet import config, fileio
 from transfernet.atomic import atomic_path
+from transfernet.class_table import describe_tag, tag_of_net
 
 # Layers of a net compared with a caffemodel: names that get weights from the file (in the
 # net's order), names that keep their fillers, names of the file the net does not have.
@@ -186,6 +187,19 @@ def check_complete(path, param, expected, what):
     return fit
 
 
+def check_class_table(path, param, net_param, what):
+    """WeightsError if the caffemodel `param` (read from `path`) was trained for another class
+    table than the net `net_param` (`what` names it) is for: both name theirs at the end of
+    their names (transfernet.class_table). A file or net without a tag (ImageNet VGG-16, the
+    authors' models, a hand-written net) is not checked."""
+    found, wanted = tag_of_net(param.name), tag_of_net(net_param.name)
+    if found and wanted and found != wanted:
+        raise WeightsError(
+            "weights file %s was trained for the class table %s; %s is for the class table %s"
+            % (path, describe_tag(found), what, describe_tag(wanted))
+        )
+
+
 def _varint(value):
     out = bytearray()
     while True:
@@ -256,6 +270,9 @@ def check_solver(solver_path):
     files = [(path, read_caffemodel(path)) for path in paths]
     if not files:
         return []
+    net_param = read_prototxt(param.net, caffe_pb2.NetParameter())
+    for path, weights in files:
+        check_class_table(path, weights, net_param, param.net)
     net = caffe.Net(param.net, caffe.TRAIN)
     try:
         expected = net_shapes(net)
