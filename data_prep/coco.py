@@ -1,13 +1,16 @@
-"""MS-COCO instances -> TransferNet source dataset (the 60 non-PASCAL categories, ids 21..80).
+"""COCO-format instances -> TransferNet source dataset (masks and labels).
 
 Paper Sec. 5.1: every COCO training image containing one of the 20 PASCAL categories is
 removed (17,443 train2014 images remain); the other 60 categories become ids 21..80 in COCO
-category-id order (transfernet/classes.py), whatever subset of them a JSON lists.
+category-id order (transfernet/classes.py), whatever subset of them a JSON lists. That is
+paper_classes(), the command line's; a dataset spec (data_prep.spec) gives its own
+SourceClasses: which category ids become which class ids, and whose images are dropped.
 
-Label map per image (0 background, 21..80, 255 ignore):
+Label map per image (0 background, the class ids, 255 ignore):
   - non-crowd instances are painted largest first (pixel area, ties by annotation id), so a
     smaller instance overlapping a larger one stays visible on top of it;
-  - crowd regions (iscrowd=1, RLE) become 255 wherever no non-crowd instance covers them.
+  - crowd regions (iscrowd=1, RLE), and instances of a category the table leaves out, become
+    255 wherever no instance of the table covers them (an unlabelled object is not background).
 The image's labels are the ids left in the label map after resizing.
 
   python3 -m data_prep.coco --root data/coco --out data/lmdb/coco60 [--ratio 0.5 --seed 1]
@@ -23,14 +26,14 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from data_prep import common
-from transfernet import classes, config, fileio, records
+from transfernet import class_table, classes, config, fileio, records
 
 DEFAULT_ANNOTATIONS = "annotations/instances_train2014.json"
 DEFAULT_IMAGES = "train2014"
 DOWNLOAD = "https://cocodataset.org/#download (2014 Train images, 2014 Train/Val annotations)"
 MIN_POLYGON_COORDS = 6  # three (x, y) points
 
-PASCAL_CATEGORY = "pascal_category"
+TARGET_CATEGORY = "target_category"
 NO_ANNOTATION = "no_annotation"
 NOT_SAMPLED = "not_sampled_ratio"
 NO_OBJECT_PIXELS = "no_object_pixels_after_resize"
@@ -49,6 +52,11 @@ INSTANCES_FIELDS = {"images": list, "annotations": list, "categories": list}
 IMAGE_FIELDS = {"id": int, "file_name": str, "height": int, "width": int}
 ANNOTATION_FIELDS = {"id": int, "image_id": int, "category_id": int, "segmentation": (list, dict)}
 CATEGORY_FIELDS = {"id": int, "name": str}
+
+
+def paper_classes():
+    """The paper's SourceClasses: COCO's 60 non-PASCAL categories -> 21..80, PASCAL dropped."""
+    return class_table.SourceClasses(classes.COCO60_ID, classes.PASCAL_COCO_IDS, class_table.PAPER)
 
 
 def instance_mask(segmentation, height, width, what):
@@ -192,8 +200,9 @@ def check_rle(rle, height, width, what):
     return rle
 
 
-def label_map(anns, height, width, what):
-    """uint8 HxW label map of one image's annotations (rule in the module docstring)."""
+def label_map(anns, height, width, what, ids):
+    """uint8 HxW label map of one image's annotations, `ids` {category id: class id} (rule in
+    the module docstring)."""
     labels = np.zeros((height, width), np.uint8)
     crowd = np.zeros((height, width), bool)
     instances = []
@@ -201,12 +210,10 @@ def label_map(anns, height, width, what):
         mask = instance_mask(
             ann["segmentation"], height, width, "%s annotation %s" % (what, ann.get("id"))
         )
-        if ann.get("iscrowd", 0):
+        if ann.get("iscrowd", 0) or ann["category_id"] not in ids:
             crowd |= mask
         else:
-            instances.append(
-                (-int(mask.sum()), ann["id"], mask, classes.COCO60_ID[ann["category_id"]])
-            )
+            instances.append((-int(mask.sum()), ann["id"], mask, ids[ann["category_id"]]))
     instances.sort(key=lambda inst: inst[:2])
     covered = np.zeros((height, width), bool)
     for _, _, mask, tid in instances:
@@ -217,8 +224,9 @@ def label_map(anns, height, width, what):
 
 
 def encode_one(task):
-    """Worker: (image path, JSON height, width, annotations, size) -> records + ids."""
-    path, height, width, anns, size = task
+    """Worker: (image path, JSON height, width, annotations, size, {category id: class id})
+    -> records + ids."""
+    path, height, width, anns, size, category_ids = task
     image = fileio.read_image(path)
     if image.shape[:2] != (height, width):
         raise fileio.Skip(
@@ -226,7 +234,7 @@ def encode_one(task):
             "%s is %dx%d, its annotations are %dx%d"
             % (path, image.shape[0], image.shape[1], height, width),
         )
-    labels = records.warp_mask(label_map(anns, height, width, path), size)
+    labels = records.warp_mask(label_map(anns, height, width, path, category_ids), size)
     ids = [int(c) for c in np.unique(labels) if c not in (classes.BACKGROUND, classes.IGNORE)]
     if not ids:
         raise fileio.Skip(
@@ -237,6 +245,12 @@ def encode_one(task):
         records.encode_mask(labels),
         ids,
     )
+
+
+def image_path(image_dir, file_name):
+    """Where an image entry's file is: its file_name under image_dir, with Windows separators
+    read as '/' (Label Studio's COCO export on Windows writes "images\\x.jpg")."""
+    return os.path.join(image_dir, *file_name.replace("\\", "/").split("/"))
 
 
 def field_problem(entry, fields):
@@ -343,14 +357,15 @@ def index_annotations(annotations, claimed, listed):
     return anns, broken, skipped
 
 
-def select_images(images, anns, ratio, seed):
-    """(kept image ids in id order, {reason: count}) after the PASCAL / empty / ratio filters."""
-    dropped = {PASCAL_CATEGORY: 0, NO_ANNOTATION: 0, NOT_SAMPLED: 0}
+def select_images(images, anns, ratio, seed, target_categories):
+    """(kept image ids in id order, {reason: count}) after the target-category (PASCAL in the
+    paper) / empty / ratio filters."""
+    dropped = {TARGET_CATEGORY: 0, NO_ANNOTATION: 0, NOT_SAMPLED: 0}
     candidates = []
     for img_id in sorted(images):
         cats = {a["category_id"] for a in anns[img_id]}
-        if cats & classes.PASCAL_COCO_IDS:
-            dropped[PASCAL_CATEGORY] += 1
+        if cats & target_categories:
+            dropped[TARGET_CATEGORY] += 1
         elif not cats:
             dropped[NO_ANNOTATION] += 1
         else:
@@ -374,15 +389,23 @@ def build_source(
     ratio=1.0,
     seed=0,
     workers=2,
+    source_classes=None,
+    dataset=None,
 ):
-    """Build the source dataset from a COCO root; returns its meta dict."""
+    """Build the source dataset from a COCO-format root (`annotations` and `images` relative
+    to it, or absolute) with the SourceClasses of a spec, or the paper's (whose JSON must use
+    COCO's own category ids and names); returns its meta dict. `dataset`: the JSON, if the
+    caller has read it already."""
     records.remove_partial(out_dir)
     common.require_files("MS-COCO", root, [annotations, images + "/"], DOWNLOAD)
     ann_path = os.path.join(root, annotations)
-    dataset = load_instances(ann_path)
-    classes.check_coco_categories(dataset["categories"], ann_path)
+    if dataset is None:
+        dataset = load_instances(ann_path)
+    if source_classes is None:
+        classes.check_coco_categories(dataset["categories"], ann_path)
+        source_classes = paper_classes()
     infos, anns, skipped = index_instances(dataset)
-    kept, dropped = select_images(infos, anns, ratio, seed)
+    kept, dropped = select_images(infos, anns, ratio, seed, source_classes.dropped)
     tasks = []
     for img_id in kept:
         info = infos[img_id]
@@ -390,23 +413,25 @@ def build_source(
             (
                 info["file_name"],
                 (
-                    os.path.join(root, images, info["file_name"]),
+                    image_path(os.path.join(root, images), info["file_name"]),
                     info["height"],
                     info["width"],
                     anns[img_id],
                     size,
+                    source_classes.ids,
                 ),
             )
         )
-    listed = sorted(c["id"] for c in dataset["categories"] if c["id"] in classes.COCO60_ID)
-    meta = {
-        "kind": "source",
-        "size": size,
-        "num_classes": classes.NUM_CLASSES,
-        "classes": {str(classes.COCO60_ID[c]): classes.COCO_NAME_BY_ID[c] for c in listed},
-        "coco_category_ids": {str(classes.COCO60_ID[c]): c for c in listed},
-        "dropped": dropped,
-        "params": {
+    table, ids = source_classes.table, source_classes.ids
+    listed = sorted(c["id"] for c in dataset["categories"] if c["id"] in ids)
+    meta = common.dataset_meta(
+        "source",
+        size,
+        table,
+        {ids[c]: table.names[ids[c]] for c in listed},
+        coco_category_ids={str(ids[c]): c for c in listed},
+        dropped=dropped,
+        params={
             "root": os.path.abspath(root),
             "annotations": annotations,
             "images": images,
@@ -415,7 +440,7 @@ def build_source(
             "size": size,
             "images_in_json": len(dataset["images"]),
         },
-    }
+    )
     return common.build(
         out_dir, tasks, encode_one, meta, workers=workers, desc="coco", skipped=skipped
     )

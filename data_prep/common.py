@@ -24,6 +24,19 @@ UNKNOWN_CATEGORY = "unknown_category_id"
 DEGENERATE_POLYGON = "degenerate_polygon"
 
 
+def dataset_meta(kind, size, table, classes, **fields):
+    """A builder's meta.json before the build: its kind ("source" or "target"), record size,
+    ClassTable (label vector length and tag) and the {id: name} `classes` it holds."""
+    return dict(
+        fields,
+        kind=kind,
+        size=size,
+        num_classes=table.num_classes,
+        class_table=table.tag,
+        classes={str(k): n for k, n in sorted(classes.items())},
+    )
+
+
 def require_files(what, root, expected, download):
     """FileNotFoundError listing the expected layout if any of `expected` is missing."""
     missing = [p for p in expected if not os.path.exists(os.path.join(root, p))]

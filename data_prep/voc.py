@@ -19,7 +19,7 @@ import numpy as np
 import scipy.io
 
 from data_prep import common
-from transfernet import classes, config, fileio, records
+from transfernet import class_table, classes, config, fileio, records
 
 VOC_FILES = [
     "JPEGImages/",
@@ -69,8 +69,9 @@ def read_sbd_label(path):
 
 
 def encode_one(task):
-    """Worker: (image path, label path, size) -> (image record, None, VOC ids)."""
-    image_path, label_path, size = task
+    """Worker: (image path, label path, size, number of target classes) -> (image record,
+    None, class ids)."""
+    image_path, label_path, size, count = task
     image = fileio.read_image(image_path)
     labels = (read_sbd_label if label_path.endswith(".mat") else read_voc_label)(label_path)
     if labels.shape != image.shape[:2]:
@@ -87,18 +88,20 @@ def encode_one(task):
             ),
         )
     ids = [int(c) for c in np.unique(labels) if c not in (classes.BACKGROUND, classes.IGNORE)]
-    unknown = [c for c in ids if c > len(classes.VOC_CLASSES)]
+    unknown = [c for c in ids if c > count]
     if unknown:
         raise fileio.Skip(
-            common.UNKNOWN_CATEGORY, "%s: class ids %s outside 1..20" % (label_path, unknown)
+            common.UNKNOWN_CATEGORY,
+            "%s: class ids %s outside 1..%d" % (label_path, unknown, count),
         )
     if not ids:
         raise fileio.Skip(NO_ANNOTATION, "%s: no object pixel" % label_path)
     return records.encode_image(records.warp_image(image, size), ids), None, ids
 
 
-def train_aug_tasks(voc_root, sbd_root, size):
-    """[(name, task)] of train_aug in name order, and the list sizes for the metadata."""
+def train_aug_tasks(voc_root, sbd_root, size, count):
+    """[(name, task)] of train_aug in name order (`count` target classes), and the list sizes
+    for the metadata."""
     seg = os.path.join(voc_root, "ImageSets", "Segmentation")
     voc_train, voc_val = (
         fileio.read_list(os.path.join(seg, "train.txt")),
@@ -128,11 +131,19 @@ def train_aug_tasks(voc_root, sbd_root, size):
     excluded = set(voc_val) & set(sources)
     lists["removed_voc_val"] = len(excluded)
     names = sorted(set(sources) - set(voc_val))
-    return [(n, sources[n] + (size,)) for n in names], lists
+    return [(n, sources[n] + (size, count)) for n in names], lists
 
 
-def build_target(voc_root, out_dir, sbd_root=None, size=config.PAPER.data.resize, workers=2):
-    """Build the target dataset (train_aug, or VOC train without SBD); returns its meta."""
+def build_target(
+    voc_root,
+    out_dir,
+    sbd_root=None,
+    size=config.PAPER.data.resize,
+    workers=2,
+    table=class_table.PAPER,
+):
+    """Build the target dataset (train_aug, or VOC train without SBD) of a ClassTable whose
+    target classes are the PNGs' ids 1..T (VOC's 20 in the paper); returns its meta."""
     records.remove_partial(out_dir)
     common.require_files("PASCAL VOC 2012", voc_root, VOC_FILES, VOC_DOWNLOAD)
     if sbd_root:
@@ -142,21 +153,21 @@ def build_target(voc_root, out_dir, sbd_root=None, size=config.PAPER.data.resize
             "data_prep.voc: no SBD root given: the target set is VOC 2012 train only "
             "(1,464 images on the real VOC), not train_aug (10,582)"
         )
-    tasks, lists = train_aug_tasks(voc_root, sbd_root, size)
-    meta = {
-        "kind": "target",
-        "size": size,
-        "num_classes": classes.NUM_CLASSES,
-        "classes": {str(i + 1): n for i, n in enumerate(classes.VOC_CLASSES)},
-        "split": "train_aug" if sbd_root else "voc_train",
-        "dropped": {},
-        "params": dict(
+    tasks, lists = train_aug_tasks(voc_root, sbd_root, size, len(table.target))
+    meta = common.dataset_meta(
+        "target",
+        size,
+        table,
+        table.target_names,
+        split="train_aug" if sbd_root else "voc_train",
+        dropped={},
+        params=dict(
             lists,
             voc_root=os.path.abspath(voc_root),
             sbd_root=os.path.abspath(sbd_root) if sbd_root else None,
             size=size,
         ),
-    }
+    )
     return common.build(out_dir, tasks, encode_one, meta, workers=workers, desc="voc")
 
 

@@ -43,9 +43,23 @@ ls "$gt" | sed 's/\.png$//' >"$tmp/in/all.txt"
 sed -n 1,2p data/builtin/VOCdevkit/VOC2012/ImageSets/Segmentation/val.txt >"$tmp/in/two.txt"
 
 # Outputs in folders that do not exist yet, outside the checkout.
-check "make data-target TARGET_DB=<new folder>" 0 "kept 400 images" \
-  make -s data-target DATASET=builtin TARGET_DB="$tmp/out/db/target"
-on_host "  ... the LMDB is on the host" "$tmp/out/db/target/images/data.mdb"
+# the built-in dataset's spec, moved to $tmp/in with its paths made absolute, writing into a
+# new folder outside
+python3 - data/builtin/spec.json "$tmp/in/spec.json" "$tmp/out/db" <<'PY'
+import json, os, sys
+spec = json.load(open(sys.argv[1]))
+base = os.path.dirname(os.path.abspath(sys.argv[1]))
+for part in ("source", "target", "val"):
+    for key, value in spec[part].items():
+        if key in ("coco", "images", "voc", "csv", "sbd", "masks", "list"):
+            spec[part][key] = os.path.join(base, value)
+spec["out"] = sys.argv[3]
+json.dump(spec, open(sys.argv[2], "w"))
+PY
+check "make data SPEC=<spec writing a new folder>" 0 "kept 400 images" \
+  make -s data SPEC="$tmp/in/spec.json" CONFIG=tiny
+on_host "  ... the LMDBs are on the host" "$tmp/out/db/target/images/data.mdb"
+on_host "  ... and the class table" "$tmp/out/db/classes.json"
 check "make eval EVAL_OUT=<new folder>" 0 "wrote $tmp/out/eval/eval.json" \
   make -s eval DATASET=builtin PRED="$gt" GT="$gt" LIST="$tmp/in/all.txt" \
   EVAL_OUT="$tmp/out/eval/eval.json"

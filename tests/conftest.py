@@ -27,7 +27,7 @@ def builtin_lmdbs(tmp_path_factory):
     """A small built-in dataset in the real formats, built into LMDBs by the real builders:
     (source, target) dataset folders for config.TINY."""
     root = str(tmp_path_factory.mktemp("builtin"))
-    _, target, sources = ensure_lmdbs(
+    data = ensure_lmdbs(
         root,
         config.TINY.data.resize,
         lambda line: None,
@@ -36,7 +36,7 @@ def builtin_lmdbs(tmp_path_factory):
         target_train=40,
         target_val=4,
     )
-    return sources[ALL_SOURCE], target
+    return data.sources[ALL_SOURCE], data.target
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from data_prep import builtin, builtin_lmdbs, coco, voc
-from transfernet import classes, fileio, records
+from transfernet import class_table, classes, fileio, records
 
 SIZE = 104
 N_SOURCE, N_TRAIN, N_VAL, N_SBD = 60, 24, 8, 4
@@ -106,7 +106,7 @@ def test_label_map_overlap_and_crowd_rule():
             "segmentation": {"counts": counts.tolist(), "size": [40, 40]},
         },
     ]
-    labels = coco.label_map(anns, 40, 40, "test")
+    labels = coco.label_map(anns, 40, 40, "test", classes.COCO60_ID)
     assert labels[15, 15] == 24  # smaller instance on top whatever the annotation order
     assert labels[5, 5] == 74 and labels[27, 10] == 74  # instance pixels win over crowd
     assert labels[32, 10] == 255 and labels[38, 38] == 0
@@ -155,7 +155,8 @@ def test_builtin_source_colours_span_target_hues():
 
 def test_builtin_formats(raw, gt):
     cats = {c["id"]: c["name"] for c in gt.dataset["categories"]}
-    assert cats[5] == "airplane" and len(cats) == 7
+    # all 80 COCO categories, as the real instances_train2014.json lists them
+    assert cats == dict(classes.COCO_CATEGORIES)
     assert any(
         a["iscrowd"] and isinstance(a["segmentation"]["counts"], list)
         for a in gt.dataset["annotations"]
@@ -174,18 +175,14 @@ def test_source_counts_and_no_pascal(source, gt):
     n_pascal = sum(
         1 for i in gt.imgs if {a["category_id"] for a in gt.imgToAnns[i]} & classes.PASCAL_COCO_IDS
     )
-    assert 0 < n_pascal and meta["dropped"]["pascal_category"] == n_pascal
+    assert 0 < n_pascal and meta["dropped"]["target_category"] == n_pascal
     assert meta["dropped"]["no_annotation"] == N_SOURCE // builtin.EMPTY_EVERY
     assert meta["count"] == meta["kept"] == len(kept) == len(_read_all(source, "masks"))
     assert meta["kind"] == "source" and meta["size"] == SIZE
-    assert meta["classes"] == {
-        "22": "traffic light",
-        "24": "stop sign",
-        "32": "umbrella",
-        "40": "kite",
-        "52": "banana",
-        "74": "book",
-    }
+    # the table's 60 source categories; the images hold six of them
+    assert meta["classes"] == {str(k): classes.CLASS_NAMES[k] for k in range(21, 81)}
+    assert sorted(meta["class_counts"], key=int) == ["22", "24", "32", "40", "52", "74"]
+    assert meta["class_table"] == class_table.PAPER.tag
     for value in _read_all(source, "images"):
         assert all(21 <= c <= 80 for c in records.decode_image(value)[1])
 
@@ -454,7 +451,8 @@ def test_ensure_lmdbs_makes_only_what_is_not_current_and_says_so(tmp_path):
     def ensure(size):
         return builtin_lmdbs.ensure_lmdbs(out, size, lines.append, [whole, half, half], **small)
 
-    voc_root, target, sources = ensure(20)
+    data = ensure(20)
+    target, sources = data.target, data.sources
     lmdb_dir = os.path.join(out, "lmdb")
     assert lines == [
         "generated the built-in dataset in %s (seed 2, source_images 12, target_train 6, "
@@ -463,11 +461,14 @@ def test_ensure_lmdbs_makes_only_what_is_not_current_and_says_so(tmp_path):
         "building %s/source (records 20x20)" % lmdb_dir,
         "building %s/source_r050_s1 (records 20x20, ratio 0.5, subset seed 1)" % lmdb_dir,
     ]
-    assert (voc_root, target) == (os.path.join(out, "VOCdevkit", "VOC2012"), lmdb_dir + "/target")
+    assert target == lmdb_dir + "/target" and data.table == class_table.PAPER
+    assert data.spec.val.list == os.path.join(
+        out, "VOCdevkit", "VOC2012", "ImageSets", "Segmentation", "val.txt"
+    )
     assert sources == {whole: lmdb_dir + "/source", half: lmdb_dir + "/source_r050_s1"}
     assert [records.read_meta(sources[s])["params"]["ratio"] for s in (whole, half)] == [1.0, 0.5]
     del lines[:]
-    assert ensure(20) == (voc_root, target, sources) and lines == []  # all current
+    assert ensure(20) == data and lines == []  # all current
     ensure(24)  # another record size: the LMDBs again, not the dataset
     assert [line.split()[1] for line in lines] == [target, sources[whole], sources[half]]
 
@@ -539,6 +540,7 @@ def test_coco_ids_that_do_not_fit_together_are_counted_skips(raw, gt, tmp_path):
     data["images"].append(dict(info[kept[1]], id=10**6))
     data["annotations"].append(dict(_kept_annotation(data, kept[2]), id=10**7, image_id=10**8))
     _kept_annotation(data, kept[3])["category_id"] = 8
+    data["categories"] = [c for c in data["categories"] if c["id"] != 8]
     with open(json_path, "w") as f:
         json.dump(data, f)
     out = str(tmp_path / "source")
@@ -783,7 +785,7 @@ def test_interrupted_builtin_generation_is_cleaned_and_redone(tmp_path, sig):
     assert os.path.exists(os.path.join(out, ".building")) == (sig == signal.SIGKILL)
     assert not os.path.exists(os.path.join(out, "builtin.json"))
     assert builtin.ensure(out, **small)
-    assert sorted(os.listdir(out)) == ["VOCdevkit", "builtin.json", "coco"]
+    assert sorted(os.listdir(out)) == ["VOCdevkit", "builtin.json", "coco", "spec.json"]
 
 
 def test_leftover_building_folder_removed_when_dataset_current(tmp_path):
@@ -792,7 +794,7 @@ def test_leftover_building_folder_removed_when_dataset_current(tmp_path):
     builtin.ensure(out, **small)
     os.makedirs(os.path.join(out, ".building", "coco"))
     assert not builtin.ensure(out, **small)
-    assert sorted(os.listdir(out)) == ["VOCdevkit", "builtin.json", "coco"]
+    assert sorted(os.listdir(out)) == ["VOCdevkit", "builtin.json", "coco", "spec.json"]
 
 
 def test_builtin_cli_regenerates_a_stale_tree(tmp_path):
