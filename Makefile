@@ -13,20 +13,21 @@ PYTEST_ARGS ?= -q
 WORKERS ?= 2
 JOBS ?= 2
 JOINT_SEEDS ?=
+SPLIT ?= paper
 
-# Datasets, each in its official layout. DATASET=builtin uses the generated built-in dataset
-# (data_prep/builtin.py) and the tiny networks instead.
+# Datasets, each in its official layout, named by a dataset spec (data_prep/spec.py): the
+# paper's split (specs/paper.json) or the built-in dataset's, which its generator writes beside
+# its trees; SPEC=my.json for your own categories. DATASET=builtin uses the generated built-in
+# dataset and the tiny networks.
 DATASET ?= paper
 ifeq ($(DATASET),builtin)
-COCO_ROOT := data/builtin/coco
 VOC_ROOT := data/builtin/VOCdevkit/VOC2012
-SBD_ROOT :=
 CONFIG ?= tiny
+DATA_SPEC := $(or $(SPEC),data/builtin/spec.json)
 else ifeq ($(DATASET),paper)
-COCO_ROOT ?= data/coco
 VOC_ROOT ?= data/VOCdevkit/VOC2012
-SBD_ROOT ?= data/benchmark_RELEASE/dataset
 CONFIG ?= paper
+DATA_SPEC := $(or $(SPEC),specs/paper.json)
 else
 $(error DATASET must be paper or builtin, got '$(DATASET)')
 endif
@@ -57,7 +58,9 @@ AUTHORS_OUT ?= runs/authors
 # The linter and formatter (ruff.toml), installed from PyPI into the cache on first use.
 RUFF_VERSION := 0.8.4
 RUFF_DIR := $(or $(TRANSFERNET_CACHE),$(HOME)/.cache/transfernet)/ruff-$(RUFF_VERSION)
-DATA_FOLDERS = $(COCO_ROOT) $(VOC_ROOT) $(SBD_ROOT) $(dir $(SOURCE_DB)) $(dir $(TARGET_DB))
+DATA_FOLDERS = $(VOC_ROOT) $(dir $(SOURCE_DB)) $(dir $(TARGET_DB))
+# The folders a spec reads and writes (asked on the host: data_prep/spec.py needs only Python).
+spec_folders = $(shell python3 -m data_prep.spec folders $1)
 
 # $(call q,TEXT): TEXT as one single-quoted shell word. Commands and argument lists (CMD,
 # PYTEST_ARGS, INFER_ARGS) are taken with $(value ...), so they reach the runtime's shell
@@ -71,7 +74,7 @@ runtime = TRANSFERNET_MOUNTS=$(call q,$(subst $(eval) ,:,$(strip $(TRANSFERNET_M
 # $(call exists,VARIABLE ...): stop, naming the variable, if the input path it holds is missing.
 exists = $(foreach v,$1,$(if $(wildcard $($v)),,$(error $@: $v=$($v) does not exist)))
 
-.PHONY: help env run test test-runtime lint models check-models data data-source data-target builtin infer eval gpu-check bench demo repro-mini authors-import authors-table
+.PHONY: help env run test test-runtime lint models check-models data builtin infer eval gpu-check bench demo repro-mini authors-import authors-table
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -97,22 +100,16 @@ lint:  ## ruff: lint and format check of every Python file (no Caffe needed)
 test-runtime:  ## check runtime/run.sh and the Makefile from the host (folders, inputs, quoting)
 	@runtime/test-run.sh
 
-models:  ## regenerate models/ and solvers/ from transfernet/nets.py
-	@$(RUN) 'python3 tools/generate_models.py'
+models:  ## regenerate models/ and solvers/ from transfernet/nets.py; with SPEC, write runs/<spec name> for its class table and CONFIG
+	@$(if $(SPEC),$(call runtime,$(call spec_folders,$(SPEC)),python3 tools/generate_models.py \
+	  --spec $(SPEC) --config $(CONFIG)),$(RUN) 'python3 tools/generate_models.py')
 
 check-models:  ## fail if a committed prototxt differs from the generator's output
 	@$(RUN) 'python3 tools/generate_models.py --check'
 
-data: data-source data-target  ## build the source and target LMDBs (DATASET=paper|builtin)
-
-data-source: $(if $(filter builtin,$(DATASET)),builtin)  ## COCO-60 source LMDB from COCO_ROOT (RATIO, SEED for subsets)
-	@$(call runtime,$(COCO_ROOT) $(dir $(SOURCE_DB)),python3 -m data_prep.coco --root $(COCO_ROOT) \
-	  --out $(SOURCE_DB) --size $(RECORD_SIZE) --ratio $(RATIO) --seed $(SEED) --workers $(WORKERS))
-
-data-target: $(if $(filter builtin,$(DATASET)),builtin)  ## VOC (+ SBD if SBD_ROOT exists) image-label target LMDB
-	@$(call runtime,$(VOC_ROOT) $(SBD_ROOT) $(dir $(TARGET_DB)),python3 -m data_prep.voc \
-	  --voc-root $(VOC_ROOT) --out $(TARGET_DB) --size $(RECORD_SIZE) \
-	  $(if $(wildcard $(SBD_ROOT)/train.txt),--sbd-root $(SBD_ROOT)) --workers $(WORKERS))
+data: $(if $(filter builtin,$(DATASET)),builtin)  ## the class table and LMDBs of SPEC (default: DATASET's) at CONFIG's record size (RATIO, SEED for a source subset)
+	@$(call runtime,$(call spec_folders,$(DATA_SPEC)),python3 -m data_prep.build $(DATA_SPEC) \
+	  --size $(RECORD_SIZE) --ratio $(RATIO) --seed $(SEED) --workers $(WORKERS))
 
 builtin:  ## generate the built-in dataset (COCO- and VOC-format trees) unless it is current
 	@$(RUN) 'python3 -m data_prep.builtin --out data/builtin --workers $(WORKERS)'
@@ -134,8 +131,8 @@ gpu-check: builtin  ## GPU self-check in the CUDA root: CPU vs GPU joint net, GP
 bench: builtin  ## performance figures (table on stdout, runs/bench/bench.json); about 5.5 minutes on 2 quiet cores
 	@$(RUN) 'python3 tools/bench.py --out runs/bench/bench.json --builtin data/builtin'
 
-demo:  ## the method end to end on the built-in dataset (tiny nets, real caffe train); runs/demo/report.md
-	@$(RUN) 'python3 tools/demo.py --run runs/demo --data data/builtin --seed $(SEED) --workers $(WORKERS)$(if $(JOINT_SEEDS), --joint-seeds $(JOINT_SEEDS))'
+demo:  ## the method end to end on the built-in dataset (tiny nets, real caffe train); runs/demo/report.md (SPLIT=shapes3: runs/demo-shapes3)
+	@$(RUN) 'python3 tools/demo.py --split $(SPLIT) --seed $(SEED) --workers $(WORKERS)$(if $(JOINT_SEEDS), --joint-seeds $(JOINT_SEEDS))'
 
 repro-mini:  ## Table 1 + Figure 4 in miniature on the built-in dataset (JOBS runs at once, resumable); runs/repro-mini/
 	@mkdir -p runs/repro-mini && $(RUN) 'python3 tools/repro_mini.py --out runs/repro-mini --data data/builtin-mini --seed $(SEED) --workers $(WORKERS) --jobs $(JOBS)'

@@ -69,11 +69,11 @@ def test_figure_of_a_net_without_attention(tmp_path):
     seg = inference.Segmentation(np.array([3, 8]), None, None, labels, None, None)
     rows = attention_figures.label_panels(image, seg, {8: "cat"})
     assert [[p.title for p in row] for row in rows] == [
-        ["bird", "no alpha", "no s (densified)", "bird pixels"],
+        ["3", "no alpha", "no s (densified)", "3 pixels"],  # a label the table does not name
         ["cat", "no alpha", "no s (densified)", "cat pixels"],
     ]
     assert rows[1][1].heat is None and rows[1][1].background is None
-    assert np.array_equal(rows[0][3].background, image[:, :, ::-1])  # no bird pixels
+    assert np.array_equal(rows[0][3].background, image[:, :, ::-1])  # no pixels of 3
     assert not np.array_equal(rows[1][3].background, image[:, :, ::-1])
     path = str(tmp_path / "fig.png")
     attention_figures.write_figure(path, image, seg)
@@ -172,7 +172,7 @@ def tool():
     "args, message",
     [
         (["--labels", "3,81"], "--labels: class ids [81] outside the network's [1, 80]"),
-        (["--labels", "cat"], "expected comma-separated class ids"),
+        (["--labels", "cat,kat"], "'kat' not a class id or a name of the classes (aeroplane"),
         (["--labels", "3", "--pixel", "10,70", "50,10"], "pixel (50, 10) is outside the 50 x 80"),
         (["--labels", "3", "--image", "MISSING"], "unreadable_image"),
         (["--labels", "3", "--image", "BROKEN"], "not a decodable image"),

@@ -1,7 +1,9 @@
 """Command-line options shared by the tools that load the trained networks (infer.py,
 visualize.py): which networks and weights, and how labels are chosen (paper Sec. 5)."""
 
-from transfernet import config, inference, solvers
+import os
+
+from transfernet import class_table, config, experiment, inference, solvers
 
 
 def add_model_arguments(parser):
@@ -13,6 +15,11 @@ def add_model_arguments(parser):
         help="network config whose models and final snapshots are the "
         "defaults of --model/--weights/--classifier-* (default paper)",
     )
+    parser.add_argument(
+        "--run",
+        help="a run folder (tools/demo.py, `make models SPEC=...`) whose nets, final snapshots "
+        "and classes.json are the defaults instead of --config's",
+    )
     parser.add_argument("--model", help="seg_deploy prototxt (default models/<config>/...)")
     parser.add_argument("--weights", help="joint-stage caffemodel (default: final snapshot)")
     parser.add_argument("--classifier-model", help="classifier_deploy prototxt")
@@ -21,9 +28,9 @@ def add_model_arguments(parser):
     )
     parser.add_argument(
         "--classes",
-        default="voc",
-        help="candidate classes of the classifier: 'voc' (1..20), ids "
-        "'21,22', or a dataset meta.json / {id: name} JSON",
+        help="candidate classes of the classifier, whose names --labels may use: 'voc' "
+        "(1..20), ids '21,22', or a classes.json / dataset meta.json / {id: name} JSON "
+        "(default: the --run's classes.json, else voc)",
     )
     parser.add_argument(
         "--threshold",
@@ -34,11 +41,23 @@ def add_model_arguments(parser):
 
 
 def resolve_model_arguments(args):
-    """Fill the unset --model/--weights/--classifier-* from --config's committed models and
-    final snapshots (transfernet.solvers.final_snapshot)."""
-    cfg = config.CONFIGS[args.config]
-    args.model = args.model or cfg.layout.model("seg_deploy")
-    args.weights = args.weights or solvers.final_snapshot(cfg, "joint")
-    args.classifier_model = args.classifier_model or cfg.layout.model("classifier_deploy")
-    args.classifier_weights = args.classifier_weights or solvers.final_snapshot(cfg, "classifier")
+    """Fill the unset --model/--weights/--classifier-*/--classes from the --run folder's nets,
+    final snapshots and classes.json, or --config's committed models and final snapshots
+    (transfernet.solvers.final_snapshot) and VOC's classes. ValueError naming a --run that
+    is not a run folder."""
+    if args.run:
+        run = experiment.open_run(args.run)
+        cfg, layout = run.cfg, run.layout
+        table = os.path.join(run.dir, class_table.FILE_NAME)
+        args.classes = args.classes or (table if os.path.isfile(table) else "voc")
+    else:
+        cfg = config.CONFIGS[args.config]
+        layout = cfg.layout
+        args.classes = args.classes or "voc"
+    args.model = args.model or layout.model("seg_deploy")
+    args.weights = args.weights or solvers.final_snapshot(cfg, "joint", layout)
+    args.classifier_model = args.classifier_model or layout.model("classifier_deploy")
+    args.classifier_weights = args.classifier_weights or solvers.final_snapshot(
+        cfg, "classifier", layout
+    )
     return args

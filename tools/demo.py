@@ -2,7 +2,7 @@
 """End-to-end TransferNet demo on the built-in dataset with the tiny networks (`make demo`).
 
     python3 tools/demo.py [--run runs/demo] [--data data/builtin] [--seed 0] [--force]
-                          [--joint-seeds 1,2]
+                          [--joint-seeds 1,2] [--split shapes3]
 
 1. generates the built-in dataset and its source/target LMDBs (data_prep.builtin_lmdbs) at
    the tiny config's record size, unless they are current;
@@ -33,7 +33,7 @@ quiet_caffe(sys.argv)  # before caffe is imported
 # on 2 cores) and leaves the other core free.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from data_prep import builtin_lmdbs  # noqa: E402
+from data_prep import builtin, builtin_lmdbs  # noqa: E402
 from transfernet import (  # noqa: E402
     attention_figures,
     config,
@@ -66,8 +66,17 @@ def seed_list(text):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--run", default="runs/demo", help="run folder (default runs/demo)")
-    parser.add_argument("--data", default="data/builtin", help="built-in dataset folder")
+    parser.add_argument(
+        "--split",
+        default="paper",
+        choices=builtin.SPLITS,
+        help="the built-in dataset's split: paper (COCO-60 -> VOC-20 class table, default) or "
+        "shapes3 (7 source categories -> 3 target classes given as CSV tags)",
+    )
+    parser.add_argument("--run", help="run folder (default runs/demo, runs/demo-<split>)")
+    parser.add_argument(
+        "--data", help="built-in dataset folder (default data/builtin, data/builtin-<split>)"
+    )
     parser.add_argument("--config", default="tiny", choices=sorted(config.CONFIGS))
     parser.add_argument(
         "--seed", type=int, default=0, help="dataset, data layer and solver seed (default 0)"
@@ -83,7 +92,11 @@ def parse_args(argv):
         help="comma-separated seeds of extra joint-stage runs from the same "
         "stages 0 and 1 (e.g. 1,2): the seed spread of the transfer",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    suffix = "" if args.split == "paper" else "-" + args.split
+    args.run = args.run or "runs/demo" + suffix
+    args.data = args.data or "data/builtin" + suffix
+    return args
 
 
 def main(argv=None):
@@ -95,14 +108,20 @@ def main(argv=None):
 
         caffe.set_mode_cpu()
         cfg = config.CONFIGS[args.config]
-        voc_root, target, sources = builtin_lmdbs.ensure_lmdbs(
-            args.data, cfg.data.resize, log, seed=args.seed, workers=args.workers
+        data = builtin_lmdbs.ensure_lmdbs(
+            args.data,
+            cfg.data.resize,
+            log,
+            seed=args.seed,
+            workers=args.workers,
+            split=args.split,
         )
-        source = sources[builtin_lmdbs.ALL_SOURCE]
+        source = data.sources[builtin_lmdbs.ALL_SOURCE]
         if args.force and os.path.exists(args.run):
             shutil.rmtree(args.run)
-        run = experiment.prepare(args.run, cfg.with_data(source=source, target=target), args.seed)
-        train_and_report(run, (source, target, voc_root), args.joint_seeds, start)
+        cfg = config.for_table(cfg, data.table).with_data(source=source, target=data.target)
+        run = experiment.prepare(args.run, cfg, args.seed)
+        train_and_report(run, data, args.joint_seeds, start)
     except KeyboardInterrupt:
         stages = experiment.finished_stages(run) if run else []
         raise interrupt.Interrupted(
@@ -115,11 +134,11 @@ def main(argv=None):
 
 
 def train_and_report(run, data, seeds, start):
-    """Steps 2-5 of the module docstring in the prepared Run; `data`: (source, target, voc_root)
-    LMDBs and tree, `seeds`: --joint-seeds."""
-    source, target, voc_root = data
+    """Steps 2-5 of the module docstring in the prepared Run; `data`: the built-in dataset
+    (builtin_lmdbs.BuiltinData), `seeds`: --joint-seeds."""
+    source, target = run.cfg.data.source, data.target
     training = {stage: experiment.train(run, stage, progress=log) for stage in solvers.STAGES}
-    val = evaluation.voc_eval_set(voc_root, target)
+    val = evaluation.eval_set(*data.spec.val, target)
     labels = {s: evaluation.image_labels(run, val, s) for s in evaluation.LABEL_SOURCES}
     metrics = evaluate_run(run, val, training, labels)
     metrics["attention_stage1"] = evaluation.stage_attention(run, val, labels["gt"], "attention")

@@ -71,7 +71,10 @@ def parse_args(argv):
         metavar="DIR",
         help="labels from ground-truth PNGs DIR/<stem>.png (TransferNet-GT)",
     )
-    labels.add_argument("--labels", help="the same labels for every image, e.g. 3,8")
+    labels.add_argument(
+        "--labels",
+        help="the same labels for every image: ids (3,8) or names of --classes (cat,dog)",
+    )
     parser.add_argument("--crf", action="store_true", help="dense CRF per label")
     parser.add_argument(
         "--protocol",
@@ -303,7 +306,7 @@ def main(argv=None):
         net = inference.load_net(args.model, args.weights)
         if args.labels:
             args.labels = inference.check_ids(
-                inference.parse_ids(args.labels), inference.num_classes(net), "--labels"
+                inference.parse_labels(args.labels, table), inference.num_classes(net), "--labels"
             )
         classifier = None
         if not (args.labels or args.gt_labels):

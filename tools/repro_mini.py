@@ -289,7 +289,7 @@ def run_plan(args, out, specs):
     import caffe
 
     caffe.set_mode_cpu()
-    voc_root, target, lmdbs = builtin_lmdbs.ensure_lmdbs(
+    data = builtin_lmdbs.ensure_lmdbs(
         args.data,
         config.MINI.data.resize,
         log,
@@ -298,9 +298,9 @@ def run_plan(args, out, specs):
         workers=args.workers,
         **repro.DATASET,
     )
-    sources = {spec.name: lmdbs[source_subset(spec)] for spec in specs}
-    cfg = config.MINI.with_data(target=target)
-    val = evaluation.voc_eval_set(voc_root, target)
+    sources = {spec.name: data.sources[source_subset(spec)] for spec in specs}
+    cfg = config.for_table(config.MINI, data.table).with_data(target=data.target)
+    val = evaluation.eval_set(*data.spec.val, data.target)
     base = train_shared_stages(out, cfg, specs[0], sources[specs[0].name])
     labels = [evaluation.image_labels(base, val, source) for source in ("predicted", "gt")]
     stage1 = evaluation.stage_attention(base, val, labels[1], "attention")

@@ -42,7 +42,9 @@ def parse_args(argv):
     )
     parser.add_argument("--image", required=True, help="image file")
     parser.add_argument("--out", required=True, help="figure to write (.png)")
-    parser.add_argument("--labels", help="class ids, e.g. 3,8 (default: the classifier's)")
+    parser.add_argument(
+        "--labels", help="class ids (3,8) or names of --classes (default: the classifier's)"
+    )
     parser.add_argument(
         "--pixel",
         type=parse_pixel,
@@ -81,7 +83,7 @@ def main(argv=None):
             inference.pixel_cell(pixel, height, width, cells)
         if args.labels:
             class_ids = inference.check_ids(
-                inference.parse_ids(args.labels), inference.num_classes(net), "--labels"
+                inference.parse_labels(args.labels, table), inference.num_classes(net), "--labels"
             )
         else:
             classifier = inference.load_net(args.classifier_model, args.classifier_weights)
@@ -93,7 +95,7 @@ def main(argv=None):
         return 2
     seg, rows = attention_figures.attention_rows(net, image, class_ids, args.pixel, table)
     figures.draw_figure(args.out, rows)
-    names = [table.get(c) or inference.CLASS_NAMES.get(c, c) for c in map(int, seg.class_ids)]
+    names = [table.get(c, str(c)) for c in map(int, seg.class_ids)]
     print("labels: %s" % ", ".join("%d %s" % item for item in zip(seg.class_ids, names)))
     for pixel in args.pixel:
         print(

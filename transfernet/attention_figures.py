@@ -9,7 +9,7 @@ pixel's conv5_3 cell, on the image and on the feature map.
 import numpy as np
 
 from transfernet import attention, figures, inference
-from transfernet.classes import BACKGROUND, CLASS_NAMES
+from transfernet.classes import BACKGROUND
 from transfernet.figures import Panel
 from transfernet.fileio import voc_colormap
 
@@ -27,7 +27,7 @@ def overlay(image, labels, opacity=0.5):
 def label_panels(image, seg, names=None):
     """One row of panels per label: the image, attention alpha (Eq. 3), densified attention
     s (Eq. 7), both mapped onto the image, and the pixels the final label map gives this
-    label (VOC colour overlay)."""
+    label (VOC colour overlay); `names` {id: name} titles them (by id where it has none)."""
     names = names or {}
     height, width = image.shape[:2]
     rgb = image[:, :, ::-1]
@@ -41,7 +41,7 @@ def label_panels(image, seg, names=None):
 
     rows = []
     for cid, alpha, s in zip(seg.class_ids, heat(seg.alpha, "alpha"), heat(seg.s, "s (densified)")):
-        name = names.get(int(cid)) or CLASS_NAMES.get(int(cid), str(cid))
+        name = names.get(int(cid), str(cid))
         mine = np.where(seg.labels == cid, seg.labels, BACKGROUND)
         rows.append([Panel(name, rgb), alpha, s, Panel("%s pixels" % name, overlay(image, mine))])
     return rows

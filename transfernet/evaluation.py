@@ -15,7 +15,7 @@ import os
 from transfernet import ablation as ablations
 from transfernet import attention_metrics, fileio, inference, no_transfer, score
 from transfernet.atomic import write_text
-from transfernet.classes import BACKGROUND, CLASS_NAMES
+from transfernet.classes import BACKGROUND
 from transfernet.experiment import deploy_net, final_snapshot, model_file, pred_dir, print_progress
 from transfernet.fileio import read_image
 
@@ -28,18 +28,22 @@ EvalSet = collections.namedtuple("EvalSet", "ids image_dir gt_dir candidates cla
 
 
 def voc_eval_set(voc_root, target, split="val"):
-    """The EvalSet of a VOC-style tree's `split` list: JPEGImages/<id>.jpg scored against
-    SegmentationClass/<id>.png on background and the classes present; candidates are the
-    target dataset's classes (its LMDB's meta.json)."""
-    ids = fileio.read_list(os.path.join(voc_root, "ImageSets", "Segmentation", split + ".txt"))
-    gt_dir = os.path.join(voc_root, "SegmentationClass")
-    return EvalSet(
-        ids,
+    """The eval_set of a VOC-style tree's `split` list (JPEGImages, SegmentationClass)."""
+    return eval_set(
         os.path.join(voc_root, "JPEGImages"),
-        gt_dir,
-        inference.class_table(os.path.join(target, "meta.json")),
-        present_classes(gt_dir, ids),
+        os.path.join(voc_root, "SegmentationClass"),
+        os.path.join(voc_root, "ImageSets", "Segmentation", split + ".txt"),
+        target,
     )
+
+
+def eval_set(image_dir, gt_dir, list_path, target):
+    """The EvalSet of a list of ids: <image_dir>/<id>.jpg scored against <gt_dir>/<id>.png on
+    background and the classes present; candidates are the target dataset's classes (its
+    LMDB's meta.json), which also name the classes scored."""
+    ids = fileio.read_list(list_path)
+    candidates = inference.class_table(os.path.join(target, "meta.json"))
+    return EvalSet(ids, image_dir, gt_dir, candidates, present_classes(gt_dir, ids, candidates))
 
 
 def label_maps(net, image, class_ids, methods=METHODS, queries=None):
@@ -202,13 +206,14 @@ def evaluate(folder, val):
     return result
 
 
-def present_classes(gt_dir, ids):
-    """{id: name} of background and the classes present in the ground truth of `ids`."""
+def present_classes(gt_dir, ids, names):
+    """{id: name} of background and the classes present in the ground truth of `ids`, named
+    by `names` ({id: name}; an id it lacks by its number)."""
     present = sorted(
         {c for i in ids for c in inference.gt_labels(os.path.join(gt_dir, i + ".png"))}
     )
     table = {BACKGROUND: score.BACKGROUND_NAME}
-    table.update((c, CLASS_NAMES.get(c, str(c))) for c in present)
+    table.update((c, names.get(c, str(c))) for c in present)
     return table
 
 

@@ -76,8 +76,9 @@ def load_net(model, weights_path, until=None):
 
     if not os.path.isfile(model):
         raise FileNotFoundError("model file not found: %s" % model)
-    weights.read_prototxt(model, caffe_pb2.NetParameter())  # Caffe aborts on one it cannot parse
-    param = weights.read_caffemodel(weights_path)  # the cheapest errors before the net
+    net_param = weights.read_prototxt(model, caffe_pb2.NetParameter())  # Caffe aborts on one
+    param = weights.read_caffemodel(weights_path)  # it cannot parse: the cheapest errors first
+    weights.check_class_table(weights_path, param, net_param, model)
     net = caffe.Net(model, caffe.TEST)
     weights.check_complete(weights_path, param, weights.net_shapes(net, until), model)
     del param  # a paper-size file is 0.5 GB; copy_from reads it again
@@ -324,6 +325,22 @@ def parse_ids(text):
     if not ids or min(ids) <= BACKGROUND or max(ids) >= IGNORE:
         raise ValueError("expected class ids in [1, %d), got %r" % (IGNORE, text))
     return ids
+
+
+def parse_labels(text, table):
+    """'3,8' or 'cat,dog' (names of the {id: name} `table`, e.g. a classes.json's) -> ids;
+    ValueError naming an unknown name and the table's names."""
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if all(n.isdigit() for n in names):
+        return parse_ids(text)
+    ids = {name: cid for cid, name in table.items()}
+    unknown = [n for n in names if n not in ids and not n.isdigit()]
+    if unknown:
+        raise ValueError(
+            "--labels %s: %s not a class id or a name of the classes (%s)"
+            % (text, ", ".join(map(repr, unknown)), ", ".join(table.values()))
+        )
+    return [int(n) if n.isdigit() else ids[n] for n in names]
 
 
 def check_ids(class_ids, count, what):
