@@ -28,13 +28,19 @@ def build(dataset_spec, size, ratio=1.0, seed=0, workers=2, log=print, newer_tha
     """Write the class table, then build the target and the source LMDB (see the module
     docstring); `log` gets a line per LMDB built. Returns (ClassTable, source, target)."""
     marker = newer_than or dataset_spec.path
+    missing = [m for m in spec.missing_inputs(dataset_spec) if not m[0].startswith("val.")]
+    if missing:
+        raise FileNotFoundError(
+            "%s names inputs that do not exist: %s (paths are relative to the spec's folder)"
+            % (dataset_spec.path, "; ".join("%s %s" % item for item in missing))
+        )
     dataset, sources = load_source(dataset_spec)
     table = sources.table
     os.makedirs(dataset_spec.out, exist_ok=True)
     class_table.write(
         spec.table_path(dataset_spec),
         table,
-        spec=dataset_spec.path,
+        spec=os.path.abspath(dataset_spec.path),
         coco_category_ids={str(k): c for c, k in sorted(sources.ids.items())},
     )
     target = spec.target_folder(dataset_spec)
@@ -47,7 +53,7 @@ def build(dataset_spec, size, ratio=1.0, seed=0, workers=2, log=print, newer_tha
         subset = ", ratio %g, subset seed %d" % (ratio, seed) if ratio < 1 else ""
         log("building %s (%s%s)" % (source, text, subset))
         coco.build_source(
-            os.path.dirname(dataset_spec.path),
+            os.path.dirname(os.path.abspath(dataset_spec.path)),
             source,
             dataset_spec.source.coco,
             dataset_spec.source.images,

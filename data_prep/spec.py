@@ -56,7 +56,8 @@ class SpecError(ValueError):
 
 
 def load(path):
-    """The Spec of a JSON file, its paths absolute; SpecError naming the file and the field."""
+    """The Spec of a JSON file (`path` as given, the paths it names absolute); SpecError naming
+    the file and the field."""
     try:
         with open(path, "rb") as f:
             data = json.loads(f.read().decode("utf-8-sig"))
@@ -85,7 +86,7 @@ def parse(data, path):
     source = field(data, "source", dict)
     target = field(data, "target", dict)
     spec = Spec(
-        os.path.abspath(path),
+        path,
         name,
         Source(
             field(source, "coco", "path", "source"),
@@ -245,11 +246,27 @@ def source_classes(spec, categories):
 
 def folders(spec):
     """The folders the spec reads and writes (what the runtime must bind)."""
-    paths = [os.path.dirname(spec.path), os.path.dirname(spec.source.coco), spec.source.images]
+    paths = [os.path.dirname(os.path.abspath(spec.path))]
+    paths += [os.path.dirname(spec.source.coco), spec.source.images]
     paths += [spec.target.path if spec.target.kind == "voc" else os.path.dirname(spec.target.path)]
     paths += [p for p in (spec.target.images, spec.target.sbd) if p]
     paths += [os.path.dirname(p) for p in spec.val] + [spec.out]
     return sorted(set(paths))
+
+
+def missing_inputs(spec):
+    """[(field, path)] of the files and folders the spec names that do not exist (SBD is
+    optional: a VOC target without it is VOC train)."""
+    named = [
+        ("source.coco", spec.source.coco),
+        ("source.images", spec.source.images),
+        ("target.%s" % spec.target.kind, spec.target.path),
+        ("target.images", spec.target.images),
+        ("val.images", spec.val.images),
+        ("val.masks", spec.val.masks),
+        ("val.list", spec.val.list),
+    ]
+    return [(field, path) for field, path in named if path and not os.path.exists(path)]
 
 
 def source_folder(spec, ratio=1.0, seed=0):

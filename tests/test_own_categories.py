@@ -4,6 +4,7 @@ through its spec, `make models SPEC=`'s run folder, stages 0-2 with the real `ca
 tools/infer.py with label names and tools/eval.py by class name; and the nets, LMDBs and
 caffemodels of one class table refused by another's."""
 
+import argparse
 import json
 import os
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 
 from data_prep import builtin_lmdbs, spec
 from python_layers import data_params
-from tools import generate_models
+from tools import cli, generate_models
 from transfernet import class_table, config, experiment, inference, nets, records, solvers, weights
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,6 +66,20 @@ def test_make_models_writes_a_run_folder_for_the_table(shapes3, tmp_path):
         experiment.solver_file(run, "classifier"), caffe.proto.caffe_pb2.SolverParameter()
     )
     assert solver.max_iter == config.TINY.schedule.stages["classifier"].max_iter
+
+
+def test_a_run_gives_infer_its_nets_snapshots_and_classes(shapes3, tmp_path):
+    run = generate_models.write_spec_run(shapes3.spec.path, "tiny", str(tmp_path / "run"))
+    parser = argparse.ArgumentParser()
+    cli.add_model_arguments(parser)
+    args = cli.resolve_model_arguments(parser.parse_args(["--run", run.dir]))
+    assert args.model == experiment.model_file(run, "seg_deploy")
+    assert args.weights == experiment.final_snapshot(run, "joint")
+    assert args.classes == os.path.join(run.dir, "classes.json")
+    os.remove(args.classes)  # a demo's run has none: its target dataset's classes
+    args = cli.resolve_model_arguments(parser.parse_args(["--run", run.dir]))
+    assert args.classes == os.path.join(shapes3.target, "meta.json")
+    assert inference.class_table(args.classes) == {1: "cross", 2: "chevron", 3: "triangle"}
 
 
 def test_write_spec_run_before_the_datasets_are_built_says_so(tmp_path, shapes3):

@@ -236,3 +236,25 @@ def test_coco_json_target_uses_only_which_target_classes_an_image_holds(tmp_path
     assert meta["count"] == 2 and meta["dropped"] == {"no_label": 1}
     assert record_labels(out) == [[1], [2]]
     assert "target.json image 3: no target class" in open(os.path.join(out, "report.tsv")).read()
+
+
+def test_build_names_the_inputs_that_do_not_exist(tmp_path):
+    dataset_spec = spec.load(minimal_spec(tmp_path))
+    assert [field for field, _ in spec.missing_inputs(dataset_spec)] == [
+        "source.coco",
+        "source.images",
+        "target.csv",
+        "target.images",
+        "val.images",
+        "val.masks",
+        "val.list",
+    ]
+    with pytest.raises(FileNotFoundError) as error:
+        build.build(dataset_spec, 16, workers=0, log=lambda line: None)
+    message = str(error.value)
+    assert (
+        "spec.json names inputs that do not exist: source.coco %s" % (tmp_path / "src.json")
+        in message
+    )
+    assert "target.images %s" % (tmp_path / "img") in message and "val." not in message
+    assert not os.path.exists(dataset_spec.out)  # nothing written

@@ -30,7 +30,7 @@ def add_model_arguments(parser):
         "--classes",
         help="candidate classes of the classifier, whose names --labels may use: 'voc' "
         "(1..20), ids '21,22', or a classes.json / dataset meta.json / {id: name} JSON "
-        "(default: the --run's classes.json, else voc)",
+        "(default: the --run's classes.json or its target dataset's classes, else voc)",
     )
     parser.add_argument(
         "--threshold",
@@ -48,8 +48,11 @@ def resolve_model_arguments(args):
     if args.run:
         run = experiment.open_run(args.run)
         cfg, layout = run.cfg, run.layout
-        table = os.path.join(run.dir, class_table.FILE_NAME)
-        args.classes = args.classes or (table if os.path.isfile(table) else "voc")
+        # the run's class table, or its target dataset's classes (a demo's run)
+        tables = [os.path.join(run.dir, class_table.FILE_NAME)]
+        tables += [os.path.join(cfg.data.target, "meta.json")] if cfg.data.target else []
+        found = [t for t in tables if os.path.isfile(t)]
+        args.classes = args.classes or (found[0] if found else "voc")
     else:
         cfg = config.CONFIGS[args.config]
         layout = cfg.layout

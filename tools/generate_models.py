@@ -60,7 +60,9 @@ def write_spec_run(spec_path, config_name, run_dir=None):
         source=spec.source_folder(dataset_spec), target=spec.target_folder(dataset_spec)
     )
     run = experiment.prepare(run_dir or os.path.join("runs", dataset_spec.name), cfg)
-    class_table.write(os.path.join(run.dir, class_table.FILE_NAME), table, spec=dataset_spec.path)
+    class_table.write(
+        os.path.join(run.dir, class_table.FILE_NAME), table, spec=os.path.abspath(spec_path)
+    )
     return run
 
 
