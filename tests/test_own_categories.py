@@ -166,6 +166,10 @@ def test_stages_infer_and_eval_on_the_second_split(shapes3, tmp_path):
         named,
     )
     assert os.path.isfile(os.path.join(named, ids[0] + ".png"))
+    out = run_tool(os.path.join(tool, "ablate.py"), run.dir, "--spec", shapes3.spec.path)
+    ablations = json.load(open(os.path.join(run.dir, "ablations.json")))
+    assert set(ablations) == {"uniform_attention", "swapped_labels"}
+    assert ablations["uniform_attention"]["images"] == len(ids) and "uniform_attention" in out
 
     # The joint snapshot in nets of another table: refused by name, naming both tables.
     other = class_table.make("other", ("a", "b", "c"), [n + "2" for n in table.source])

@@ -2,12 +2,14 @@
 """What a trained run's attention (or BaselineNet's class map) adds: ablations of its net.
 
     python3 tools/ablate.py RUN --voc-root VOC [--split val]
+    python3 tools/ablate.py RUN --spec SPEC                    # the dataset spec's val set
 
 RUN is a run folder of tools/demo.py or tools/repro_mini.py (its config.json, models and
 final joint snapshot). Its joint net segments the VOC-style split (JPEGImages,
-SegmentationClass) with ground-truth labels, intact and with each ablation of
-transfernet.ablation that applies to it: TransferNet with uniform attention and with each
-label swapped for another label of the same image, BaselineNet with its class map cut off.
+SegmentationClass), or a dataset spec's val set (data_prep.spec), with ground-truth labels,
+intact and with each ablation of transfernet.ablation that applies to it: TransferNet with
+uniform attention and with each label swapped for another label of the same image,
+BaselineNet with its class map cut off.
 Prints one line per ablation and a table, writes RUN/ablations.json. Exit status 2 with one
 error for a folder that is not a finished run.
 """
@@ -21,6 +23,7 @@ from transfernet.verbosity import quiet_caffe
 
 quiet_caffe(sys.argv)  # before caffe is imported
 
+from data_prep import spec  # noqa: E402
 from transfernet import evaluation, experiment  # noqa: E402
 from transfernet.atomic import write_text  # noqa: E402
 from transfernet.tables import markdown, pct, points  # noqa: E402
@@ -29,8 +32,10 @@ from transfernet.tables import markdown, pct, points  # noqa: E402
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run", help="run folder (tools/demo.py --run, a repro-mini run)")
-    parser.add_argument("--voc-root", required=True, help="VOC-style tree of the evaluation images")
-    parser.add_argument("--split", default="val", help="ImageSets/Segmentation list (val)")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--voc-root", help="VOC-style tree of the evaluation images")
+    where.add_argument("--spec", help="dataset spec whose val set is scored")
+    parser.add_argument("--split", default="val", help="with --voc-root: the list (val)")
     return parser.parse_args(argv)
 
 
@@ -53,7 +58,10 @@ def main(argv=None):
     caffe.set_mode_cpu()
     try:
         run = experiment.open_run(args.run)
-        val = evaluation.voc_eval_set(args.voc_root, run.cfg.data.target, args.split)
+        if args.spec:
+            val = evaluation.eval_set(*spec.load(args.spec).val, run.cfg.data.target)
+        else:
+            val = evaluation.voc_eval_set(args.voc_root, run.cfg.data.target, args.split)
         rows = evaluation.ablate(run, val, progress=experiment.timestamped_log("ablate"))
     except (OSError, ValueError) as e:
         print("ablate.py: error: %s" % e, file=sys.stderr)
