@@ -43,7 +43,14 @@ from transfernet import class_table
 
 SOURCE_CATEGORIES = ("all", "all_except_target")
 TARGET_KINDS = ("voc", "csv", "coco")
-SPEC_KEYS = {"name", "source", "target", "val", "overlaps", "out"}
+# The fields of a spec and of its parts: any other is an error (a misspelt "categories" would
+# otherwise silently be the default).
+KEYS = {
+    None: {"name", "source", "target", "val", "overlaps", "out"},
+    "source": {"coco", "images", "categories"},
+    "target": {"voc", "sbd", "csv", "coco", "images", "classes"},
+    "val": {"voc", "split", "images", "masks", "list"},
+}
 
 Spec = collections.namedtuple("Spec", "path name source target val overlaps out")
 Source = collections.namedtuple("Source", "coco images categories")
@@ -57,7 +64,8 @@ class SpecError(ValueError):
 
 def load(path):
     """The Spec of a JSON file (`path` as given, the paths it names absolute); SpecError naming
-    the file and the field."""
+    the file and the field. Read without transfernet.fileio, which needs numpy: the Makefile
+    asks this module on the host."""
     try:
         with open(path, "rb") as f:
             data = json.loads(f.read().decode("utf-8-sig"))
@@ -72,12 +80,7 @@ def parse(data, path):
     """The Spec of a spec's JSON data read from `path` (see load)."""
     if not isinstance(data, dict):
         raise SpecError("%s: a dataset spec is a JSON object" % path)
-    unknown = sorted(set(data) - SPEC_KEYS)
-    if unknown:
-        raise SpecError(
-            "%s: unknown field %s; a spec has %s"
-            % (path, ", ".join(map(repr, unknown)), ", ".join(sorted(SPEC_KEYS)))
-        )
+    _check_keys(path, data, None)
     base = os.path.dirname(os.path.abspath(path))
     field = _fields(path, base)
     name = field(data, "name", str)
@@ -85,6 +88,9 @@ def parse(data, path):
         raise SpecError("%s: name %r must be a word without spaces" % (path, name))
     source = field(data, "source", dict)
     target = field(data, "target", dict)
+    val = field(data, "val", dict)
+    for part, obj in (("source", source), ("target", target), ("val", val)):
+        _check_keys(path, obj, part)
     spec = Spec(
         path,
         name,
@@ -94,7 +100,7 @@ def parse(data, path):
             _categories(path, source.get("categories", "all_except_target")),
         ),
         _target(path, target, field),
-        _val(path, field(data, "val", dict), field),
+        _val(path, val, field),
         _overlaps(path, data.get("overlaps", {})),
         field(data, "out", "folder") if "out" in data else os.path.join(base, "lmdb"),
     )
@@ -106,6 +112,20 @@ def parse(data, path):
             % (path, ", ".join(map(repr, bad)), ", ".join(classes))
         )
     return spec
+
+
+def _check_keys(path, obj, part):
+    unknown = sorted(set(obj) - KEYS[part])
+    if unknown:
+        raise SpecError(
+            "%s: unknown field %s; %s has %s"
+            % (
+                path,
+                ", ".join("%s.%s" % (part, k) if part else repr(k) for k in unknown),
+                part or "a spec",
+                ", ".join(sorted(KEYS[part])),
+            )
+        )
 
 
 def _fields(path, base):

@@ -120,7 +120,11 @@ def test_bad_categories_are_errors_naming_the_spec(tmp_path, changes, categories
             r"target needs exactly one of 'voc', 'csv', 'coco', got 'voc', 'csv'",
         ),
         ({"overlaps": {"blob": "circle"}}, r"overlaps map to 'circle', which are not target"),
-        ({"extra": 1}, r"unknown field 'extra'"),
+        ({"extra": 1}, r"unknown field 'extra'; a spec has name, out, overlaps, source"),
+        (
+            {"source": {"coco": "s.json", "images": "s", "catgories": "all"}},
+            r"unknown field source.catgories; source has categories, coco, images",
+        ),
         ({"name": "my shapes"}, r"name 'my shapes' must be a word without spaces"),
         ({"val": []}, r"val must be a JSON object"),
     ],
