@@ -207,7 +207,7 @@ def _overlaps(path, value):
 
 
 def source_classes(spec, categories):
-    """coco.SourceClasses of the spec for a COCO JSON's `categories` ([{"id", "name"}]), with
+    """class_table.SourceClasses of the spec for a COCO JSON's `categories` ([{"id", "name"}]), with
     the class table (rule in the module docstring); SpecError naming the spec and the
     category on an unknown or duplicate name or a target class among the source categories."""
     where = "%s (source %s)" % (spec.path, spec.source.coco)
