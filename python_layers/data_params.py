@@ -1,7 +1,7 @@
 """SourceTargetData's param_str: its keys, their checks, and the layer's configuration.
 
 param_str (JSON), e.g.
-  {"source": "data/lmdb/coco60", "target": "data/lmdb/voc_train_aug", "source_fraction": 0.5,
+  {"source": "data/lmdb/source", "target": "data/lmdb/target", "source_fraction": 0.5,
    "batch_size": 8, "resize": 330, "crop": 320, "mirror": true,
    "mean": [104.008, 116.669, 122.675], "num_classes": 80, "multilabel": false,
    "seed": 0, "workers": 2, "classes": "coco60-voc20:20+60:..."}

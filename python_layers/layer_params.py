@@ -11,8 +11,8 @@ and declares them once as a dict of defaults:
         def setup(self, bottom, top):
             self.params = parse_params(self, self.param_str, DEFAULTS)
 
-    parse_params(layer, '{"source": "data/lmdb/coco60", "batch_size": 8}', DEFAULTS)
-    -> {"source": "data/lmdb/coco60", "batch_size": 8, "mirror": True,
+    parse_params(layer, '{"source": "data/lmdb/source", "batch_size": 8}', DEFAULTS)
+    -> {"source": "data/lmdb/source", "batch_size": 8, "mirror": True,
         "mean": [104.008, 116.669, 122.675], "target": None}
 
 Rules: '' (or whitespace) means {}; the JSON must be an object; every key must be declared;
