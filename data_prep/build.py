@@ -24,9 +24,10 @@ def load_source(dataset_spec):
     return dataset, spec.source_classes(dataset_spec, dataset["categories"])
 
 
-def build(dataset_spec, size, ratio=1.0, seed=0, workers=2, log=print, newer_than=None):
-    """Write the class table, then build the target and the source LMDB (see the module
-    docstring); `log` gets a line per LMDB built. Returns (ClassTable, source, target)."""
+def build(dataset_spec, size, subsets=((1.0, 0),), workers=2, log=print, newer_than=None):
+    """Write the class table, then build the target LMDB and a source LMDB per (ratio, subset
+    seed) of `subsets` (see the module docstring), the source JSON read once; `log` gets a
+    line per LMDB built. Returns (ClassTable, target, {(ratio, subset seed): source})."""
     marker = newer_than or dataset_spec.path
     missing = [m for m in spec.missing_inputs(dataset_spec) if not m[0].startswith("val.")]
     if missing:
@@ -44,12 +45,15 @@ def build(dataset_spec, size, ratio=1.0, seed=0, workers=2, log=print, newer_tha
         coco_category_ids={str(k): c for c, k in sorted(sources.ids.items())},
     )
     target = spec.target_folder(dataset_spec)
-    source = spec.source_folder(dataset_spec, ratio, seed)
     text = "records %dx%d" % (size, size)
     if not is_current(target, size, marker, table):
         log("building %s (%s)" % (target, text))
         build_target(dataset_spec.target, target, table, size, workers)
-    if not is_current(source, size, marker, table, ratio=ratio, seed=seed):
+    folders = {}
+    for ratio, seed in dict.fromkeys(subsets):
+        source = folders[ratio, seed] = spec.source_folder(dataset_spec, ratio, seed)
+        if is_current(source, size, marker, table, ratio=ratio, seed=seed):
+            continue
         subset = ", ratio %g, subset seed %d" % (ratio, seed) if ratio < 1 else ""
         log("building %s (%s%s)" % (source, text, subset))
         coco.build_source(
@@ -64,7 +68,7 @@ def build(dataset_spec, size, ratio=1.0, seed=0, workers=2, log=print, newer_tha
             sources,
             dataset,
         )
-    return table, source, target
+    return table, target, folders
 
 
 def build_target(target, out_dir, table, size, workers):
@@ -110,7 +114,7 @@ def main(argv=None):
         return 1
 
     def run():
-        table = build(dataset_spec, a.size, a.ratio, a.seed, a.workers)[0]
+        table = build(dataset_spec, a.size, [(a.ratio, a.seed)], a.workers)[0]
         print("\n".join(spec.describe(table) + ["wrote %s" % spec.table_path(dataset_spec)]))
 
     return common.run_build("data_prep.build", dataset_spec.out, run)

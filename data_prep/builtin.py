@@ -22,9 +22,7 @@ first, so smaller ones occlude larger ones (the COCO builder's overlap rule). De
 --seed.
 
   python3 -m data_prep.builtin --out data/builtin [--split paper|shapes3]
-  python3 -m data_prep.coco --root data/builtin/coco --out data/builtin/lmdb/source --size 138
-  python3 -m data_prep.voc --voc-root data/builtin/VOCdevkit/VOC2012 \
-      --out data/builtin/lmdb/target --size 138
+  python3 -m data_prep.build data/builtin/spec.json --size 138     # its class table and LMDBs
 """
 
 import argparse

@@ -33,9 +33,7 @@ def ensure_lmdbs(data_dir, size, log, subsets=(ALL_SOURCE,), seed=0, workers=2, 
         )
     marker = os.path.join(data_dir, builtin.MARKER)
     dataset_spec = spec.load(os.path.join(data_dir, SPEC_FILE))
-    sources = {}
-    for ratio, subset_seed in dict.fromkeys(subsets):
-        table, sources[ratio, subset_seed], target = build.build(
-            dataset_spec, size, ratio, subset_seed, workers, log, newer_than=marker
-        )
+    table, target, sources = build.build(
+        dataset_spec, size, subsets, workers, log, newer_than=marker
+    )
     return BuiltinData(dataset_spec, table, target, sources)

@@ -305,17 +305,11 @@ def table_path(spec):
 
 def describe(table):
     """Lines of a class table: ids and names of each side."""
-    names = table.names
     t = len(table.target)
     return [
         "class table %s (%s)" % (table.name, table.tag),
-        "  target 1..%d: %s" % (t, ", ".join(names[k] for k in range(1, t + 1))),
-        "  source %d..%d: %s"
-        % (
-            t + 1,
-            table.num_classes,
-            ", ".join(names[k] for k in range(t + 1, table.num_classes + 1)),
-        ),
+        "  target 1..%d: %s" % (t, ", ".join(table.target)),
+        "  source %d..%d: %s" % (t + 1, table.num_classes, ", ".join(table.source)),
     ]
 
 

@@ -66,6 +66,9 @@ def test_class_table_ids_tag_and_file_round_trip(tmp_path):
     path = str(tmp_path / "classes.json")
     class_table.write(path, table)
     assert class_table.read(path) == table
+    alone = class_table.make("alone", ["cross"], [])  # no source category: an empty "source"
+    class_table.write(str(tmp_path / "alone.json"), alone)
+    assert class_table.read(str(tmp_path / "alone.json")) == alone
     assert json.load(open(path))["classes"] == {"1": "cross", "2": "star"}  # eval's --classes
     net_name = "transfernet_tiny_seg_deploy" + class_table.TAG_PREFIX + table.tag
     assert class_table.tag_of_net(net_name) == table.tag
@@ -202,7 +205,8 @@ def test_spec_build_drops_source_images_with_a_target_category(tmp_path):
     cv2.imwrite(str(target / "t.jpg"), np.zeros((16, 16, 3), np.uint8))
     (tmp_path / "tags.csv").write_text("t.jpg,star\n")
     dataset_spec = spec.load(minimal_spec(tmp_path))
-    table, source, target_dir = build.build(dataset_spec, 16, workers=0, log=lambda line: None)
+    table, target_dir, sources = build.build(dataset_spec, 16, workers=0, log=lambda line: None)
+    source = sources[1.0, 0]
     assert table.names == {1: "cross", 2: "star", 3: "gear", 4: "blob"}
     meta = records.read_meta(source)
     assert meta["count"] == 2 and meta["dropped"]["target_category"] == 2

@@ -5,7 +5,7 @@ The paper's table (Sec. 5.1) is the 20 VOC classes and the 60 non-PASCAL COCO ca
 COCO category-id order (transfernet.classes). A dataset spec (data_prep.spec) makes another.
 The table's tag (name, sizes and a hash of the names) goes into every generated net's name,
 so that Caffe writes it into each caffemodel it snapshots and a caffemodel of another table is
-refused by name (tag_of_net, check_weights_tag), not only when its sizes differ.
+refused by name (tag_of_net here, weights.check_class_table), not only when its sizes differ.
 
 classes.json, written beside a spec's LMDBs, holds the table; its "classes" are the target
 classes (what tools/eval.py --classes and tools/infer.py --classes read).
@@ -130,7 +130,7 @@ def read(path):
 def _names(ids):
     """Names of an {"id": name} object in id order; ValueError unless the ids are consecutive."""
     order = sorted((int(k), n) for k, n in ids.items())
-    if [k for k, _ in order] != list(range(order[0][0], order[0][0] + len(order))):
+    if order and [k for k, _ in order] != list(range(order[0][0], order[0][0] + len(order))):
         raise ValueError("class ids %s are not consecutive" % [k for k, _ in order])
     return [n for _, n in order]
 
